@@ -1,0 +1,1 @@
+"""vgpu-bench runners: plan, launch, measure, track and summarize workloads."""

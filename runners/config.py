@@ -1,0 +1,114 @@
+"""The typed configuration. Hydra composes YAML into these dataclasses, and
+`OmegaConf.to_object` constructs them, so every `__post_init__` check runs before
+anything is launched. Standard library only: the worker reads the same shape from JSON."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Dict, Optional
+
+
+class Precision(Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+class WorkloadKind(Enum):
+    infer = "infer"
+    train = "train"
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "bert"
+    size: Optional[str] = None  # None: the entry's real (default) size
+
+
+@dataclass
+class WorkloadConfig:
+    kind: WorkloadKind = WorkloadKind.infer
+    batch_size: int = 8
+    seq_len: int = 128  # text models
+    image_size: int = 224  # vision models
+    precision: Precision = Precision.fp32
+    warmup_steps: int = 3
+    min_steps: int = 10  # measurement ends once BOTH min_steps and min_duration_s are met,
+    min_duration_s: float = 3.0
+    max_duration_s: float = 120.0  # or when this much measured time has passed
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "seq_len", "image_size", "min_steps"):
+            _check(getattr(self, name) >= 1, f"workload.{name} must be >= 1, got {getattr(self, name)}")
+        _check(self.warmup_steps >= 0, f"workload.warmup_steps must be >= 0, got {self.warmup_steps}")
+        _check(self.min_duration_s >= 0, f"workload.min_duration_s must be >= 0, got {self.min_duration_s}")
+        _check(
+            self.max_duration_s > 0 and self.max_duration_s >= self.min_duration_s,
+            f"workload.max_duration_s must be > 0 and >= workload.min_duration_s "
+            f"({self.min_duration_s}), got {self.max_duration_s}",
+        )
+
+
+@dataclass
+class BackendConfig:
+    name: str = "auto"
+    threads: Optional[int] = None  # CPU threads of the worker (intra-op); None: the framework's default
+    extra_env: Dict[str, str] = field(default_factory=dict)  # more variables for the worker
+
+    def __post_init__(self) -> None:
+        _check(self.threads is None or self.threads >= 1, f"backend.threads must be >= 1, got {self.threads}")
+
+
+@dataclass
+class TrackingConfig:
+    name: str = "mlflow"  # "mlflow" or "none"
+    uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<results_dir>/mlflow.db
+    experiment: str = "vgpu-bench"
+
+
+@dataclass
+class BenchConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    seed: int = 0
+    label: str = ""  # free text to group runs (a release, an experiment)
+    timeout_s: float = 900.0  # hard limit for the whole worker process
+    results_dir: str = "results"
+
+    def __post_init__(self) -> None:
+        _check(self.timeout_s > 0, f"timeout_s must be > 0, got {self.timeout_s}")
+
+
+def to_plain(value: Any) -> Any:
+    """Dataclasses/enums -> JSON-ready dicts, lists and scalars."""
+    if isinstance(value, Enum):
+        return value.value
+    if hasattr(value, "__dataclass_fields__"):
+        return {name: to_plain(getattr(value, name)) for name in value.__dataclass_fields__}
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}: the form MLflow params take."""
+    plain = to_plain(value)
+    if not isinstance(plain, dict):
+        return {prefix: plain}
+    out: dict[str, Any] = {}
+    for key, item in plain.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if isinstance(item, dict) and item:
+            out.update(flatten(item, name))
+        else:
+            out[name] = item
+    return out

@@ -1,0 +1,66 @@
+"""The environment fingerprint recorded with every result: where, on what, with what."""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("torch", "torchvision", "transformers", "tensorflow", "keras", "numpy", "nvidia-ml-py")
+
+
+def suite_version() -> str:
+    try:
+        return importlib.metadata.version("vgpu-bench")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def git_commit() -> str:
+    """The suite's commit, with `+dirty` when the tree has uncommitted changes."""
+    try:
+        run = lambda *args: subprocess.run(  # noqa: E731
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        commit = run("rev-parse", "HEAD")
+        return commit + ("+dirty" if run("status", "--porcelain", "--untracked-files=no") else "")
+    except Exception:
+        return "unknown"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def collect(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Host facts, readable without any framework; the framework adds its own via `extra`."""
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "packages": package_versions(),
+        **(extra or {}),
+    }

@@ -1,0 +1,47 @@
+"""Framework adapters: how a zoo entry of one framework is placed on a device, run at
+a precision, synchronized and timed. Adding a framework means adding one adapter.
+Adapters import their framework lazily, so listing them costs nothing."""
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar, Optional
+
+from runners.measure import StepTimer
+from zoo.base import InputShape, ZooModel
+from zoo.registry import Registry
+
+
+class Framework:
+    name: ClassVar[str]
+
+    def __init__(self, device: str, precision: str, threads: Optional[int]):
+        self.device, self.precision, self.threads = device, precision, threads
+
+    def prepare(self, entry: ZooModel, kind: str, batch_size: int, shape: InputShape, seed: int) -> Callable[[], Any]:
+        """Build the model and its batch on the device; return one step of the workload."""
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        """Wait for all work launched on the device."""
+
+    def step_timer(self) -> Optional[StepTimer]:
+        """Device-side per-step timer, where the device has one."""
+        return None
+
+    def final_loss(self) -> Optional[float]:
+        return None
+
+    def param_count(self) -> Optional[int]:
+        return None
+
+    def memory(self) -> list[dict[str, Any]]:
+        """Peak memory readings, each with its `source`."""
+        return []
+
+    def describe(self) -> dict[str, Any]:
+        """Framework and device facts for the environment fingerprint."""
+        return {}
+
+
+frameworks: Registry[type[Framework]] = Registry("framework")
+
+from runners.frameworks import python, pytorch  # noqa: E402,F401  (registers the adapters)

@@ -1,0 +1,125 @@
+"""PyTorch: device placement, autocast precision, train/infer steps, CUDA timing."""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Optional
+
+from runners.frameworks import Framework, frameworks
+
+_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
+
+
+class CudaEventTimer:
+    """A pair of CUDA events per step; read once after the loop, so no extra syncs."""
+
+    def __init__(self, torch):
+        self.torch, self.pairs, self._start = torch, [], None
+
+    def start(self) -> None:
+        self._start = self.torch.cuda.Event(enable_timing=True)
+        self._start.record()
+
+    def stop(self) -> None:
+        end = self.torch.cuda.Event(enable_timing=True)
+        end.record()
+        self.pairs.append((self._start, end))
+
+    def times_ms(self) -> list[float]:
+        self.torch.cuda.synchronize()
+        return [start.elapsed_time(end) for start, end in self.pairs]
+
+
+def _move(batch: Any, device) -> Any:
+    if isinstance(batch, dict):
+        return {k: _move(v, device) for k, v in batch.items()}
+    return batch.to(device, non_blocking=True) if hasattr(batch, "to") else batch
+
+
+@frameworks.register
+class TorchFramework(Framework):
+    name = "pytorch"
+
+    def __init__(self, device, precision, threads):
+        super().__init__(device, precision, threads)
+        import torch
+
+        self.torch = torch
+        if threads:
+            torch.set_num_threads(threads)
+        self.model = None
+        self._loss = None
+
+    def autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return self.torch.autocast(device_type=self.device, dtype=getattr(self.torch, _DTYPES[self.precision]))
+
+    def prepare(self, entry, kind, batch_size, shape, seed):
+        torch = self.torch
+        torch.manual_seed(seed)  # weights are random: the seed makes them the same everywhere
+        model = entry.build().to(self.device)
+        batch = _move(entry.make_batch(batch_size, shape, seed), self.device)
+        self.model = model
+        if kind == "infer":
+            model.eval()
+
+            def infer_step():
+                with torch.inference_mode(), self.autocast():
+                    return entry.forward(model, batch)
+
+            return infer_step
+
+        model.train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        scaler = torch.amp.GradScaler(self.device, enabled=self.precision == "fp16" and self.device == "cuda")
+
+        def train_step():
+            optimizer.zero_grad(set_to_none=True)
+            with self.autocast():
+                loss = entry.loss(model, batch)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            self._loss = loss
+            return loss
+
+        return train_step
+
+    def synchronize(self) -> None:
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
+
+    def step_timer(self):
+        return CudaEventTimer(self.torch) if self.device == "cuda" else None
+
+    def final_loss(self) -> Optional[float]:
+        return float(self._loss.detach().float()) if self._loss is not None else None
+
+    def param_count(self) -> Optional[int]:
+        return sum(p.numel() for p in self.model.parameters()) if self.model is not None else None
+
+    def memory(self):
+        if self.device != "cuda":
+            return []
+        cuda = self.torch.cuda
+        return [
+            {"source": "torch.cuda.max_memory_allocated", "peak_mb": cuda.max_memory_allocated() / 2**20,
+             "scope": "tensors held by the PyTorch caching allocator"},
+            {"source": "torch.cuda.max_memory_reserved", "peak_mb": cuda.max_memory_reserved() / 2**20,
+             "scope": "memory the caching allocator reserved from the device"},
+        ]
+
+    def describe(self):
+        torch = self.torch
+        info: dict[str, Any] = {
+            "torch": torch.__version__,
+            "torch_cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+            "threads": torch.get_num_threads(),
+        }
+        if self.device == "cuda":
+            props = torch.cuda.get_device_properties(0)
+            info["cuda_device"] = {"name": props.name, "capability": f"{props.major}.{props.minor}",
+                                   "memory_total_mb": props.total_memory / 2**20,
+                                   "uuid": str(getattr(props, "uuid", "")) or None}
+        return info

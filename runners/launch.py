@@ -1,0 +1,113 @@
+"""plan -> isolated worker -> result file. The worker is a child process in its own
+session, started with the backend's environment and killed at its deadline. Whatever
+happens to it, a result file exists afterwards."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from runners import results
+from runners.plan import Job
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+KILL_GRACE_S = 5.0
+POLL_S = 0.25
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the worker's process group, SIGKILL after a grace period."""
+    for sig, wait_s in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _last_line(path: Path) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, os.path.getsize(path) - 4096))
+            lines = handle.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else ""
+    except OSError:
+        return ""
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def worker_env(job: Job) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(job.backend.environment())
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def launch(job: Job, results_dir: Path, progress: Callable[[str], None] = lambda line: None) -> tuple[dict[str, Any], Path]:
+    """Run `job` in a worker; return its result and run directory."""
+    run_id, run_dir = job.new_run_dir(results_dir)
+    run_dir.mkdir(parents=True)
+    job_json = job.to_json(run_id)
+    job_json["spawned_at"] = time.time()
+    job_path = run_dir / results.JOB_FILE
+    job_path.write_text(json.dumps(job_json, indent=2))
+    log_path = run_dir / results.LOG_FILE
+    timeout_s = job.config.timeout_s
+    timed_out = False
+
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runners.worker", str(job_path)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=worker_env(job), cwd=REPO_ROOT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=POLL_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() >= deadline:
+                        timed_out = True
+                        _stop(proc)
+                        break
+                    progress(_last_line(log_path))
+        finally:
+            if proc.poll() is None:  # the parent is being interrupted: never leave a worker behind
+                _stop(proc)
+
+    result_path = run_dir / results.RESULT_FILE
+    result = results.load(result_path) if result_path.exists() else None
+    if timed_out:
+        result = results.fail(result or results.new(job_json), "Timeout",
+                              f"worker exceeded timeout_s={timeout_s:g} and was killed", _tail(log_path))
+    elif result is None:
+        code = proc.returncode
+        if code < 0:
+            name = signal.Signals(-code).name
+            hint = " (possibly the out-of-memory killer)" if name == "SIGKILL" else ""
+            error, message = "WorkerKilled", f"worker killed by {name}{hint} before writing a result"
+        else:
+            error, message = "WorkerExited", f"worker exited with code {code} before writing a result"
+        result = results.fail(results.new(job_json), error, message, _tail(log_path))
+    result["worker_exit_code"] = proc.returncode
+    results.write(result_path, result)
+    return result, run_dir

@@ -1,0 +1,74 @@
+"""result file -> MLflow. Only the parent talks to MLflow, after the worker returned."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from runners import results
+from runners.config import TrackingConfig, flatten
+from runners.redact import redact_value
+
+MAX_PARAM_LENGTH = 6000  # MLflow's limit for a param value
+
+
+def tracking_uri(config: TrackingConfig, results_dir: Path) -> str:
+    return config.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{results_dir.resolve()}/mlflow.db"
+
+
+def _experiment_id(client, name: str, results_dir: Path) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    # Artifacts next to the store, not in whatever directory the command ran from.
+    return client.create_experiment(name, artifact_location=(results_dir.resolve() / "mlartifacts").as_uri())
+
+
+def tags_of(result: dict[str, Any]) -> dict[str, str]:
+    config = result["config"]
+    return {
+        "model": result["model"]["name"],
+        "model_size": str(result["model"]["size"]),
+        "workload": result["workload"],
+        "backend": result["backend"]["name"],
+        "backend_requested": result["backend"].get("requested", ""),
+        "framework": result["model"]["framework"],
+        "device_name": str(result["device"].get("name") or ""),
+        "status": result["status"],
+        "label": config.get("label", ""),
+        "suite_version": result["environment"].get("suite", {}).get("version", "unknown"),
+        "git_commit": result["environment"].get("suite", {}).get("git_commit", "unknown"),
+        "run_id": result["run_id"],
+        "mlflow.runName": result["run_name"],
+    }
+
+
+def log_result(result: dict[str, Any], run_dir: Path, config: TrackingConfig, results_dir: Path) -> str:
+    """Log one run; returns the MLflow run id. A failed workload is a FAILED run."""
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri(config, results_dir))
+    experiment_id = _experiment_id(client, config.experiment, results_dir)
+    tags = tags_of(result)
+    if result["error"]:
+        tags["error_type"] = result["error"]["type"]
+        tags["error"] = result["error"]["message"][:5000]
+    run = client.create_run(experiment_id, run_name=result["run_name"], tags=tags,
+                            start_time=int(result["started_at"] * 1000))
+    run_id = run.info.run_id
+    timestamp = int((result["finished_at"] or result["started_at"]) * 1000)
+    params = [Param(k, redact_value(str(v))[:MAX_PARAM_LENGTH]) for k, v in flatten(result["config"]).items()]
+    params.append(Param("model.resolved_size", str(result["model"]["size"])))
+    metrics = [Metric(k, v, timestamp, 0) for k, v in result["metrics"].items()]
+    for start in range(0, len(params), 100):  # log_batch takes at most 100 params per call
+        client.log_batch(run_id, params=params[start:start + 100])
+    client.log_batch(run_id, metrics=metrics)
+    for name in (results.RESULT_FILE, results.LOG_FILE, results.JOB_FILE):
+        if (run_dir / name).exists():
+            client.log_artifact(run_id, str(run_dir / name))
+    client.log_text(run_id, json.dumps(result["config"], indent=2), "config.json")
+    client.set_terminated(run_id, status="FINISHED" if result["status"] == "success" else "FAILED",
+                          end_time=timestamp)
+    return run_id

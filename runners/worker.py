@@ -1,0 +1,129 @@
+"""The isolated worker: `python -m runners.worker <run-dir>/job.json`.
+
+Runs one workload in this fresh process (started with the backend's environment, so a
+virtualization layer is in place before CUDA initializes) and always writes
+result.json next to the job, also when the workload fails. Needs only the framework
+and the standard library: no Hydra, no MLflow."""
+from __future__ import annotations
+
+import contextlib
+import json
+import resource
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from runners import fingerprint, measure, results, stats
+from runners.frameworks import frameworks
+from runners.nvml import MemorySampler
+
+
+def log(line: str) -> None:
+    print(f"[worker {time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+
+def _terminated(signum, frame):
+    raise SystemExit(f"worker stopped by {signal.Signals(signum).name}")
+
+
+def run_workload(job: dict[str, Any], result: dict[str, Any], state: dict[str, Any]) -> None:
+    import zoo  # registers entries; frameworks are imported by the adapters themselves
+
+    config, workload = job["config"], job["config"]["workload"]
+    entry = zoo.get(config["model"]["name"])(job["model"]["size"])
+    shape = zoo.InputShape(seq_len=workload["seq_len"], image_size=workload["image_size"])
+    device = job["backend"]["device"]
+    framework = frameworks.get(entry.framework)(device, workload["precision"], config["backend"]["threads"])
+    state["framework"] = framework
+
+    log(f"building {entry.name} ({entry.size}) for {workload['kind']} on {device}")
+    step = framework.prepare(entry, workload["kind"], workload["batch_size"], shape, config["seed"])
+    result["model"]["params"] = framework.param_count()
+    sampler = MemorySampler() if device == "cuda" else contextlib.nullcontext()
+    with sampler:
+        m = measure.run(
+            step,
+            framework.synchronize,
+            warmup_steps=workload["warmup_steps"],
+            min_steps=workload["min_steps"],
+            min_duration_s=workload["min_duration_s"],
+            max_duration_s=workload["max_duration_s"],
+            timer=framework.step_timer(),
+            progress=log,
+        )
+
+    memory = framework.memory() + (sampler.readings() if device == "cuda" else [])
+    memory.append({"source": "rusage.ru_maxrss", "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                   "scope": "host memory, peak resident set of the worker process"})
+    result["memory"] = memory
+
+    latency = stats.summarize_ms(m.step_times_ms)
+    device_latency = stats.summarize_ms(m.device_times_ms) if m.device_times_ms else {}
+    total_s = sum(m.step_times_ms) / 1e3
+    throughput = workload["batch_size"] * len(m.step_times_ms) / total_s
+    tokens = entry.items_per_sample(shape)
+    results.set_metrics(result, {
+        "throughput": throughput,
+        "tokens_per_s": throughput * tokens if tokens else None,
+        "latency_ms_p50": latency["p50"],
+        "latency_ms_p90": latency["p90"],
+        "latency_ms_p99": latency["p99"],
+        "latency_ms_mean": latency["mean"],
+        "latency_ms_stdev": latency["stdev"],
+        "device_ms_p50": device_latency.get("p50"),
+        "device_ms_mean": device_latency.get("mean"),
+        "memory_peak_mb": memory[0]["peak_mb"],  # the allocator's view on a GPU, process RSS on the CPU
+        "time_to_first_step_s": m.first_step_done_at - job["spawned_at"],
+        "steps": len(m.step_times_ms),
+        "measured_s": m.duration_s,
+    })
+    result["memory_peak_source"] = memory[0]["source"]
+    result["measurement"] = {
+        "warmup_steps": m.warmup_steps,
+        "steps": len(m.step_times_ms),
+        "duration_s": m.duration_s,
+        "reached_minimums": m.reached_minimums,
+        "step_times_ms": m.step_times_ms,
+        "device_times_ms": m.device_times_ms,
+        "final_loss": framework.final_loss(),
+    }
+    result["status"] = "success"
+    log(f"{throughput:.2f} samples/s, p50 {latency['p50']:.2f} ms over {len(m.step_times_ms)} steps")
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _terminated)
+    job_path = Path(argv[0])
+    job = json.loads(job_path.read_text())
+    result = results.new(job)
+    state: dict[str, Any] = {}
+    try:
+        run_workload(job, result, state)
+    except BaseException as exc:  # noqa: BLE001  (every failure becomes a recorded result)
+        tail = "".join(traceback.format_exception(exc)[-30:])
+        results.fail(result, type(exc).__name__, str(exc) or repr(exc), tail)
+        log(f"FAILED: {type(exc).__name__}: {exc}")
+        print(tail, file=sys.stderr, flush=True)
+    finally:
+        framework = state.get("framework")
+        extra: dict[str, Any] = {"suite": job["suite"]}  # the backend is recorded at the top level
+        with contextlib.suppress(Exception):
+            extra["framework"] = framework.describe() if framework else {}
+            gpu = extra["framework"].get("cuda_device")
+            result["device"]["name"] = gpu["name"] if gpu else fingerprint.cpu_model()
+        with contextlib.suppress(Exception):
+            from runners.nvml import visible_gpus
+
+            if job["backend"]["device"] == "cuda":
+                extra["gpus"] = visible_gpus()[0]
+        result["environment"] = fingerprint.collect(extra)
+        result["finished_at"] = time.time()
+        results.write(job_path.parent / results.RESULT_FILE, result)
+    return 0 if result["status"] == "success" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,44 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small enough for a 2-core CI machine; every shipped model takes these.
+TINY = [
+    "model.size=tiny", "workload.batch_size=2", "workload.seq_len=16", "workload.image_size=32",
+    "workload.warmup_steps=1", "workload.min_steps=2", "workload.min_duration_s=0",
+]
+
+
+def has_gpu() -> bool:
+    from runners.nvml import visible_gpus
+
+    return bool(visible_gpus()[0])
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    path = tmp_path / "results"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def cli(results_dir):
+    """Run `python -m runners.bench` as a user would, against a temporary results dir."""
+
+    def run(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir), **(env or {})}
+        full_env.pop("MLFLOW_TRACKING_URI", None)
+        return subprocess.run([sys.executable, "-m", "runners.bench", *args], cwd=REPO, env=full_env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    return run
+
+
+def run_dirs(results_dir: Path) -> list[Path]:
+    return sorted((results_dir / "runs").glob("*")) if (results_dir / "runs").exists() else []

@@ -1,0 +1,43 @@
+"""Every shipped model x workload x backend option runs end to end on tiny shapes (CPU)."""
+import json
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+import zoo
+from conftest import TINY, has_gpu, run_dirs
+from runners import compose
+
+
+@pytest.mark.slow
+def test_every_shipped_config_runs_on_tiny_shapes(cli, results_dir):
+    models = ",".join(compose.group_options("model"))
+    workloads = ",".join(compose.group_options("workload"))
+    backends = "cpu,auto" if not has_gpu() else "cpu,auto,native"
+    done = cli("--multirun", f"model={models}", f"workload={workloads}", f"backend={backends}", *TINY, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    results = [json.loads((d / "result.json").read_text()) for d in run_dirs(results_dir)]
+    expected = len(compose.group_options("model")) * len(compose.group_options("workload")) * len(backends.split(","))
+    assert len(results) == expected
+    for result in results:
+        assert result["status"] == "success", result["error"]
+        assert result["model"]["size"] == "tiny" and result["metrics"]["throughput"] > 0
+        entry = zoo.get(result["model"]["name"])
+        if entry.inputs == "text":
+            assert result["metrics"]["tokens_per_s"] == pytest.approx(result["metrics"]["throughput"] * 16)
+        if entry.framework == "pytorch":
+            assert result["model"]["params"] > 0
+            assert result["environment"]["framework"]["torch"]
+        if result["workload"] == "train" and entry.framework == "pytorch":
+            assert result["measurement"]["final_loss"] > 0
+
+    client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id])
+    assert len(runs) == expected and {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_tracking_none_writes_results_but_no_store(cli, results_dir):
+    done = cli("model=dummy", "backend=cpu", "tracking=none", *TINY)
+    assert done.returncode == 0
+    assert len(run_dirs(results_dir)) == 1 and not (results_dir / "mlflow.db").exists()

@@ -1,0 +1,58 @@
+"""MLflow logging into a temporary sqlite store, through the real command line."""
+import json
+
+from mlflow.tracking import MlflowClient
+
+from conftest import TINY, run_dirs
+
+METRICS = {"throughput", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean",
+           "memory_peak_mb", "time_to_first_step_s"}
+TAGS = {"model", "workload", "backend", "framework", "device_name", "status", "label", "suite_version"}
+
+
+def _runs(results_dir):
+    client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
+    experiment = client.get_experiment_by_name("vgpu-bench")
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def test_a_run_is_logged_with_params_metrics_tags_and_artifacts(cli, results_dir):
+    done = cli("model=bert", "workload=train", "backend=cpu", "label=t1", *TINY)
+    assert done.returncode == 0, done.stderr
+    client, runs = _runs(results_dir)
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED" and run.info.run_name == "bert-train-cpu"
+    assert METRICS <= set(run.data.metrics) and run.data.metrics["throughput"] > 0
+    assert TAGS <= set(run.data.tags)
+    assert run.data.tags["label"] == "t1" and run.data.tags["status"] == "success"
+    assert run.data.params["workload.batch_size"] == "2" and run.data.params["model.resolved_size"] == "tiny"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"result.json", "worker.log", "config.json"} <= artifacts
+    local = client.download_artifacts(run.info.run_id, "result.json")
+    assert json.load(open(local))["run_id"] == run_dirs(results_dir)[0].name
+
+
+def test_a_failed_workload_is_a_failed_run_and_the_command_exits_1(cli, results_dir):
+    done = cli("model=dummy", "backend=cpu", *TINY, "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=raise")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    _, runs = _runs(results_dir)
+    assert runs[0].info.status == "FAILED"
+    assert runs[0].data.tags["error_type"] == "RuntimeError" and runs[0].data.tags["status"] == "failed"
+
+
+def test_a_sweep_goes_on_after_a_failure(cli, results_dir):
+    done = cli("--multirun", "model=dummy", "backend=cpu", *TINY,
+               "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=raise,none")
+    assert done.returncode == 1
+    _, runs = _runs(results_dir)
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]
+    assert "failed: RuntimeError" in done.stdout and "success" in done.stdout  # the summary table
+
+
+def test_an_unreachable_store_keeps_the_result_file(cli, results_dir):
+    (results_dir / "not-a-dir").write_text("")
+    done = cli("model=dummy", "backend=cpu", *TINY, f"tracking.uri=sqlite:///{results_dir}/not-a-dir/x.db")
+    assert done.returncode == 1 and "could not log" in done.stderr and "the result is kept" in done.stderr
+    assert len(run_dirs(results_dir)) == 1 and (run_dirs(results_dir)[0] / "result.json").exists()

@@ -1,0 +1,67 @@
+"""The failure paths of the isolated worker, with the framework-free dummy workload."""
+import pytest
+
+from conftest import TINY
+from runners import compose, results
+from runners.launch import launch
+from runners.plan import plan
+
+
+def _launch(results_dir, *overrides):
+    config = compose.compose_config(compose.check_overrides(
+        ["model=dummy", "backend=cpu", "tracking=none", *TINY, f"results_dir={results_dir}", *overrides]))
+    return launch(plan(config), results_dir)
+
+
+def test_success_writes_a_complete_result(results_dir):
+    result, run_dir = _launch(results_dir)
+    assert result["status"] == "success" and result["error"] is None
+    assert result["metrics"]["throughput"] > 0 and result["metrics"]["steps"] >= 2
+    assert results.load(run_dir / results.RESULT_FILE) == result
+    assert (run_dir / results.LOG_FILE).read_text().count("[worker") >= 2
+
+
+def test_an_exception_is_recorded_with_its_traceback(results_dir):
+    result, _ = _launch(results_dir, "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=raise")
+    assert result["status"] == "failed"
+    assert result["error"]["type"] == "RuntimeError"
+    assert "failed on purpose" in result["error"]["message"]
+    assert "dummy.py" in result["error"]["traceback"]
+    assert result["environment"]["host"]  # the fingerprint is written on failure too
+
+
+def test_an_exit_without_a_result_becomes_a_failed_result(results_dir):
+    result, run_dir = _launch(results_dir, "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=exit")
+    assert result["error"]["type"] == "WorkerExited" and "code 3" in result["error"]["message"]
+    assert result["worker_exit_code"] == 3
+    assert results.load(run_dir / results.RESULT_FILE)["status"] == "failed"
+
+
+def test_a_crash_names_the_signal(results_dir):
+    result, _ = _launch(results_dir, "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=segfault")
+    assert result["error"]["type"] == "WorkerKilled" and "SIGSEGV" in result["error"]["message"]
+
+
+def test_a_hang_is_killed_at_the_timeout(results_dir):
+    result, _ = _launch(results_dir, "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=hang", "timeout_s=2")
+    assert result["error"]["type"] == "Timeout" and "timeout_s=2" in result["error"]["message"]
+    assert "building dummy" in result["error"]["traceback"]  # the log tail says where it was
+
+
+def test_the_worker_gets_the_backend_environment(results_dir):
+    result, _ = _launch(results_dir, "backend.threads=1", "backend.extra_env.SOME_SECRET=hidden")
+    assert result["backend"]["env"]["OMP_NUM_THREADS"] == "1"
+    assert result["backend"]["env"]["SOME_SECRET"] == "***"
+    assert result["backend"]["env"]["CUDA_VISIBLE_DEVICES"] == ""
+
+
+@pytest.mark.parametrize("module", ["runners.bench", "runners.tracking"])
+def test_the_orchestrator_never_imports_a_framework(module):
+    import subprocess
+    import sys
+
+    code = (f"import sys, {module}, mlflow, runners.plan, runners.launch, zoo; "
+            "bad = [m for m in ('torch', 'tensorflow', 'transformers') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

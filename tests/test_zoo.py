@@ -1,0 +1,65 @@
+"""The zoo entries against upstream published figures, and their determinism."""
+import pytest
+
+import zoo
+from zoo.base import InputShape
+
+torch = pytest.importorskip("torch")
+
+
+def _params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_resnet50_matches_torchvision_published_params():
+    from zoo.torch_support import ensure_torchvision
+
+    ensure_torchvision()
+    from torchvision.models import ResNet50_Weights
+
+    model = zoo.get("resnet50")().build()
+    assert _params(model) == ResNet50_Weights.IMAGENET1K_V2.meta["num_params"] == 25_557_032
+
+
+def test_bert_base_matches_the_transformers_reference_config():
+    from transformers import BertConfig
+
+    reference = BertConfig()  # the defaults are bert-base-uncased
+    entry = zoo.get("bert")()
+    for key, value in entry.settings.items():
+        assert getattr(reference, key) == value
+    assert _params(entry.build()) == 109_483_778  # BertModel 109,482,240 + 2-class head
+
+
+def test_torchvision_and_transformers_import_next_to_cpu_torch():
+    import subprocess
+    import sys
+
+    code = ("from zoo.torch_support import ensure_torchvision; ensure_torchvision(); "
+            "import torchvision.transforms.v2, torchvision.models; from transformers import BertModel; "
+            "torchvision.models.mobilenet_v3_small(); print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)  # a fresh interpreter
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", ["bert", "resnet50"])
+def test_batches_and_weights_are_seeded(name):
+    entry = zoo.get(name)("tiny")
+    shape = InputShape(seq_len=8, image_size=32)
+    a, b, c = (entry.make_batch(2, shape, seed) for seed in (0, 0, 1))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    losses = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = entry.build().eval()
+        with torch.no_grad():
+            losses.append(entry.loss(model, a).item())
+    assert losses[0] == losses[1]
+
+
+def test_shape_limits_are_checked_before_running():
+    with pytest.raises(ValueError, match="maximum of 512"):
+        zoo.get("bert")().check_shape(InputShape(seq_len=1024))
+    with pytest.raises(ValueError, match="minimum of 32"):
+        zoo.get("resnet50")().check_shape(InputShape(image_size=16))

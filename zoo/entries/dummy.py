@@ -1,0 +1,44 @@
+"""A framework-free workload for testing the suite itself: each step sleeps, and the
+fault named in VGPU_BENCH_DUMMY_FAULT (set through `backend.extra_env`) is injected:
+`raise`, `exit`, `segfault`, `hang`, or `sleep:<seconds>` per step."""
+import os
+import time
+
+from zoo.base import ZooModel, models
+
+
+@models.register
+class Dummy(ZooModel):
+    name = "dummy"
+    framework = "python"
+    task = "self-test"
+    inputs = "none"
+    summary = "No model: sleeps per step and injects faults on request, to test the runners."
+    sizes = {"tiny": dict(step_s=0.001), "default": dict(step_s=0.01)}
+    default_size = "default"
+    hidden = True  # not part of the zoo a user browses
+
+    def build(self):
+        fault = os.environ.get("VGPU_BENCH_DUMMY_FAULT", "")
+        if fault == "raise":
+            raise RuntimeError("dummy workload failed on purpose")
+        if fault == "exit":
+            os._exit(3)
+        if fault == "segfault":
+            import ctypes
+
+            ctypes.string_at(0)
+        if fault == "hang":
+            while True:
+                time.sleep(1)
+        step_s = float(fault.split(":", 1)[1]) if fault.startswith("sleep:") else self.settings["step_s"]
+        return step_s
+
+    def make_batch(self, batch_size, shape, seed):
+        return batch_size
+
+    def forward(self, model, batch):
+        time.sleep(model)
+
+    def loss(self, model, batch):
+        time.sleep(model)
