@@ -37,10 +37,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -c "import runners.bench, zoo" && touch $@
 
 bench: setup ## run one workload (defaults: model=bert workload=infer backend=auto)
-	$(PY) -m runners.bench $(OVERRIDES)
+	@$(PY) -m runners.bench $(OVERRIDES)
 
 sweep: setup ## run a Hydra multirun over comma-separated values in ARGS
-	$(PY) -m runners.bench --multirun $(OVERRIDES)
+	@$(PY) -m runners.bench --multirun $(OVERRIDES)
 
 test: setup ## run the test suite (CPU; GPU tests skip without a GPU)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

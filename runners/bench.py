@@ -5,7 +5,6 @@ before anything runs. Then Hydra runs each job (sweeps included): plan -> worker
 result file -> MLflow, and a summary table is printed at the end."""
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from runners.plan import plan
 from zoo.registry import UnknownName
 
 compose.register()
-logging.getLogger("mlflow").setLevel(logging.WARNING)  # schema-migration chatter on a new store
 _completed: list[dict[str, Any]] = []
 _HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                            "--config-dir", "-cd", "--info", "-i", "--experimental-rerun"}

@@ -51,9 +51,7 @@ def _check_key(key: str) -> bool:
     for part in key.split("."):
         fields = _fields(node)
         if part not in fields:
-            where = ".".join(path) or "the root config"
-            raise UnknownName(f"key in {where}", ".".join([*path, part]),
-                              [".".join([*path, name]) for name in fields])
+            raise UnknownName("key", part, list(fields), prefix="".join(f"{p}." for p in path))
         path.append(part)
         node = fields[part]
         if typing.get_origin(node) in (dict, typing.Dict):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ def log_result(result: dict[str, Any], run_dir: Path, config: TrackingConfig, re
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # after import: mlflow sets its own level then
     client = MlflowClient(tracking_uri(config, results_dir))
     experiment_id = _experiment_id(client, config.experiment, results_dir)
     tags = tags_of(result)

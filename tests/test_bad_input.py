@@ -10,7 +10,7 @@ CASES = {
     "zero batch": (["workload.batch_size=0"], "workload.batch_size must be >= 1, got 0"),
     "unknown precision": (["workload.precision=fp8"], "invalid value for workload.precision"),
     "not a number": (["workload.batch_size=many"], "invalid value for workload.batch_size"),
-    "unknown key": (["workload.batchsize=2"], "unknown key in workload 'workload.batchsize'"),
+    "unknown key": (["workload.batchsize=2"], "unknown key 'workload.batchsize'. Did you mean 'workload.batch_size'?"),
     "malformed": (["workload.batch_size=[1,"], "malformed override"),
     "unknown size": (["model.size=huge"], "unknown size of model 'bert' 'huge'"),
     "too long input": (["workload.seq_len=4096"], "exceeds bert's maximum of 512"),

@@ -11,11 +11,14 @@ T = TypeVar("T")
 class UnknownName(LookupError):
     """A name that is not registered; the message is meant for the user as is."""
 
-    def __init__(self, kind: str, name: object, valid: list[str]):
+    def __init__(self, kind: str, name: object, valid: list[str], prefix: str = ""):
+        """`prefix` is shown before the name and each valid one, but not compared
+        (a shared `workload.` must not make every key look alike)."""
         self.kind, self.name, self.valid = kind, name, sorted(valid)
-        close = difflib.get_close_matches(str(name), self.valid, n=1, cutoff=0.5)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        super().__init__(f"unknown {kind} '{name}'.{hint} Valid: {', '.join(self.valid)}")
+        close = difflib.get_close_matches(str(name), self.valid, n=1, cutoff=0.6)
+        hint = f" Did you mean '{prefix}{close[0]}'?" if close else ""
+        listed = ", ".join(prefix + v for v in self.valid)
+        super().__init__(f"unknown {kind} '{prefix}{name}'.{hint} Valid: {listed}")
 
     def __str__(self) -> str:  # LookupError would quote the message
         return self.args[0]
@@ -50,9 +53,4 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[T]:
         return iter(self._entries[n] for n in self.names())
-
-
-def suggest(kind: str, name: str, valid: list[str]) -> UnknownName:
-    """The same answer for names that live outside a registry (config files, keys)."""
-    return UnknownName(kind, name, valid)
 
