@@ -14,11 +14,11 @@ RESULTS ?= results
 PORT ?= 5000
 OVERRIDES = $(if $(model),model=$(model)) $(if $(backend),backend=$(backend)) $(if $(workload),workload=$(workload)) $(ARGS)
 
-.PHONY: help setup bench sweep test ui clean
+.PHONY: help setup bench sweep probe test ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
-	@echo "  variables: model=<zoo name> backend=<cpu|native|auto> workload=<infer|train> ARGS=\"<Hydra overrides>\""
+	@echo "  variables: model=<zoo name> backend=<cpu|native|auto|vgpu|hami|mps|mig> workload=<infer|train> ARGS=\"<Hydra overrides>\""
 
 setup: $(VENV)/.installed ## create .venv with everything (idempotent)
 
@@ -41,6 +41,9 @@ bench: setup ## run one workload (defaults: model=bert workload=infer backend=au
 
 sweep: setup ## run a Hydra multirun over comma-separated values in ARGS
 	@$(PY) -m runners.bench --multirun $(OVERRIDES)
+
+probe: setup ## check a GPU backend's memory quota and compute share: make probe backend=mps
+	@$(PY) -m runners.bench workload=probe $(OVERRIDES)
 
 test: setup ## run the test suite (CPU; GPU tests skip without a GPU)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -5,6 +5,7 @@ before anything runs. Then Hydra runs each job (sweeps included): plan -> worker
 result file -> MLflow, and a summary table is printed at the end."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,13 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from runners import compose, console
-from runners.config import BenchConfig
+from runners import compose, console, results, tenants
+from runners.config import BackendConfig, BenchConfig, TrackingConfig, WorkloadKind
 from runners.errors import UsageError
-from runners.launch import launch
+from runners.launch import launch, plan_text
+from runners.nvml import visible_gpus
 from runners.plan import plan
+from runners.tracking import display_name
 from zoo.registry import UnknownName
 
 compose.register()
@@ -25,31 +28,94 @@ _HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-
                            "--config-dir", "-cd", "--info", "-i", "--experimental-rerun"}
 
 
-def run_job(config: BenchConfig) -> dict[str, Any]:
-    """One job end to end; never raises for a failure inside the workload."""
-    job = plan(config)
+def _track(config: BenchConfig, result: dict[str, Any], run_dir: Path, parent: str | None = None) -> bool:
+    """Log one result to MLflow; on failure warn and keep the result file. True when logged."""
+    if config.tracking.name != "mlflow":
+        return True
+    from runners.tracking import log_result, tracking_uri
+
     results_dir = Path(config.results_dir).resolve()
-    with console.progress(job.run_name) as update:
-        result, run_dir = launch(job, results_dir, progress=update)
-    row = {"result": result, "run_dir": run_dir, "mlflow_run_id": None, "tracked": True}
-    if config.tracking.name == "mlflow":
-        from runners.tracking import log_result, tracking_uri
+    try:
+        log_result(result, run_dir, config.tracking, results_dir, parent_run_id=parent)
+        return True
+    except Exception as exc:  # the result file is kept either way
+        console.console.print(f"[yellow]warning:[/] could not log {run_dir.name} to MLflow at "
+                              f"{tracking_uri(config.tracking, results_dir)}: {exc}; the result is kept in {run_dir}")
+        return False
+
+
+def _report(name: str, result: dict[str, Any], run_dir: Path, tracked: bool) -> None:
+    error = result["error"]
+    status = "ok" if result["status"] == "success" else f"FAILED ({error['type']}: {error['message']})"
+    console.console.print(f"{name}: {status} -> {run_dir}")
+    _completed.append({"result": result, "run_dir": run_dir, "tracked": tracked})
+
+
+def _run_tenants(job, update) -> None:
+    (alone, alone_dir), together, group = tenants.run(job, update)
+    summary = tenants.summarize(alone, [result for result, _ in together])
+    for result, run_dir in together:  # slowdown was added to each tenant's metrics
+        results.set_metrics(result, result["metrics"])
+        results.write(run_dir / results.RESULT_FILE, result)
+    parent, tracked = None, True
+    if job.config.tracking.name == "mlflow":
+        from runners.tracking import log_group
 
         try:
-            row["mlflow_run_id"] = log_result(result, run_dir, config.tracking, results_dir)
-        except Exception as exc:  # the result file is kept either way
-            row["tracked"] = False
-            console.console.print(f"[yellow]warning:[/] could not log {run_dir.name} to MLflow at "
-                                  f"{tracking_uri(config.tracking, results_dir)}: {exc}; the result is kept in {run_dir}")
-    status = "ok" if result["status"] == "success" else f"FAILED ({result['error']['type']}: {result['error']['message']})"
-    console.console.print(f"{job.run_name}: {status} -> {run_dir}")
-    _completed.append(row)
-    return row
+            parent = log_group(group, alone, summary, job.config.tracking, job.results_dir)
+        except Exception as exc:
+            tracked = False
+            console.console.print(f"[yellow]warning:[/] could not log group {group} to MLflow: {exc}")
+    for result, run_dir in [(alone, alone_dir), *together]:
+        _report(display_name(result), result, run_dir,
+                tracked and _track(job.config, result, run_dir, parent))
+    if summary:
+        console.console.print(
+            f"{group}: aggregate {summary['aggregate_throughput']:.2f} samples/s over {job.config.tenants} tenants, "
+            f"alone {summary['alone_throughput']:.2f}, mean slowdown {summary['mean_slowdown']:.2f}x, "
+            f"Jain fairness {summary['jain_fairness']:.3f}, window overlap {summary['window_overlap']:.0%}")
+
+
+def _native_reference(config: BenchConfig, update) -> dict[str, Any] | None:
+    """A probe on the bare GPU, for the share of compute a limited backend achieves."""
+    if config.backend.name == "native" or not visible_gpus()[0]:
+        return None
+    native = dataclasses.replace(config, backend=BackendConfig(name="native"), tracking=TrackingConfig(name="none"))
+    result, _ = launch(plan(native), update)
+    return result if result["status"] == "success" else None
+
+
+def run_job(config: BenchConfig) -> None:
+    """One job end to end (all its tenants); never raises for a failure inside a workload."""
+    job = plan(config)
+    if config.dry_run:
+        print(plan_text(job))
+        return
+    with console.progress(job.run_name) as update:
+        reference = None
+        if config.workload.kind is WorkloadKind.probe and job.backend.compute_share():
+            reference = _native_reference(config, update)  # before any daemon of the backend starts
+        with job.backend.session():
+            if config.tenants > 1:
+                _run_tenants(job, update)
+                return
+            result, run_dir = launch(job, update)
+    if reference and result["status"] == "success":
+        share = 100 * result["probe"]["compute_tflops"] / reference["probe"]["compute_tflops"]
+        result["probe"]["compute_share_achieved"] = share
+        result["probe"]["verdicts"]["compute_share_holds"] = abs(share - job.backend.compute_share()) <= 10
+        results.set_metrics(result, {**result["metrics"], "compute_share_achieved": share})
+        results.write(run_dir / results.RESULT_FILE, result)
+    _report(job.run_name, result, run_dir, _track(config, result, run_dir))
 
 
 @hydra.main(config_path="../configs", config_name="bench", version_base="1.3")
 def _hydra_entry(cfg: DictConfig) -> None:
-    run_job(compose.to_config(cfg))
+    try:
+        run_job(compose.to_config(cfg))
+    except UsageError as exc:  # e.g. a daemon that would not start: nothing ran
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _split(argv: list[str]) -> tuple[list[str], list[str], bool]:

@@ -30,7 +30,12 @@ def register() -> None:
     global _registered
     if _registered:
         return
-    ConfigStore.instance().store(name="bench_schema", node=BenchConfig)
+    from runners.backends import backends
+
+    store = ConfigStore.instance()
+    store.store(name="bench_schema", node=BenchConfig)
+    for backend in backends:  # each backend YAML extends its own typed schema
+        store.store(group="backend", name=f"base_{backend.name}", node=backend.config_class)
     # Two sweeps started in the same second must not share Hydra's output folder.
     OmegaConf.register_new_resolver("bench_unique", lambda: secrets.token_hex(3), use_cache=True)
     _registered = True
@@ -45,11 +50,13 @@ def _fields(cls) -> dict[str, object]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def _check_key(key: str) -> bool:
+def _check_key(key: str, backend_schema: type) -> bool:
     """Raise UnknownName for a key the schema lacks; True when it lands in a free-form dict."""
     node, path = BenchConfig, []
     for part in key.split("."):
         fields = _fields(node)
+        if node is BenchConfig:
+            fields["backend"] = backend_schema
         if part not in fields:
             raise UnknownName("key", part, list(fields), prefix="".join(f"{p}." for p in path))
         path.append(part)
@@ -67,19 +74,38 @@ def check_overrides(overrides: list[str]) -> list[str]:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as exc:
         raise UsageError(f"malformed override: {_first_line(exc)} (form: key=value, see `make help`)") from None
-    ready = []
-    for override, text in zip(parsed, overrides):
+    ready, chosen_backends = [], ["auto"]
+    for override in parsed:
         key = override.key_or_group
-        if override.package is None and key in GROUPS and "." not in key:
-            values = override.sweep_string_iterator() if override.is_sweep_override() else [override.value()]
+        if override.package is None and key in GROUPS:
+            values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
             for value in values:
                 if str(value) not in group_options(key):
                     raise UnknownName(key, value, group_options(key))
-        elif not key.startswith("hydra"):
-            if _check_key(key) and override.is_add() is False and not override.is_force_add():
+            if key == "backend":
+                chosen_backends = [str(v) for v in values]
+    backend_schema = _merged_schema(chosen_backends)
+    for override, text in zip(parsed, overrides):
+        key = override.key_or_group
+        if key not in GROUPS and not key.startswith("hydra"):
+            if _check_key(key, backend_schema) and override.is_add() is False and not override.is_force_add():
                 text = "++" + text  # a new entry of a dict such as backend.extra_env needs no '+'
         ready.append(text)
     return ready
+
+
+def _merged_schema(names: list[str]) -> type:
+    """The backend schema keys are checked against: the union over the backends chosen
+    (a sweep over backends); composing each job then checks each one exactly."""
+    from runners.backends import backends
+
+    classes = [backends.get(name).config_class for name in names if name in backends]
+    if len(classes) == 1:
+        return classes[0]
+    fields = {}
+    for cls in classes or [BenchConfig.__dataclass_fields__["backend"].type]:
+        fields.update(_fields(cls))
+    return dataclasses.make_dataclass("BackendKeys", list(fields.items()))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ class Precision(Enum):
 class WorkloadKind(Enum):
     infer = "infer"
     train = "train"
+    probe = "probe"  # quota probe of the backend (memory and compute), no model
 
 
 def _check(condition: bool, message: str) -> None:
@@ -56,12 +57,29 @@ class WorkloadConfig:
 
 @dataclass
 class BackendConfig:
+    """What every backend takes; each backend may extend it (runners/backends/)."""
+
     name: str = "auto"
     threads: Optional[int] = None  # CPU threads of the worker (intra-op); None: the framework's default
     extra_env: Dict[str, str] = field(default_factory=dict)  # more variables for the worker
 
     def __post_init__(self) -> None:
         _check(self.threads is None or self.threads >= 1, f"backend.threads must be >= 1, got {self.threads}")
+
+
+def parse_size_mib(text: str, key: str) -> int:
+    """'4g', '4096m', '4G', '512M', '1024' (MiB) -> MiB, as HAMi-core and MPS write sizes."""
+    units = {"": 1, "m": 1, "mb": 1, "mib": 1, "g": 1024, "gb": 1024, "gib": 1024, "t": 2**20}
+    value = str(text).strip().lower()
+    number = value.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = value[len(number):]
+    _check(bool(number) and unit in units, f"{key} must be a size such as 4g or 4096m, got {text!r}")
+    try:
+        mib = float(number) * units[unit]
+    except ValueError:
+        raise ValueError(f"{key} must be a size such as 4g or 4096m, got {text!r}") from None
+    _check(mib >= 1, f"{key} must be at least 1 MiB, got {text!r}")
+    return int(mib)
 
 
 @dataclass
@@ -81,9 +99,12 @@ class BenchConfig:
     label: str = ""  # free text to group runs (a release, an experiment)
     timeout_s: float = 900.0  # hard limit for the whole worker process
     results_dir: str = "results"
+    dry_run: bool = False  # print the launch plan instead of running
+    tenants: int = 1  # copies of the workload run at once on the same backend
 
     def __post_init__(self) -> None:
         _check(self.timeout_s > 0, f"timeout_s must be > 0, got {self.timeout_s}")
+        _check(self.tenants >= 1, f"tenants must be >= 1, got {self.tenants}")
 
 
 def to_plain(value: Any) -> Any:

@@ -36,8 +36,10 @@ def summary_table(rows: list[dict[str, Any]]) -> Table:
         result, metrics = row["result"], row["result"]["metrics"]
         unit = result["units"].get("throughput", "")
         status = result["status"] if not result["error"] else f"failed: {result['error']['type']}"
+        tenant = result.get("tenant")
+        role = f" ({'alone' if tenant['role'] == 'alone' else 't' + str(tenant['index'])})" if tenant else ""
         table.add_row(
-            result["model"]["name"], result["workload"], result["backend"]["name"], str(result["device"].get("name") or "-"),
+            result["model"]["name"] + role, result["workload"], result["backend"]["name"], str(result["device"].get("name") or "-"),
             f"{_fmt(metrics.get('throughput'))} {unit}".strip(), _fmt(metrics.get("latency_ms_p50")),
             _fmt(metrics.get("latency_ms_p99")), _fmt(metrics.get("memory_peak_mb"), 0),
             status,

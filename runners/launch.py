@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from runners import results
 from runners.plan import Job
+from runners.redact import redact_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KILL_GRACE_S = 5.0
@@ -60,11 +61,34 @@ def worker_env(job: Job) -> dict[str, str]:
     return env
 
 
-def launch(job: Job, results_dir: Path, progress: Callable[[str], None] = lambda line: None) -> tuple[dict[str, Any], Path]:
-    """Run `job` in a worker; return its result and run directory."""
-    run_id, run_dir = job.new_run_dir(results_dir)
+def worker_command(job_path: Path) -> list[str]:
+    return [sys.executable, "-m", "runners.worker", str(job_path)]
+
+
+def plan_text(job: Job) -> str:
+    """What a run would do, for `dry_run=true`: nothing is started or written."""
+    backend, config = job.backend, job.config
+    lines = [f"dry run: {job.run_name} (nothing is started)",
+             f"  backend: {backend.name} ({backend.summary}), device {backend.device}"
+             + (f", requested {backend.requested}" if backend.requested != backend.name else ""),
+             f"  preflight: {'FAILS: ' + job.preflight_error if job.preflight_error else 'ok'}",
+             f"  worker: {' '.join(worker_command(job.results_dir / 'runs' / '<run-id>' / results.JOB_FILE))}",
+             f"  cwd: {REPO_ROOT}; timeout: {config.timeout_s:g} s; tenants: {config.tenants}",
+             "  environment changes:"]
+    lines += [f"    {k}={v}" for k, v in redact_env(backend.environment()).items()] or ["    (none)"]
+    for phase, commands in backend.daemon_commands().items():
+        lines += [f"  daemon {phase}: {command}" for command in commands]
+    return "\n".join(lines)
+
+
+def launch(job: Job, progress: Callable[[str], None] = lambda line: None,
+           tenant: dict[str, Any] | None = None) -> tuple[dict[str, Any], Path]:
+    """Run `job` in a worker; return its result and run directory. `tenant` says which
+    copy of a multi-tenant group this is (index, group id, start barrier)."""
+    run_id, run_dir = job.new_run_dir(results.tenant_suffix(tenant))
     run_dir.mkdir(parents=True)
     job_json = job.to_json(run_id)
+    job_json["tenant"] = tenant
     job_json["spawned_at"] = time.time()
     job_path = run_dir / results.JOB_FILE
     job_path.write_text(json.dumps(job_json, indent=2))
@@ -74,7 +98,7 @@ def launch(job: Job, results_dir: Path, progress: Callable[[str], None] = lambda
 
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runners.worker", str(job_path)],
+            worker_command(job_path),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=worker_env(job), cwd=REPO_ROOT, start_new_session=True,
         )

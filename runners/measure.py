@@ -24,6 +24,7 @@ class Measurement:
     duration_s: float = 0.0
     first_step_done_at: float = 0.0  # time.time() when the first step (warm-up included) finished
     reached_minimums: bool = True  # False: max_duration_s cut the run short
+    window: tuple[float, float] = (0.0, 0.0)  # time.time() at the start and end of the measured steps
 
 
 def run(
@@ -36,6 +37,7 @@ def run(
     max_duration_s: float,
     timer: Optional[StepTimer] = None,
     progress: Callable[[str], None] = lambda line: None,
+    before_measuring: Callable[[], None] = lambda: None,
 ) -> Measurement:
     m = Measurement(warmup_steps=warmup_steps)
     for i in range(warmup_steps):
@@ -45,8 +47,10 @@ def run(
             m.first_step_done_at = time.time()
         progress(f"warm-up {i + 1}/{warmup_steps}")
 
+    before_measuring()  # e.g. wait for the other tenants, so measured windows overlap
     perf_counter = time.perf_counter
     times = m.step_times_ms
+    window_start = time.time()
     began = perf_counter()
     elapsed = 0.0
     while True:
@@ -70,6 +74,7 @@ def run(
         if len(times) % 10 == 0:
             progress(f"step {len(times)} ({elapsed:.1f}s)")
     m.duration_s = elapsed
+    m.window = (window_start, time.time())
     if timer:
         m.device_times_ms = timer.times_ms()
     progress(f"measured {len(times)} steps in {elapsed:.1f}s")

@@ -6,11 +6,13 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import zoo
-from runners import backends, fingerprint
-from runners.config import BenchConfig, to_plain
+from runners import fingerprint
+from runners.backends import Backend, backends
+from runners.backends import create as create_backend
+from runners.config import BenchConfig, WorkloadKind, to_plain
 from runners.errors import UsageError
 from runners.frameworks import frameworks
 
@@ -18,34 +20,54 @@ from runners.frameworks import frameworks
 @dataclass
 class Job:
     config: BenchConfig
-    entry: zoo.ZooModel
-    backend: backends.Backend
+    entry: Optional[zoo.ZooModel]  # None for the quota probe
+    backend: Backend
     run_name: str
+    preflight_error: Optional[str] = None  # only kept for a dry run; otherwise planning raises it
 
-    def new_run_dir(self, results_dir: Path) -> tuple[str, Path]:
-        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{self.run_name}-{secrets.token_hex(3)}"
-        return run_id, results_dir / "runs" / run_id
+    @property
+    def results_dir(self) -> Path:
+        return Path(self.config.results_dir).resolve()
+
+    def new_run_dir(self, suffix: str = "") -> tuple[str, Path]:
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{self.run_name}{suffix}-{secrets.token_hex(3)}"
+        return run_id, self.results_dir / "runs" / run_id
 
     def to_json(self, run_id: str) -> dict[str, Any]:
+        entry = self.entry
+        model = ({"name": entry.name, "size": entry.size, "framework": entry.framework, "task": entry.task}
+                 if entry else {"name": "probe", "size": None, "framework": "pytorch", "task": "quota-probe"})
         return {
             "run_id": run_id,
             "run_name": self.run_name,
             "config": to_plain(self.config),
-            "model": {"name": self.entry.name, "size": self.entry.size, "framework": self.entry.framework,
-                      "task": self.entry.task},
+            "model": model,
             "backend": self.backend.describe(),
             "suite": {"version": fingerprint.suite_version(), "git_commit": fingerprint.git_commit()},
         }
 
 
 def plan(config: BenchConfig) -> Job:
-    """Raises UsageError or zoo.UnknownName (both printed as one line) for bad input."""
+    """Raises UsageError or zoo.UnknownName (both printed as one line) for bad input.
+    A dry run keeps a failing preflight in the plan instead, to show it."""
+    backend = create_backend(config.backend, Path(config.results_dir).resolve())
+    preflight_error = None
+    try:
+        backend.preflight()
+    except UsageError as exc:
+        if not config.dry_run:
+            raise
+        preflight_error = str(exc)
+    if config.workload.kind is WorkloadKind.probe:
+        if backend.device != "cuda":
+            raise UsageError(f"workload=probe measures a GPU's quotas, and backend '{backend.name}' has no GPU. "
+                             f"Valid: {', '.join(n for n in backends.names() if backends.get(n).device == 'cuda')}")
+        return Job(config, None, backend, f"probe-{backend.name}", preflight_error)
     entry = zoo.get(config.model.name)(config.model.size)
     frameworks.get(entry.framework)
     try:
         entry.check_shape(zoo.InputShape(seq_len=config.workload.seq_len, image_size=config.workload.image_size))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    backend = backends.get(config.backend)
     run_name = f"{entry.name}-{config.workload.kind.value}-{backend.name}"
-    return Job(config=config, entry=entry, backend=backend, run_name=run_name)
+    return Job(config, entry, backend, run_name, preflight_error)

@@ -33,6 +33,20 @@ METRIC_UNITS = {
     "time_to_first_step_s": "s",
     "steps": "count",
     "measured_s": "s",
+    # quota probe
+    "memory_total_seen_mb": "MiB",
+    "largest_allocation_mb": "MiB",
+    "filled_before_failure_mb": "MiB",
+    "compute_tflops": "TFLOP/s",
+    "compute_share_achieved": "%",
+    # multi-tenant groups (the parent run)
+    "aggregate_throughput": "samples/s",
+    "alone_throughput": "samples/s",
+    "jain_fairness": "ratio",
+    "slowdown": "ratio",
+    "mean_slowdown": "ratio",
+    "max_slowdown": "ratio",
+    "window_overlap": "ratio",
 }
 
 
@@ -56,9 +70,17 @@ def new(job: dict[str, Any]) -> dict[str, Any]:
         "memory": [],
         "measurement": None,
         "environment": {},
+        "tenant": job.get("tenant"),
         "started_at": job.get("spawned_at") or time.time(),
         "finished_at": None,
     }
+
+
+def tenant_suffix(tenant: dict[str, Any] | None) -> str:
+    """'-alone' or '-t<i>' for the runs of a multi-tenant group, '' otherwise."""
+    if not tenant:
+        return ""
+    return "-alone" if tenant["role"] == "alone" else f"-t{tenant['index']}"
 
 
 def set_metrics(result: dict[str, Any], metrics: dict[str, float | None]) -> None:

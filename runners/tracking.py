@@ -41,23 +41,33 @@ def tags_of(result: dict[str, Any]) -> dict[str, str]:
         "suite_version": result["environment"].get("suite", {}).get("version", "unknown"),
         "git_commit": result["environment"].get("suite", {}).get("git_commit", "unknown"),
         "run_id": result["run_id"],
-        "mlflow.runName": result["run_name"],
     }
 
 
-def log_result(result: dict[str, Any], run_dir: Path, config: TrackingConfig, results_dir: Path) -> str:
-    """Log one run; returns the MLflow run id. A failed workload is a FAILED run."""
-    from mlflow.entities import Metric, Param, RunTag
+def _client(config: TrackingConfig, results_dir: Path):
     from mlflow.tracking import MlflowClient
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # after import: mlflow sets its own level then
     client = MlflowClient(tracking_uri(config, results_dir))
-    experiment_id = _experiment_id(client, config.experiment, results_dir)
+    return client, _experiment_id(client, config.experiment, results_dir)
+
+
+def log_result(result: dict[str, Any], run_dir: Path, config: TrackingConfig, results_dir: Path,
+               parent_run_id: str | None = None) -> str:
+    """Log one run; returns the MLflow run id. A failed workload is a FAILED run."""
+    from mlflow.entities import Metric, Param
+
+    client, experiment_id = _client(config, results_dir)
     tags = tags_of(result)
     if result["error"]:
         tags["error_type"] = result["error"]["type"]
         tags["error"] = result["error"]["message"][:5000]
-    run = client.create_run(experiment_id, run_name=result["run_name"], tags=tags,
+    if result.get("tenant"):
+        tags.update(tenant_group=result["tenant"]["group"], tenant_role=result["tenant"]["role"],
+                    tenant_index=str(result["tenant"]["index"]))
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(experiment_id, run_name=display_name(result), tags=tags,
                             start_time=int(result["started_at"] * 1000))
     run_id = run.info.run_id
     timestamp = int((result["finished_at"] or result["started_at"]) * 1000)
@@ -74,3 +84,24 @@ def log_result(result: dict[str, Any], run_dir: Path, config: TrackingConfig, re
     client.set_terminated(run_id, status="FINISHED" if result["status"] == "success" else "FAILED",
                           end_time=timestamp)
     return run_id
+
+
+def display_name(result: dict[str, Any]) -> str:
+    """The run name, with -alone or -t<i> for the runs of a multi-tenant group."""
+    return result["run_name"] + results.tenant_suffix(result.get("tenant"))
+
+
+def log_group(group: str, first: dict[str, Any], summary: dict[str, float], config: TrackingConfig,
+              results_dir: Path) -> str:
+    """The parent run of a multi-tenant group; its children are logged with its id."""
+    from mlflow.entities import Metric
+
+    client, experiment_id = _client(config, results_dir)
+    tags = {k: v for k, v in tags_of(first).items() if k not in ("run_id", "status")}
+    tags.update(tenant_group=group, status="success" if summary else "failed")
+    run = client.create_run(experiment_id, run_name=group.rsplit("-", 1)[0], tags=tags,
+                            start_time=int(first["started_at"] * 1000))
+    now = int(first["finished_at"] * 1000) if first["finished_at"] else None
+    client.log_batch(run.info.run_id, metrics=[Metric(k, v, now or 0, 0) for k, v in summary.items()])
+    client.set_terminated(run.info.run_id, status="FINISHED" if summary else "FAILED")
+    return run.info.run_id

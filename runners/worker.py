@@ -29,10 +29,31 @@ def _terminated(signum, frame):
     raise SystemExit(f"worker stopped by {signal.Signals(signum).name}")
 
 
+def wait_for_tenants(tenant: dict[str, Any] | None) -> None:
+    """A file barrier: every tenant of a group starts measuring at the same moment."""
+    if not tenant or not tenant.get("barrier_dir"):
+        return
+    barrier = Path(tenant["barrier_dir"])
+    (barrier / f"ready-{tenant['index']}").touch()
+    deadline = time.monotonic() + tenant["barrier_timeout_s"]
+    log(f"tenant {tenant['index']}: waiting for {tenant['of']} tenants")
+    while len(list(barrier.glob("ready-*"))) < tenant["of"]:
+        if any(barrier.glob("failed-*")):
+            raise RuntimeError("another tenant of the group failed before measuring")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the other tenants were not ready within {tenant['barrier_timeout_s']:g} s")
+        time.sleep(0.01)
+
+
 def run_workload(job: dict[str, Any], result: dict[str, Any], state: dict[str, Any]) -> None:
     import zoo  # registers entries; frameworks are imported by the adapters themselves
 
     config, workload = job["config"], job["config"]["workload"]
+    if workload["kind"] == "probe":
+        from runners import probe
+
+        probe.run(job, result, log)
+        return
     entry = zoo.get(config["model"]["name"])(job["model"]["size"])
     shape = zoo.InputShape(seq_len=workload["seq_len"], image_size=workload["image_size"])
     device = job["backend"]["device"]
@@ -53,6 +74,7 @@ def run_workload(job: dict[str, Any], result: dict[str, Any], state: dict[str, A
             max_duration_s=workload["max_duration_s"],
             timer=framework.step_timer(),
             progress=log,
+            before_measuring=lambda: wait_for_tenants(job.get("tenant")),
         )
 
     memory = framework.memory() + (sampler.readings() if device == "cuda" else [])
@@ -86,6 +108,7 @@ def run_workload(job: dict[str, Any], result: dict[str, Any], state: dict[str, A
         "steps": len(m.step_times_ms),
         "duration_s": m.duration_s,
         "reached_minimums": m.reached_minimums,
+        "window": list(m.window),
         "step_times_ms": m.step_times_ms,
         "device_times_ms": m.device_times_ms,
         "final_loss": framework.final_loss(),

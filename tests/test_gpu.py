@@ -30,3 +30,43 @@ def test_auto_picks_the_gpu(cli, results_dir):
     assert cli("model=dummy", *TINY, "tracking=none").returncode == 0
     result = json.loads((run_dirs(results_dir)[0] / "result.json").read_text())
     assert result["backend"]["name"] == "native" and result["backend"]["requested"] == "auto"
+
+
+def _mps_available() -> bool:
+    import shutil
+
+    from runners.backends.mps import running_mps_daemons
+
+    return bool(shutil.which("nvidia-cuda-mps-control")) and not running_mps_daemons()
+
+
+needs_mps = pytest.mark.skipif(not (has_gpu() and _mps_available()), reason="needs MPS on an idle GPU")
+
+
+@needs_mps
+def test_mps_shares_slow_bert_training_monotonically(cli, results_dir):
+    done = cli("--multirun", "model=bert", "workload=train", "backend=mps", "backend.sm_percent=100,50,25",
+               *TINY, "model.size=base", "workload.batch_size=32", "workload.min_duration_s=3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    by_share = {}
+    for run_dir in run_dirs(results_dir):
+        result = json.loads((run_dir / "result.json").read_text())
+        by_share[result["backend"]["compute_share"]] = result["metrics"]["throughput"]
+    assert by_share[100.0] > by_share[25.0]
+
+
+@needs_mps
+@pytest.mark.parametrize("tenants", [2, 4])
+def test_tenants_under_mps(cli, results_dir, tenants):
+    done = cli("model=bert", "backend=mps", f"tenants={tenants}", *TINY)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@needs_mps
+def test_memory_probe_sees_the_mps_limit(cli, results_dir):
+    done = cli("workload=probe", "backend=mps", "backend.memory_limit=4G", "workload.min_duration_s=3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    [run_dir] = run_dirs(results_dir)
+    probe = json.loads((run_dir / "result.json").read_text())["probe"]
+    assert probe["memory_quota_mb"] == 4096
+    assert probe["filled_before_failure_mb"] <= 4096 * 1.05 and probe["fill_outcome"] == "OutOfMemoryError"

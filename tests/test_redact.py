@@ -1,4 +1,4 @@
-from runners.backends import backends
+from runners.backends import create
 from runners.config import BackendConfig
 from runners.redact import REDACTED, redact_env, redact_value
 
@@ -16,8 +16,8 @@ def test_passwords_inside_uris_are_redacted():
     assert redact_value("http://host:5000") == "http://host:5000"
 
 
-def test_a_backend_records_its_variables_redacted():
-    backend = backends.get("cpu")(BackendConfig(name="cpu", threads=1, extra_env={"MY_TOKEN": "t", "X": "1"}))
+def test_a_backend_records_its_variables_redacted(tmp_path):
+    backend = create(BackendConfig(name="cpu", threads=1, extra_env={"MY_TOKEN": "t", "X": "1"}), tmp_path)
     described = backend.describe()
     assert described["env"]["MY_TOKEN"] == REDACTED and described["env"]["X"] == "1"
     assert described["env"]["OMP_NUM_THREADS"] == "1"

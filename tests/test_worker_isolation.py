@@ -10,7 +10,7 @@ from runners.plan import plan
 def _launch(results_dir, *overrides):
     config = compose.compose_config(compose.check_overrides(
         ["model=dummy", "backend=cpu", "tracking=none", *TINY, f"results_dir={results_dir}", *overrides]))
-    return launch(plan(config), results_dir)
+    return launch(plan(config))
 
 
 def test_success_writes_a_complete_result(results_dir):

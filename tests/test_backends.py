@@ -1,0 +1,220 @@
+"""Virtualized backends on a machine without a GPU: stand-in runtimes and daemons."""
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, run_dirs
+from runners.backends import create
+from runners.backends.mig import MigConfig
+from runners.backends.mps import MpsConfig
+from runners.backends.hami import HamiConfig
+from runners.backends.vgpu import VgpuConfig
+from runners.config import parse_size_mib
+from runners.errors import UsageError
+
+FAKE_MPS = """#!/bin/bash
+# stand-in for nvidia-cuda-mps-control: records each call (argv, stdin, pipe dir)
+input=""
+if [ "$1" != "-d" ]; then read -r input; fi
+echo "args=[$*] stdin=[$input] pipe=[$CUDA_MPS_PIPE_DIRECTORY]" >> "$FAKE_MPS_LOG"
+"""
+
+FAKE_NVIDIA_SMI = """#!/bin/bash
+cat <<'OUT'
+GPU 0: NVIDIA A100-SXM4-80GB (UUID: GPU-aaaa)
+  MIG 3g.40gb     Device  0: (UUID: MIG-1111-aaaa)
+  MIG 2g.20gb     Device  1: (UUID: MIG-2222-bbbb)
+OUT
+"""
+
+
+@pytest.fixture
+def fake_bin(tmp_path):
+    path = tmp_path / "bin"
+    path.mkdir()
+
+    def install(name: str, script: str) -> Path:
+        exe = path / name
+        exe.write_text(script)
+        exe.chmod(0o755)
+        return exe
+
+    install.env = {"PATH": f"{path}{os.pathsep}{os.environ['PATH']}", "FAKE_MPS_LOG": str(tmp_path / "mps.log")}
+    install.log = tmp_path / "mps.log"
+    return install
+
+
+@pytest.fixture
+def client_dir(tmp_path):
+    path = tmp_path / "orion"
+    path.mkdir()
+    (path / "libcudart.so.12").write_bytes(b"")  # a stand-in: the dummy workload never loads it
+    return path
+
+
+def _only_result(results_dir):
+    [run_dir] = run_dirs(results_dir)
+    return json.loads((run_dir / "result.json").read_text())
+
+
+# -- environment composition ------------------------------------------------------------
+
+def test_vgpu_puts_the_client_first_and_maps_its_knobs(tmp_path, monkeypatch):
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/opt/other")
+    backend = create(VgpuConfig(name="vgpu", client_dir="/opt/orion", vgpus=2, gmem_mib=8192,
+                                controller="10.0.0.5:9123", extra_env={"ORION_RATIO": "50"}), tmp_path)
+    env = backend.environment()
+    assert env["LD_LIBRARY_PATH"] == "/opt/orion:/opt/other"
+    assert (env["ORION_VGPU"], env["ORION_GMEM"], env["ORION_CONTROLLER"], env["ORION_RATIO"]) == (
+        "2", "8192", "10.0.0.5:9123", "50")
+    assert backend.memory_quota_mb() == 8192
+
+
+def test_hami_preloads_its_library_and_sets_limits(tmp_path, monkeypatch):
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    backend = create(HamiConfig(name="hami", library="/x/libvgpu.so", memory_limit="4g", sm_limit=30), tmp_path)
+    env = backend.environment()
+    assert env == {"LD_PRELOAD": "/x/libvgpu.so", "CUDA_DEVICE_MEMORY_LIMIT": "4g", "CUDA_DEVICE_SM_LIMIT": "30"}
+    assert backend.memory_quota_mb() == 4096 and backend.compute_share() == 30
+
+
+def test_mps_clients_share_the_suites_own_pipe_directory(tmp_path):
+    backend = create(MpsConfig(name="mps", sm_percent=25, memory_limit="4G"), tmp_path)
+    env = backend.environment()
+    assert env["CUDA_MPS_PIPE_DIRECTORY"] == str(tmp_path / "backends" / "mps" / "pipe")
+    assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25"
+    assert env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=4G"
+    assert backend.memory_quota_mb() == 4096
+
+
+def test_mig_selects_an_instance_by_index_or_uuid(tmp_path, fake_bin, monkeypatch):
+    fake_bin("nvidia-smi", FAKE_NVIDIA_SMI)
+    monkeypatch.setenv("PATH", fake_bin.env["PATH"])
+    by_index = create(MigConfig(name="mig", instance="1"), tmp_path)
+    by_index.preflight()
+    assert by_index.environment()["CUDA_VISIBLE_DEVICES"] == "MIG-2222-bbbb"
+    assert create(MigConfig(name="mig", instance="MIG-1111-aaaa"), tmp_path).environment()[
+        "CUDA_VISIBLE_DEVICES"] == "MIG-1111-aaaa"
+    with pytest.raises(UsageError, match=r"instance=7 is no MIG instance here. Valid: 0 \(3g.40gb"):
+        create(MigConfig(name="mig", instance="7"), tmp_path).preflight()
+
+
+@pytest.mark.parametrize("text, mib", [("4g", 4096), ("4096m", 4096), ("4G", 4096), ("512M", 512), ("1024", 1024)])
+def test_sizes_are_read_as_hami_and_mps_write_them(text, mib):
+    assert parse_size_mib(text, "k") == mib
+
+
+@pytest.mark.parametrize("text", ["lots", "4x", "", "0m"])
+def test_bad_sizes_are_refused(text):
+    with pytest.raises(ValueError, match="must be"):
+        parse_size_mib(text, "backend.memory_limit")
+
+
+# -- through the command line -------------------------------------------------------------
+
+def test_dry_run_shows_the_plan_and_starts_nothing(cli, results_dir):
+    done = cli("model=bert", "backend=vgpu", "dry_run=true", "backend.extra_env.ORION_TOKEN=s3cret")
+    assert done.returncode == 0, done.stderr
+    env = dict(line.strip().split("=", 1) for line in done.stdout.splitlines() if line.startswith("    "))
+    assert env["LD_LIBRARY_PATH"].startswith("/usr/lib/orion")
+    assert env["ORION_VGPU"] == "1" and env["ORION_GMEM"] == "4096"
+    assert env["ORION_TOKEN"] == "***" and "s3cret" not in done.stdout
+    assert "preflight: FAILS: backend 'vgpu' needs the vGPU client runtime" in done.stdout
+    assert "-m runners.worker" in done.stdout
+    assert not run_dirs(results_dir) and not (results_dir / "mlflow.db").exists()
+
+
+def test_dry_run_shows_the_daemon_start_and_stop(cli):
+    done = cli("backend=mps", "dry_run=true", "backend.sm_percent=50")
+    assert "daemon start:" in done.stdout and "nvidia-cuda-mps-control -d" in done.stdout
+    assert "daemon stop: echo quit |" in done.stdout and "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=50" in done.stdout
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["backend=vgpu"], "backend 'vgpu' needs the vGPU client runtime, but /usr/lib/orion holds no libcudart.so*"),
+    (["backend=hami"], "backend 'hami' needs HAMi-core's library"),
+    (["backend=mps", "backend.control=/nonexistent/mps-control"], "backend 'mps' needs /nonexistent/mps-control"),
+    (["backend=mig"], "backend 'mig' found no MIG instance"),
+    (["backend=cpu", "backend.gmem_mib=1"], "unknown key 'backend.gmem_mib'"),
+    (["backend=mps", "backend.sm_percent=150"], "backend.sm_percent must be a percentage in 1..100"),
+    (["backend=vgpu", "backend.controller=nohost"], "backend.controller must be host:port"),
+    (["workload=probe", "backend=cpu"], "workload=probe measures a GPU's quotas"),
+    (["tenants=0"], "tenants must be >= 1"),
+])
+def test_missing_runtimes_and_bad_knobs_are_one_line_and_exit_2(cli, results_dir, args, expected):
+    done = cli(*args, env={"PATH": "/usr/bin:/bin"} if "backend=mig" in args else None)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and expected in done.stderr and "Traceback" not in done.stderr
+    assert not run_dirs(results_dir)
+
+
+def test_vgpu_runs_with_a_client_directory_and_records_it(cli, results_dir, client_dir):
+    done = cli("model=dummy", "backend=vgpu", f"backend.client_dir={client_dir}", "backend.gmem_mib=2048",
+               "backend.extra_env.ORION_SECRET_KEY=k", *TINY)
+    assert done.returncode == 0, done.stderr
+    result = _only_result(results_dir)
+    assert result["backend"]["name"] == "vgpu" and result["backend"]["version"] == "libcudart.so.12"
+    env = result["backend"]["env"]
+    assert env["LD_LIBRARY_PATH"].split(":")[0] == str(client_dir) and env["ORION_GMEM"] == "2048"
+    assert env["ORION_SECRET_KEY"] == "***"
+    assert "=k" not in (run_dirs(results_dir)[0] / "job.json").read_text()
+
+
+# -- the MPS daemon's lifecycle with a stand-in control program -----------------------------
+
+def _mps_calls(fake_bin) -> list[str]:
+    return fake_bin.log.read_text().splitlines() if fake_bin.log.exists() else []
+
+
+@pytest.mark.parametrize("fault, exit_code, error", [("none", 0, None), ("raise", 1, "RuntimeError"),
+                                                    ("hang", 1, "Timeout")])
+def test_mps_daemon_is_started_and_always_stopped(cli, results_dir, fake_bin, fault, exit_code, error):
+    fake_bin("nvidia-cuda-mps-control", FAKE_MPS)
+    done = cli("model=dummy", "backend=mps", "backend.sm_percent=50", *TINY, "timeout_s=3",
+               f"backend.extra_env.VGPU_BENCH_DUMMY_FAULT={fault}", env=fake_bin.env)
+    assert done.returncode == exit_code, done.stderr
+    pipe = results_dir / "backends" / "mps" / "pipe"
+    assert _mps_calls(fake_bin) == [f"args=[-d] stdin=[] pipe=[{pipe}]", f"args=[] stdin=[quit] pipe=[{pipe}]"]
+    result = _only_result(results_dir)
+    assert (result["error"] or {}).get("type") == error
+    assert result["backend"]["env"]["CUDA_MPS_PIPE_DIRECTORY"] == str(pipe)
+
+
+def test_mps_daemon_is_stopped_on_ctrl_c(results_dir, fake_bin):
+    import sys
+
+    from conftest import REPO
+
+    fake_bin("nvidia-cuda-mps-control", FAKE_MPS)
+    env = {**os.environ, **fake_bin.env, "VGPU_BENCH_RESULTS": str(results_dir)}
+    proc = subprocess.Popen([sys.executable, "-m", "runners.bench", "model=dummy", "backend=mps", "tracking=none",
+                             "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=hang"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not list((results_dir / "runs").glob("*/worker.log")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    proc.wait(timeout=60)
+    assert _mps_calls(fake_bin)[-1].startswith("args=[] stdin=[quit]")
+    worker = subprocess.run(["pgrep", "-f", f"runners.worker {results_dir}"], capture_output=True, text=True)
+    assert worker.stdout == ""  # no worker left behind
+
+
+def test_a_foreign_mps_daemon_is_refused(cli, results_dir, fake_bin):
+    fake_bin("nvidia-cuda-mps-control", FAKE_MPS)
+    foreign = subprocess.Popen(["bash", "-c", "exec -a nvidia-cuda-mps-control sleep 60"])
+    try:
+        time.sleep(0.3)
+        done = cli("model=dummy", "backend=mps", *TINY, env=fake_bin.env)
+    finally:
+        foreign.kill()
+        foreign.wait()
+    assert done.returncode == 2
+    assert f"an MPS daemon the suite did not start already runs (pid {foreign.pid}" in done.stderr
+    assert _mps_calls(fake_bin) == [] and not run_dirs(results_dir)

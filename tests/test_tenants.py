@@ -1,0 +1,55 @@
+"""Multi-tenant runs on the CPU (tenants share its cores)."""
+import json
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import TINY, run_dirs
+from runners.tenants import jain_fairness, window_overlap
+
+
+def test_jain_fairness_bounds():
+    assert jain_fairness([5.0, 5.0, 5.0]) == pytest.approx(1.0)
+    assert jain_fairness([9.0, 0.0, 0.0]) == pytest.approx(1 / 3)
+    assert jain_fairness([3.0, 1.0]) == pytest.approx(16 / 20)
+
+
+def test_window_overlap():
+    assert window_overlap([(0.0, 10.0), (0.0, 10.0)]) == 1.0
+    assert window_overlap([(0.0, 10.0), (5.0, 10.0)]) == 0.5
+    assert window_overlap([(0.0, 1.0), (2.0, 3.0)]) == 0.0
+
+
+def test_two_tenants_log_a_parent_with_aggregate_and_fairness(cli, results_dir):
+    done = cli("model=bert", "backend=cpu", "tenants=2", *TINY, "workload.min_duration_s=1", "backend.threads=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [json.loads((d / "result.json").read_text()) for d in run_dirs(results_dir)]
+    roles = sorted((r["tenant"]["role"], r["tenant"]["index"] if r["tenant"]["index"] is not None else -1)
+                   for r in results)
+    assert roles == [("alone", -1), ("tenant", 0), ("tenant", 1)]
+    tenants = [r for r in results if r["tenant"]["role"] == "tenant"]
+    alone = next(r for r in results if r["tenant"]["role"] == "alone")
+    for tenant in tenants:
+        assert tenant["metrics"]["slowdown"] == pytest.approx(alone["metrics"]["throughput"] / tenant["metrics"]["throughput"])
+    # the barrier made them measure together
+    assert window_overlap([tuple(t["measurement"]["window"]) for t in tenants]) > 0.5
+
+    client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id])
+    [parent] = [r for r in runs if "aggregate_throughput" in r.data.metrics]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.run_name == "bert-infer-cpu-x2" and len(children) == 3
+    metrics = parent.data.metrics
+    assert metrics["aggregate_throughput"] == pytest.approx(sum(t["metrics"]["throughput"] for t in tenants))
+    assert 0.5 <= metrics["jain_fairness"] <= 1.0 and metrics["tenants"] == 2
+    assert {c.info.run_name for c in children} == {"bert-infer-cpu-alone", "bert-infer-cpu-t0", "bert-infer-cpu-t1"}
+
+
+def test_a_failing_tenant_fails_the_group_but_everything_is_recorded(cli, results_dir):
+    done = cli("model=dummy", "backend=cpu", "tenants=2", *TINY, "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=raise")
+    assert done.returncode == 1
+    assert len(run_dirs(results_dir)) == 3
+    assert not list((results_dir / "runs").glob(".barrier-*"))
+    client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FAILED"] * 4  # 3 runs + the group
