@@ -53,6 +53,21 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+_GPU_LIBRARIES = ("libcudart", "libcuda.so", "libnvidia-ml", "libvgpu", "liborion", "libcublas.so", "libcudnn.so")
+
+
+def loaded_gpu_libraries() -> list[str]:
+    """The CUDA-related shared libraries mapped into this process: shows whether a
+    virtualization layer's runtime (client libcudart, preloaded libvgpu.so) was really
+    the one loaded, or the framework's bundled copy won."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return []
+    paths = {line.split()[-1] for line in maps.splitlines() if "/" in line}
+    return sorted(p for p in paths if any(name in os.path.basename(p) for name in _GPU_LIBRARIES))
+
+
 def collect(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Host facts, readable without any framework; the framework adds its own via `extra`."""
     return {
@@ -62,5 +77,6 @@ def collect(extra: dict[str, Any] | None = None) -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "packages": package_versions(),
+        "gpu_libraries_loaded": loaded_gpu_libraries(),
         **(extra or {}),
     }

@@ -218,3 +218,18 @@ def test_a_foreign_mps_daemon_is_refused(cli, results_dir, fake_bin):
     assert done.returncode == 2
     assert f"an MPS daemon the suite did not start already runs (pid {foreign.pid}" in done.stderr
     assert _mps_calls(fake_bin) == [] and not run_dirs(results_dir)
+
+
+@pytest.mark.skipif(not __import__("shutil").which("gcc"), reason="needs gcc to build a stand-in library")
+def test_hami_library_is_really_preloaded_into_the_worker(cli, results_dir, tmp_path):
+    source = tmp_path / "stub.c"
+    source.write_text("int hami_stand_in(void) { return 0; }\n")
+    library = tmp_path / "libvgpu.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    done = cli("model=dummy", "backend=hami", f"backend.library={library}", "backend.memory_limit=2g",
+               "backend.sm_limit=50", *TINY)
+    assert done.returncode == 0, done.stderr
+    result = _only_result(results_dir)
+    assert str(library) in result["environment"]["gpu_libraries_loaded"]
+    assert result["backend"]["env"]["CUDA_DEVICE_MEMORY_LIMIT"] == "2g"
+    assert (result["backend"]["memory_quota_mb"], result["backend"]["compute_share"]) == (2048, 50)
