@@ -14,7 +14,7 @@ RESULTS ?= results
 PORT ?= 5000
 OVERRIDES = $(if $(model),model=$(model)) $(if $(backend),backend=$(backend)) $(if $(workload),workload=$(workload)) $(ARGS)
 
-.PHONY: help setup bench sweep probe test ui clean
+.PHONY: help setup bench sweep probe compare regressions pin-baseline parity report bench-overhead test browser ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -45,8 +45,33 @@ sweep: setup ## run a Hydra multirun over comma-separated values in ARGS
 probe: setup ## check a GPU backend's memory quota and compute share: make probe backend=mps
 	@$(PY) -m runners.bench workload=probe $(OVERRIDES)
 
-test: setup ## run the test suite (CPU; GPU tests skip without a GPU)
+compare: setup ## compare two sides of recorded runs: make compare baseline="backend=native" candidate="backend=vgpu"
+	@$(PY) -m runners.analyze compare --baseline "$(baseline)" --candidate "$(candidate)" $(if $(tolerance),--tolerance $(tolerance))
+
+regressions: setup ## exit non-zero if later runs are slower than the baseline: make regressions baseline="label=rel-2.3"
+	@$(PY) -m runners.analyze regressions --baseline "$(baseline)" $(if $(candidate),--candidate "$(candidate)") $(if $(tolerance),--tolerance $(tolerance))
+
+pin-baseline: setup ## remember a baseline for make regressions: make pin-baseline baseline="label=rel-2.3"
+	@$(PY) -m runners.analyze pin-baseline --baseline "$(baseline)"
+
+parity: setup ## same seeded inputs on baseline and candidate: make parity model=bert candidate="backend=vgpu"
+	@$(PY) -m runners.parity $(if $(model),model=$(model)) $(if $(baseline),--baseline "$(baseline)") --candidate "$(candidate)" $(ARGS)
+
+report: setup ## HTML report with plots: make report baseline="backend=native" candidate="backend=mps"
+	@$(PY) -m runners.analyze report --baseline "$(baseline)" --candidate "$(candidate)"
+
+bench-overhead: setup ## benchmark: suite throughput vs a bare hand-written loop (same model, one process)
+	@$(PY) -m runners.overhead $(ARGS)
+
+test: setup browser ## run the test suite (CPU; GPU tests skip without a GPU)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The report test opens the page in a real headless browser: install Debian's Chromium
+# where this user may (root with apt); elsewhere that one test skips and says so.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >/dev/null 2>&1; } \
+		|| echo "note: chromium could not be installed; the browser test will skip"
 
 ui: setup ## browse results: MLflow UI on http://127.0.0.1:$(PORT)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(RESULTS))/mlflow.db --host 127.0.0.1 --port $(PORT)

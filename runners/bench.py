@@ -6,6 +6,8 @@ result file -> MLflow, and a summary table is printed at the end."""
 from __future__ import annotations
 
 import dataclasses
+import secrets
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,36 @@ def _run_tenants(job, update) -> None:
             f"Jain fairness {summary['jain_fairness']:.3f}, window overlap {summary['window_overlap']:.0%}")
 
 
+def _run_repeats(job, update) -> None:
+    """The same run `repeats` times in a row; the parent run holds the run-to-run variation."""
+    count = job.config.repeats
+    group = f"{job.run_name}-r{count}-{secrets.token_hex(3)}"
+    runs = []
+    for index in range(count):
+        update(f"repeat {index + 1}/{count}")
+        runs.append(launch(job, update, repeat={"group": group, "index": index, "of": count}))
+    throughputs = [r["metrics"]["throughput"] for r, _ in runs if r["status"] == "success"]
+    summary = {}
+    if len(throughputs) == count:
+        mean = statistics.fmean(throughputs)
+        stdev = statistics.stdev(throughputs) if count > 1 else 0.0
+        summary = {"repeats": count, "throughput_mean": mean, "throughput_stdev": stdev, "throughput_cv": stdev / mean}
+    parent, tracked = None, True
+    if job.config.tracking.name == "mlflow":
+        from runners.tracking import log_group
+
+        try:
+            parent = log_group(group, runs[0][0], summary, job.config.tracking, job.results_dir, "repeat_group")
+        except Exception as exc:
+            tracked = False
+            console.console.print(f"[yellow]warning:[/] could not log group {group} to MLflow: {exc}")
+    for result, run_dir in runs:
+        _report(display_name(result), result, run_dir, tracked and _track(job.config, result, run_dir, parent))
+    if summary:
+        console.console.print(f"{group}: {count} runs, throughput {summary['throughput_mean']:.2f} samples/s, "
+                              f"run-to-run variation (CV) {summary['throughput_cv']:.1%}")
+
+
 def _native_reference(config: BenchConfig, update) -> dict[str, Any] | None:
     """A probe on the bare GPU, for the share of compute a limited backend achieves."""
     if config.backend.name == "native" or not visible_gpus()[0]:
@@ -98,6 +130,9 @@ def run_job(config: BenchConfig) -> None:
         with job.backend.session():
             if config.tenants > 1:
                 _run_tenants(job, update)
+                return
+            if config.repeats > 1:
+                _run_repeats(job, update)
                 return
             result, run_dir = launch(job, update)
     if reference and result["status"] == "success":

@@ -42,8 +42,13 @@ class WorkloadConfig:
     min_steps: int = 10  # measurement ends once BOTH min_steps and min_duration_s are met,
     min_duration_s: float = 3.0
     max_duration_s: float = 120.0  # or when this much measured time has passed
+    # Adaptive: also go on until the 95% confidence interval of the mean step time is
+    # narrower than this fraction of the mean (e.g. 0.01), or max_duration_s passes.
+    target_ci: Optional[float] = None
 
     def __post_init__(self) -> None:
+        _check(self.target_ci is None or 0 < self.target_ci < 1,
+               f"workload.target_ci must be a fraction in (0, 1) such as 0.01, got {self.target_ci}")
         for name in ("batch_size", "seq_len", "image_size", "min_steps"):
             _check(getattr(self, name) >= 1, f"workload.{name} must be >= 1, got {getattr(self, name)}")
         _check(self.warmup_steps >= 0, f"workload.warmup_steps must be >= 0, got {self.warmup_steps}")
@@ -101,10 +106,13 @@ class BenchConfig:
     results_dir: str = "results"
     dry_run: bool = False  # print the launch plan instead of running
     tenants: int = 1  # copies of the workload run at once on the same backend
+    repeats: int = 1  # the same run this many times, one after another (run-to-run variation)
 
     def __post_init__(self) -> None:
         _check(self.timeout_s > 0, f"timeout_s must be > 0, got {self.timeout_s}")
         _check(self.tenants >= 1, f"tenants must be >= 1, got {self.tenants}")
+        _check(self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}")
+        _check(self.tenants == 1 or self.repeats == 1, "tenants and repeats cannot be combined: choose one")
 
 
 def to_plain(value: Any) -> Any:

@@ -82,13 +82,19 @@ def plan_text(job: Job) -> str:
 
 
 def launch(job: Job, progress: Callable[[str], None] = lambda line: None,
-           tenant: dict[str, Any] | None = None) -> tuple[dict[str, Any], Path]:
+           tenant: dict[str, Any] | None = None, repeat: dict[str, Any] | None = None,
+           task: dict[str, Any] | None = None) -> tuple[dict[str, Any], Path]:
     """Run `job` in a worker; return its result and run directory. `tenant` says which
-    copy of a multi-tenant group this is (index, group id, start barrier)."""
-    run_id, run_dir = job.new_run_dir(results.tenant_suffix(tenant))
+    copy of a multi-tenant group this is (index, group id, start barrier), `repeat`
+    which repetition (index, group id); `task` replaces the timed workload (parity)."""
+    suffix = results.tenant_suffix(tenant) + (f"-r{repeat['index']}" if repeat else "")
+    run_id, run_dir = job.new_run_dir(suffix)
     run_dir.mkdir(parents=True)
     job_json = job.to_json(run_id)
     job_json["tenant"] = tenant
+    job_json["repeat"] = repeat
+    job_json["run_dir"] = str(run_dir)
+    job_json.update(task or {})
     job_json["spawned_at"] = time.time()
     job_path = run_dir / results.JOB_FILE
     job_path.write_text(json.dumps(job_json, indent=2))

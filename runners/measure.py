@@ -3,6 +3,7 @@ the minimum duration are met (or the maximum duration passes). Every step is
 synchronized, so each wall-clock time covers the device work it launched."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Protocol
@@ -23,7 +24,8 @@ class Measurement:
     warmup_steps: int = 0
     duration_s: float = 0.0
     first_step_done_at: float = 0.0  # time.time() when the first step (warm-up included) finished
-    reached_minimums: bool = True  # False: max_duration_s cut the run short
+    reached_minimums: bool = True  # False: max_duration_s cut the run short (before target_ci too)
+    ci_rel: float = math.inf  # half-width of the 95% CI of the mean step time, relative to the mean
     window: tuple[float, float] = (0.0, 0.0)  # time.time() at the start and end of the measured steps
 
 
@@ -38,6 +40,7 @@ def run(
     timer: Optional[StepTimer] = None,
     progress: Callable[[str], None] = lambda line: None,
     before_measuring: Callable[[], None] = lambda: None,
+    target_ci: Optional[float] = None,
 ) -> Measurement:
     m = Measurement(warmup_steps=warmup_steps)
     for i in range(warmup_steps):
@@ -53,6 +56,7 @@ def run(
     window_start = time.time()
     began = perf_counter()
     elapsed = 0.0
+    total = total_sq = 0.0  # running sums: the CI check costs O(1) per step
     while True:
         if timer:
             timer.start()
@@ -62,20 +66,35 @@ def run(
             timer.stop()
         synchronize()
         t1 = perf_counter()
-        times.append((t1 - t0) * 1e3)
+        step_ms = (t1 - t0) * 1e3
+        times.append(step_ms)
+        total += step_ms
+        total_sq += step_ms * step_ms
         if not m.first_step_done_at:
             m.first_step_done_at = time.time()
         elapsed = t1 - began
         if len(times) >= min_steps and elapsed >= min_duration_s:
-            break
+            m.ci_rel = _ci_rel(len(times), total, total_sq)
+            if target_ci is None or m.ci_rel <= target_ci:
+                break
         if elapsed >= max_duration_s:
             m.reached_minimums = False
             break
         if len(times) % 10 == 0:
             progress(f"step {len(times)} ({elapsed:.1f}s)")
+    m.ci_rel = _ci_rel(len(times), total, total_sq)
     m.duration_s = elapsed
     m.window = (window_start, time.time())
     if timer:
         m.device_times_ms = timer.times_ms()
     progress(f"measured {len(times)} steps in {elapsed:.1f}s")
     return m
+
+
+def _ci_rel(n: int, total: float, total_sq: float) -> float:
+    """1.96 x standard error of the mean, over the mean (normal approximation)."""
+    if n < 2 or total <= 0:
+        return math.inf
+    mean = total / n
+    variance = max(0.0, (total_sq - n * mean * mean) / (n - 1))
+    return 1.96 * math.sqrt(variance / n) / mean

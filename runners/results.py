@@ -47,6 +47,10 @@ METRIC_UNITS = {
     "mean_slowdown": "ratio",
     "max_slowdown": "ratio",
     "window_overlap": "ratio",
+    "repeats": "count",
+    "throughput_mean": "samples/s",
+    "throughput_stdev": "samples/s",
+    "throughput_cv": "ratio",
 }
 
 
@@ -71,6 +75,7 @@ def new(job: dict[str, Any]) -> dict[str, Any]:
         "measurement": None,
         "environment": {},
         "tenant": job.get("tenant"),
+        "repeat": job.get("repeat"),
         "started_at": job.get("spawned_at") or time.time(),
         "finished_at": None,
     }

@@ -65,6 +65,8 @@ def log_result(result: dict[str, Any], run_dir: Path, config: TrackingConfig, re
     if result.get("tenant"):
         tags.update(tenant_group=result["tenant"]["group"], tenant_role=result["tenant"]["role"],
                     tenant_index=str(result["tenant"]["index"]))
+    if result.get("repeat"):
+        tags.update(repeat_group=result["repeat"]["group"], repeat_index=str(result["repeat"]["index"]))
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
     run = client.create_run(experiment_id, run_name=display_name(result), tags=tags,
@@ -88,20 +90,29 @@ def log_result(result: dict[str, Any], run_dir: Path, config: TrackingConfig, re
 
 def display_name(result: dict[str, Any]) -> str:
     """The run name, with -alone or -t<i> for the runs of a multi-tenant group."""
-    return result["run_name"] + results.tenant_suffix(result.get("tenant"))
+    repeat = result.get("repeat")
+    return result["run_name"] + results.tenant_suffix(result.get("tenant")) + (f"-r{repeat['index']}" if repeat else "")
 
 
-def log_group(group: str, first: dict[str, Any], summary: dict[str, float], config: TrackingConfig,
-              results_dir: Path) -> str:
-    """The parent run of a multi-tenant group; its children are logged with its id."""
+def log_summary(run_name: str, tags: dict[str, str], metrics: dict[str, float], succeeded: bool,
+                config: TrackingConfig, results_dir: Path, artifacts: tuple[Path, ...] = ()) -> str:
+    """A run that holds no workload of its own: a multi-tenant group, repeats, a
+    comparison, a parity check. Children point to it with mlflow.parentRunId."""
     from mlflow.entities import Metric
 
     client, experiment_id = _client(config, results_dir)
-    tags = {k: v for k, v in tags_of(first).items() if k not in ("run_id", "status")}
-    tags.update(tenant_group=group, status="success" if summary else "failed")
-    run = client.create_run(experiment_id, run_name=group.rsplit("-", 1)[0], tags=tags,
-                            start_time=int(first["started_at"] * 1000))
-    now = int(first["finished_at"] * 1000) if first["finished_at"] else None
-    client.log_batch(run.info.run_id, metrics=[Metric(k, v, now or 0, 0) for k, v in summary.items()])
-    client.set_terminated(run.info.run_id, status="FINISHED" if summary else "FAILED")
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    now = run.info.start_time
+    client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+    for path in artifacts:
+        client.log_artifact(run.info.run_id, str(path))
+    client.set_terminated(run.info.run_id, status="FINISHED" if succeeded else "FAILED")
     return run.info.run_id
+
+
+def log_group(group: str, first: dict[str, Any], summary: dict[str, float], config: TrackingConfig,
+              results_dir: Path, group_tag: str = "tenant_group") -> str:
+    """The parent run of a group of runs of one configuration (tenants, repeats)."""
+    tags = {k: v for k, v in tags_of(first).items() if k not in ("run_id", "status")}
+    tags.update({group_tag: group, "status": "success" if summary else "failed"})
+    return log_summary(group.rsplit("-", 1)[0], tags, summary, bool(summary), config, results_dir)

@@ -45,6 +45,25 @@ def wait_for_tenants(tenant: dict[str, Any] | None) -> None:
         time.sleep(0.01)
 
 
+def run_parity(job: dict[str, Any], result: dict[str, Any], state: dict[str, Any]) -> None:
+    """Seeded outputs (saved as outputs.npy next to the result) and a short loss curve."""
+    import numpy as np
+
+    import zoo
+
+    config, workload = job["config"], job["config"]["workload"]
+    entry = zoo.get(config["model"]["name"])(job["model"]["size"])
+    shape = zoo.InputShape(seq_len=workload["seq_len"], image_size=workload["image_size"])
+    framework = frameworks.get(entry.framework)(job["backend"]["device"], workload["precision"],
+                                                config["backend"]["threads"])
+    state["framework"] = framework
+    log(f"parity: {entry.name} ({entry.size}), {job['parity_steps']} training steps")
+    outputs, losses = framework.parity(entry, workload["batch_size"], shape, config["seed"], job["parity_steps"])
+    np.save(Path(job["run_dir"]) / "outputs.npy", outputs)
+    result["parity"] = {"outputs_file": "outputs.npy", "outputs_shape": list(outputs.shape), "losses": losses}
+    result["status"] = "success"
+
+
 def run_workload(job: dict[str, Any], result: dict[str, Any], state: dict[str, Any]) -> None:
     import zoo  # registers entries; frameworks are imported by the adapters themselves
 
@@ -53,6 +72,9 @@ def run_workload(job: dict[str, Any], result: dict[str, Any], state: dict[str, A
         from runners import probe
 
         probe.run(job, result, log)
+        return
+    if job.get("task") == "parity":
+        run_parity(job, result, state)
         return
     entry = zoo.get(config["model"]["name"])(job["model"]["size"])
     shape = zoo.InputShape(seq_len=workload["seq_len"], image_size=workload["image_size"])
@@ -75,6 +97,7 @@ def run_workload(job: dict[str, Any], result: dict[str, Any], state: dict[str, A
             timer=framework.step_timer(),
             progress=log,
             before_measuring=lambda: wait_for_tenants(job.get("tenant")),
+            target_ci=workload.get("target_ci"),
         )
 
     memory = framework.memory() + (sampler.readings() if device == "cuda" else [])
@@ -109,6 +132,7 @@ def run_workload(job: dict[str, Any], result: dict[str, Any], state: dict[str, A
         "duration_s": m.duration_s,
         "reached_minimums": m.reached_minimums,
         "window": list(m.window),
+        "ci_rel": m.ci_rel if m.ci_rel != float("inf") else None,
         "step_times_ms": m.step_times_ms,
         "device_times_ms": m.device_times_ms,
         "final_loss": framework.final_loss(),

@@ -20,6 +20,10 @@ class Framework:
         """Build the model and its batch on the device; return one step of the workload."""
         raise NotImplementedError
 
+    def parity(self, entry: ZooModel, batch_size: int, shape: InputShape, seed: int, steps: int) -> tuple[Any, list[float]]:
+        """Seeded forward outputs (a numpy array) and the training loss over `steps` steps."""
+        raise NotImplementedError(f"framework '{self.name}' has no parity check")
+
     def synchronize(self) -> None:
         """Wait for all work launched on the device."""
 

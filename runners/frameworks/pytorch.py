@@ -85,6 +85,27 @@ class TorchFramework(Framework):
 
         return train_step
 
+    def parity(self, entry, batch_size, shape, seed, steps):
+        torch = self.torch
+        torch.manual_seed(seed)
+        model = entry.build().to(self.device)
+        batch = _move(entry.make_batch(batch_size, shape, seed), self.device)
+        model.eval()
+        with torch.inference_mode(), self.autocast():
+            outputs = entry.forward(model, batch).float().cpu().numpy()
+        model.train()
+        torch.manual_seed(seed)  # dropout masks too
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        losses = []
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            with self.autocast():
+                loss = entry.loss(model, batch)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach().float()))
+        return outputs, losses
+
     def synchronize(self) -> None:
         if self.device == "cuda":
             self.torch.cuda.synchronize()

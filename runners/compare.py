@@ -1,0 +1,222 @@
+"""Pair the runs of two sides and decide, per pair, whether the candidate is faster,
+slower or equivalent to the baseline, with a 95% confidence interval on the throughput
+ratio; `inconclusive` when the noise is too large to decide."""
+from __future__ import annotations
+
+import csv
+import html
+import io
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from runners.stores import Run, Store
+
+BOOTSTRAP_SAMPLES = 2000
+KEY_NAMES = ("model", "workload", "precision", "batch_size", "size")
+
+
+@dataclass
+class Row:
+    model: str
+    workload: str
+    precision: str
+    batch_size: str
+    size: str
+    baseline_throughput: float
+    candidate_throughput: float
+    ratio: float  # candidate / baseline throughput: < 1 is slower
+    ci_low: float
+    ci_high: float
+    p50_ratio: float  # candidate / baseline latency: > 1 is slower
+    p99_ratio: float
+    memory_diff_mb: float  # candidate - baseline
+    verdict: str
+    baseline_runs: int
+    candidate_runs: int
+    baseline_run_id: str
+    candidate_run_id: str
+
+    @property
+    def overhead_pct(self) -> float:
+        """How much slower the candidate is, in percent of the baseline's throughput."""
+        return (1 - self.ratio) * 100
+
+
+@dataclass
+class Comparison:
+    baseline: str
+    candidate: str
+    tolerance: float
+    rows: list[Row]
+    missing: list[str]  # pairs found on one side only
+
+    @property
+    def regressions(self) -> list[Row]:
+        return [row for row in self.rows if row.verdict == "slower"]
+
+
+def throughput_ratio_ci(baseline: list[tuple[int, list[float]]], candidate: list[tuple[int, list[float]]],
+                        samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float, float, float]:
+    """Ratio of candidate to baseline throughput and its 95% bootstrap interval.
+
+    Each side is a list of runs (batch size, per-step times). The bootstrap resamples
+    runs, then steps within each run, so with repeated runs the interval includes the
+    run-to-run variation and not only the step-to-step noise."""
+    rng = np.random.default_rng(seed)
+
+    def throughput(runs) -> float:
+        return sum(b * len(t) for b, t in runs) / (sum(sum(t) for _, t in runs) / 1e3)
+
+    def resampled(runs) -> np.ndarray:
+        picks = rng.integers(0, len(runs), size=(samples, len(runs)))
+        samples_out = np.zeros(samples)
+        work = np.zeros(samples)
+        for j, (batch, times) in enumerate(runs):
+            times = np.asarray(times)
+            steps = times[rng.integers(0, len(times), size=(samples, len(times)))]
+            totals = steps.sum(axis=1) / 1e3
+            chosen = (picks == j).sum(axis=1)  # how often run j was drawn in each sample
+            samples_out += chosen * totals
+            work += chosen * batch * len(times)
+        return work / samples_out
+
+    ratio = throughput(candidate) / throughput(baseline)
+    distribution = resampled(candidate) / resampled(baseline)
+    low, high = np.percentile(distribution, [2.5, 97.5])
+    return ratio, float(low), float(high)
+
+
+def verdict(low: float, high: float, tolerance: float) -> str:
+    if high < 1 - tolerance:
+        return "slower"
+    if low > 1 + tolerance:
+        return "faster"
+    if low >= 1 - tolerance and high <= 1 + tolerance:
+        return "equivalent"
+    return "inconclusive"  # the interval straddles a tolerance bound: noise too large to decide
+
+
+def _group(store: Store, runs: list[Run]) -> dict[tuple, list[Run]]:
+    """Per pair key, the latest run and the other runs of its repeat group."""
+    latest: dict[tuple, list[Run]] = {}
+    for run in runs:  # newest first
+        if run.key not in latest:
+            group = run.tags.get("repeat_group")
+            latest[run.key] = [r for r in runs if group and r.tags.get("repeat_group") == group] or [run]
+    return latest
+
+
+def _steps(store: Store, run: Run) -> tuple[int, list[float]]:
+    return run.batch_size, store.result(run)["measurement"]["step_times_ms"]
+
+
+def _metric_ratio(store: Store, base: list[Run], cand: list[Run], name: str) -> float:
+    mean = lambda runs: float(np.mean([r.metrics.get(name, np.nan) for r in runs]))  # noqa: E731
+    return mean(cand) / mean(base)
+
+
+def compare_runs(store: Store, baseline_runs: list[Run], candidate_runs: list[Run], tolerance: float,
+                 baseline: str = "", candidate: str = "") -> Comparison:
+    base, cand = _group(store, baseline_runs), _group(store, candidate_runs)
+    rows = []
+    for key in sorted(set(base) & set(cand)):
+        b, c = base[key], cand[key]
+        ratio, low, high = throughput_ratio_ci([_steps(store, r) for r in b], [_steps(store, r) for r in c])
+        rows.append(Row(
+            *key,
+            baseline_throughput=float(np.mean([r.metrics["throughput"] for r in b])),
+            candidate_throughput=float(np.mean([r.metrics["throughput"] for r in c])),
+            ratio=ratio, ci_low=low, ci_high=high,
+            p50_ratio=_metric_ratio(store, b, c, "latency_ms_p50"),
+            p99_ratio=_metric_ratio(store, b, c, "latency_ms_p99"),
+            memory_diff_mb=float(np.mean([r.metrics.get("memory_peak_mb", np.nan) for r in c])
+                                 - np.mean([r.metrics.get("memory_peak_mb", np.nan) for r in b])),
+            verdict=verdict(low, high, tolerance),
+            baseline_runs=len(b), candidate_runs=len(c),
+            baseline_run_id=b[0].tags["run_id"], candidate_run_id=c[0].tags["run_id"],
+        ))
+    missing = [f"{'/'.join(k)}: only in baseline" for k in sorted(set(base) - set(cand))]
+    missing += [f"{'/'.join(k)}: only in candidate" for k in sorted(set(cand) - set(base))]
+    return Comparison(baseline, candidate, tolerance, rows, missing)
+
+
+def compare(store: Store, baseline: dict[str, str], candidate: Optional[dict[str, str]], tolerance: float,
+            baseline_spec: str, candidate_spec: str) -> Comparison:
+    """`candidate` None: every other run started after the baseline's (the regression gate)."""
+    baseline_runs = store.runs(baseline)
+    if candidate is not None:
+        candidate_runs = store.runs(candidate)
+    else:
+        newest = {}
+        for run in baseline_runs:
+            newest.setdefault(run.key, run.start_time)
+        ids = {r.mlflow_id for r in baseline_runs}
+        candidate_runs = [r for r in store.runs({}) if r.mlflow_id not in ids
+                          and r.key in newest and r.start_time > newest[r.key]]
+    return compare_runs(store, baseline_runs, candidate_runs, tolerance, baseline_spec, candidate_spec)
+
+
+# -- tables -------------------------------------------------------------------------------
+
+COLUMNS = ("model", "workload", "precision", "batch", "size", "baseline /s", "candidate /s", "ratio [95% CI]",
+           "p50 ratio", "p99 ratio", "memory diff MiB", "verdict", "runs b/c")
+
+
+def table_cells(row: Row) -> list[str]:
+    return [row.model, row.workload, row.precision, row.batch_size, row.size, f"{row.baseline_throughput:.2f}",
+            f"{row.candidate_throughput:.2f}", f"{row.ratio:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]",
+            f"{row.p50_ratio:.3f}", f"{row.p99_ratio:.3f}", f"{row.memory_diff_mb:+.1f}", row.verdict,
+            f"{row.baseline_runs}/{row.candidate_runs}"]
+
+
+def _title(comparison: Comparison) -> str:
+    return (f"candidate `{comparison.candidate or 'later runs'}` vs baseline `{comparison.baseline}` "
+            f"(tolerance {comparison.tolerance:.0%})")
+
+
+def to_markdown(comparison: Comparison) -> str:
+    lines = [f"# {_title(comparison)}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(table_cells(row)) + " |" for row in comparison.rows]
+    if comparison.missing:
+        lines += ["", "Not paired (present on one side only):", *[f"- {m}" for m in comparison.missing]]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(comparison: Comparison) -> str:
+    out = io.StringIO()
+    fields = list(asdict(comparison.rows[0]).keys()) if comparison.rows else [f.name for f in Row.__dataclass_fields__.values()]
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    for row in comparison.rows:
+        writer.writerow(asdict(row))
+    return out.getvalue()
+
+
+def to_html(comparison: Comparison) -> str:
+    colors = {"slower": "#fdd", "faster": "#dfd", "equivalent": "#fff", "inconclusive": "#ffd"}
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    body = "".join(f"<tr style='background:{colors[row.verdict]}'>" +
+                   "".join(f"<td>{html.escape(cell)}</td>" for cell in table_cells(row)) + "</tr>"
+                   for row in comparison.rows)
+    missing = "".join(f"<li>{html.escape(m)}</li>" for m in comparison.missing)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>vgpu-bench comparison</title>"
+            f"<style>body{{font-family:sans-serif}}table{{border-collapse:collapse}}td,th{{border:1px solid #999;"
+            f"padding:4px 8px;text-align:right}}</style></head><body><h1>{html.escape(_title(comparison))}</h1>"
+            f"<table><tr>{head}</tr>{body}</table>"
+            + (f"<p>Not paired (present on one side only):</p><ul>{missing}</ul>" if missing else "")
+            + "</body></html>")
+
+
+def write_tables(comparison: Comparison, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    paths = []
+    for suffix, text in ((".md", to_markdown(comparison)), (".csv", to_csv(comparison)), (".html", to_html(comparison))):
+        path = stem.with_suffix(suffix)
+        path.write_text(text)
+        paths.append(path)
+    return paths

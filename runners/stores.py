@@ -1,0 +1,95 @@
+"""Reading recorded runs back from MLflow (for comparisons, regressions, reports)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from runners import results
+from runners.config import TrackingConfig
+from runners.errors import UsageError
+
+# Tags every run carries (runners/tracking.py); anything else with a dot is a param.
+TAG_KEYS = {"model", "model_size", "workload", "backend", "backend_requested", "framework", "device_name", "status",
+            "label", "suite_version", "git_commit", "driver_version", "run_id", "repeat_group", "tenant_group", "kind"}
+
+
+def default_results_dir() -> Path:
+    return Path(os.environ.get("VGPU_BENCH_RESULTS", "results")).resolve()
+
+
+def parse_side(spec: str) -> dict[str, str]:
+    """'backend=native label=rel-2.3' (or comma-separated) -> {"backend": "native", "label": "rel-2.3"}."""
+    filters = {}
+    for part in re.split(r"[,\s]+", (spec or "").strip()):
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key or not value:
+            raise UsageError(f"a side is key=value pairs such as backend=native or label=release-2.4, got {spec!r}")
+        filters[key] = value
+    if not filters:
+        raise UsageError("a side needs at least one key=value, such as backend=native")
+    return filters
+
+
+def _clause(key: str, value: str) -> str:
+    quoted = value.replace("'", "\\'")
+    if key.startswith(("tags.", "params.")):
+        return f"{key} = '{quoted}'"
+    if key in TAG_KEYS:
+        return f"tags.{key} = '{quoted}'"
+    if "." in key or key in ("seed", "timeout_s", "tenants", "repeats"):
+        return f"params.{key} = '{quoted}'"
+    raise UsageError(f"unknown side key '{key}'. Valid: {', '.join(sorted(TAG_KEYS))}, or a config key such as "
+                     f"workload.batch_size or backend.threads")
+
+
+@dataclass
+class Run:
+    mlflow_id: str
+    tags: dict[str, str]
+    params: dict[str, str]
+    metrics: dict[str, float]
+    start_time: int
+    _result: Optional[dict[str, Any]] = field(default=None, repr=False)
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """What a comparison pairs on."""
+        return (self.tags.get("model", "?"), self.tags.get("workload", "?"), self.params.get("workload.precision", "?"),
+                self.params.get("workload.batch_size", "?"), self.tags.get("model_size", "?"))
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.params.get("workload.batch_size", "1"))
+
+
+class Store:
+    def __init__(self, tracking: TrackingConfig | None = None, results_dir: Path | None = None):
+        from runners.tracking import _client
+
+        self.results_dir = results_dir or default_results_dir()
+        self.tracking = tracking or TrackingConfig()
+        self.client, self.experiment_id = _client(self.tracking, self.results_dir)
+
+    def runs(self, filters: dict[str, str]) -> list[Run]:
+        """Successful single runs (not tenants, groups or comparisons) matching `filters`, newest first."""
+        clauses = [_clause(k, v) for k, v in filters.items()] + ["tags.status = 'success'"]
+        found = self.client.search_runs([self.experiment_id], filter_string=" and ".join(clauses),
+                                        order_by=["attributes.start_time DESC"], max_results=5000)
+        return [Run(r.info.run_id, dict(r.data.tags), dict(r.data.params), dict(r.data.metrics), r.info.start_time)
+                for r in found if "run_id" in r.data.tags and "tenant_role" not in r.data.tags
+                and r.data.tags.get("workload") not in ("probe",)]
+
+    def result(self, run: Run) -> dict[str, Any]:
+        """The run's result file: the local copy when there is one, else its MLflow artifact."""
+        if run._result is None:
+            local = self.results_dir / "runs" / run.tags["run_id"] / results.RESULT_FILE
+            if not local.exists():
+                local = Path(self.client.download_artifacts(run.mlflow_id, results.RESULT_FILE))
+            run._result = json.loads(local.read_text())
+        return run._result

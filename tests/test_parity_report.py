@@ -1,0 +1,66 @@
+"""Numerical parity and the HTML report, on the CPU; the report opened in a real browser."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import REPO, TINY
+
+BERT = ["model=bert", "model.size=tiny", "workload.batch_size=2", "workload.seq_len=16"]
+
+
+def _python(module, *args, results_dir):
+    env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_parity_passes_identical_runs_and_fails_a_perturbed_one(results_dir):
+    same = _python("runners.parity", "--baseline", "backend=cpu", "--candidate", "backend=cpu", *BERT,
+                   results_dir=results_dir)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "outputs: max abs err 0" in same.stdout and "parity-bert: PASS" in same.stdout
+    perturbed = _python("runners.parity", "--candidate", "backend=cpu seed=1", *BERT, results_dir=results_dir)
+    assert perturbed.returncode == 1 and "parity-bert: FAIL" in perturbed.stdout
+    client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id],
+                              filter_string="tags.kind = 'parity'")
+    assert sorted(r.data.tags["verdict"] for r in runs) == ["fail", "pass"]
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]
+
+
+def test_parity_bad_input_is_one_line(results_dir):
+    done = _python("runners.parity", "--candidate", "backend=vgpuu", *BERT, results_dir=results_dir)
+    assert done.returncode == 2 and done.stderr.startswith("error: unknown backend 'vgpuu'")
+
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(not _chromium(), reason="no chromium (make test installs it where it can)")
+def test_report_plots_render_in_a_headless_browser(cli, results_dir):
+    for label in ("base", "cand"):
+        assert cli("model=dummy", "backend=cpu", f"label={label}", *TINY).returncode == 0
+    done = _python("runners.analyze", "report", "--baseline", "label=base", "--candidate", "label=cand",
+                   results_dir=results_dir)
+    assert done.returncode == 0, done.stderr
+    page = done.stdout.split("report: ", 1)[1].strip()
+    text = open(page).read()
+    assert "src='http" not in text and "<link" not in text  # self-contained
+    dom = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tempfile.mkdtemp()}", "--dump-dom", f"file://{page}"],
+                         capture_output=True, text=True, timeout=120).stdout
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    total = int(re.search(r'data-plots-total="(\d+)"', body).group(1))
+    rendered = int(re.search(r'data-plots-rendered="(\d+)"', body).group(1))
+    assert total == 4 and rendered == total  # the browser decoded every plot
+    for section in ("Throughput", "Latency", "Memory", "Overhead", "Numerical parity", "Environment fingerprints"):
+        assert f"<h2>{section}</h2>" in dom
