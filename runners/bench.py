@@ -26,6 +26,7 @@ from zoo.registry import UnknownName
 
 compose.register()
 _completed: list[dict[str, Any]] = []
+_sweep: dict[str, Any] = {"parent": None}  # the MLflow parent run of this command's sweep, if any
 _HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                            "--config-dir", "-cd", "--info", "-i", "--experimental-rerun"}
 
@@ -38,7 +39,7 @@ def _track(config: BenchConfig, result: dict[str, Any], run_dir: Path, parent: s
 
     results_dir = Path(config.results_dir).resolve()
     try:
-        log_result(result, run_dir, config.tracking, results_dir, parent_run_id=parent)
+        log_result(result, run_dir, config.tracking, results_dir, parent_run_id=parent or _sweep["parent"])
         return True
     except Exception as exc:  # the result file is kept either way
         console.console.print(f"[yellow]warning:[/] could not log {run_dir.name} to MLflow at "
@@ -64,7 +65,8 @@ def _run_tenants(job, update) -> None:
         from runners.tracking import log_group
 
         try:
-            parent = log_group(group, alone, summary, job.config.tracking, job.results_dir)
+            parent = log_group(group, alone, summary, job.config.tracking, job.results_dir,
+                               parent_run_id=_sweep["parent"])
         except Exception as exc:
             tracked = False
             console.console.print(f"[yellow]warning:[/] could not log group {group} to MLflow: {exc}")
@@ -97,7 +99,8 @@ def _run_repeats(job, update) -> None:
         from runners.tracking import log_group
 
         try:
-            parent = log_group(group, runs[0][0], summary, job.config.tracking, job.results_dir, "repeat_group")
+            parent = log_group(group, runs[0][0], summary, job.config.tracking, job.results_dir, "repeat_group",
+                               parent_run_id=_sweep["parent"])
         except Exception as exc:
             tracked = False
             console.console.print(f"[yellow]warning:[/] could not log group {group} to MLflow: {exc}")
@@ -170,12 +173,40 @@ def _split(argv: list[str]) -> tuple[list[str], list[str], bool]:
     return flags, overrides, other
 
 
-def validate(overrides: list[str], multirun: bool) -> list[str]:
+def validate(overrides: list[str], multirun: bool) -> tuple[list[str], list[BenchConfig]]:
     """Every job this command would run, checked up front; returns Hydra-ready overrides."""
     ready = compose.check_overrides(overrides)
-    for combination in compose.sweep_combinations(ready, multirun):
-        plan(compose.compose_config(combination))
-    return ready
+    configs = [compose.compose_config(combination) for combination in compose.sweep_combinations(ready, multirun)]
+    for config in configs:
+        plan(config)
+    return ready, configs
+
+
+def _start_sweep(overrides: list[str], configs: list[BenchConfig]) -> None:
+    """One parent run per sweep, when all of its jobs log to the same MLflow store."""
+    trackers = {(c.tracking.name, c.tracking.uri, c.tracking.experiment, c.results_dir) for c in configs}
+    if len(trackers) != 1 or configs[0].tracking.name != "mlflow" or configs[0].dry_run:
+        return
+    from runners.tracking import start_sweep
+
+    config = configs[0]
+    try:
+        _sweep.update(parent=start_sweep(overrides, config.tracking, Path(config.results_dir).resolve()), config=config)
+    except Exception as exc:  # runs are still recorded as files; the sweep just has no parent
+        console.console.print(f"[yellow]warning:[/] could not start the sweep's MLflow run: {exc}")
+
+
+def _end_sweep() -> None:
+    if not _sweep["parent"]:
+        return
+    from runners.tracking import end_sweep
+
+    config = _sweep["config"]
+    failed = sum(row["result"]["status"] != "success" for row in _completed)
+    try:
+        end_sweep(_sweep["parent"], len(_completed), failed, config.tracking, Path(config.results_dir).resolve())
+    except Exception as exc:
+        console.console.print(f"[yellow]warning:[/] could not close the sweep's MLflow run: {exc}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,12 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     flags, overrides, hydra_only = _split(argv)
     if not hydra_only:  # --help, --cfg ... are Hydra's own business
         try:
-            overrides = validate(overrides, multirun=bool(flags))
+            overrides, configs = validate(overrides, multirun=bool(flags))
         except (UsageError, UnknownName) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        if flags:
+            _start_sweep(overrides, configs)
     sys.argv = [sys.argv[0], *flags, *overrides]
-    _hydra_entry()
+    try:
+        _hydra_entry()
+    finally:
+        _end_sweep()
     console.print_summary(_completed)
     ok = all(row["result"]["status"] == "success" and row["tracked"] for row in _completed)
     return 0 if ok else 1

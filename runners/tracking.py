@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -95,12 +96,15 @@ def display_name(result: dict[str, Any]) -> str:
 
 
 def log_summary(run_name: str, tags: dict[str, str], metrics: dict[str, float], succeeded: bool,
-                config: TrackingConfig, results_dir: Path, artifacts: tuple[Path, ...] = ()) -> str:
+                config: TrackingConfig, results_dir: Path, artifacts: tuple[Path, ...] = (),
+                parent_run_id: str | None = None) -> str:
     """A run that holds no workload of its own: a multi-tenant group, repeats, a
     comparison, a parity check. Children point to it with mlflow.parentRunId."""
     from mlflow.entities import Metric
 
     client, experiment_id = _client(config, results_dir)
+    if parent_run_id:
+        tags = {**tags, "mlflow.parentRunId": parent_run_id}
     run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     now = run.info.start_time
     client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
@@ -111,8 +115,26 @@ def log_summary(run_name: str, tags: dict[str, str], metrics: dict[str, float], 
 
 
 def log_group(group: str, first: dict[str, Any], summary: dict[str, float], config: TrackingConfig,
-              results_dir: Path, group_tag: str = "tenant_group") -> str:
+              results_dir: Path, group_tag: str = "tenant_group", parent_run_id: str | None = None) -> str:
     """The parent run of a group of runs of one configuration (tenants, repeats)."""
     tags = {k: v for k, v in tags_of(first).items() if k not in ("run_id", "status")}
     tags.update({group_tag: group, "status": "success" if summary else "failed"})
-    return log_summary(group.rsplit("-", 1)[0], tags, summary, bool(summary), config, results_dir)
+    return log_summary(group.rsplit("-", 1)[0], tags, summary, bool(summary), config, results_dir,
+                       parent_run_id=parent_run_id)
+
+
+def start_sweep(overrides: list[str], config: TrackingConfig, results_dir: Path) -> str:
+    """The parent run of a sweep (a multirun); finished by `end_sweep`."""
+    client, experiment_id = _client(config, results_dir)
+    run = client.create_run(experiment_id, run_name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}",
+                            tags={"kind": "sweep", "overrides": " ".join(overrides)[:5000]})
+    return run.info.run_id
+
+
+def end_sweep(run_id: str, runs: int, failed: int, config: TrackingConfig, results_dir: Path) -> None:
+    from mlflow.entities import Metric
+
+    client, _ = _client(config, results_dir)
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric("runs", runs, now, 0), Metric("failed_runs", failed, now, 0)])
+    client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")

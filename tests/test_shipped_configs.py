@@ -34,7 +34,9 @@ def test_every_shipped_config_runs_on_tiny_shapes(cli, results_dir):
 
     client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id])
-    assert len(runs) == expected and {r.info.status for r in runs} == {"FINISHED"}
+    [sweep] = [r for r in runs if r.data.tags.get("kind") == "sweep"]  # one parent run per sweep
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == sweep.info.run_id]
+    assert len(children) == expected and {r.info.status for r in runs} == {"FINISHED"}
 
 
 def test_tracking_none_writes_results_but_no_store(cli, results_dir):

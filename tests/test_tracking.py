@@ -47,7 +47,10 @@ def test_a_sweep_goes_on_after_a_failure(cli, results_dir):
                "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=raise,none")
     assert done.returncode == 1
     _, runs = _runs(results_dir)
-    assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]
+    [sweep] = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == sweep.info.run_id]
+    assert sorted(r.info.status for r in children) == ["FAILED", "FINISHED"]
+    assert sweep.info.status == "FAILED" and sweep.data.metrics == {"runs": 2, "failed_runs": 1}
     assert "failed: RuntimeError" in done.stdout and "success" in done.stdout  # the summary table
 
 
