@@ -14,7 +14,7 @@ RESULTS ?= results
 PORT ?= 5000
 OVERRIDES = $(if $(model),model=$(model)) $(if $(backend),backend=$(backend)) $(if $(workload),workload=$(workload)) $(ARGS)
 
-.PHONY: help setup bench sweep probe compare regressions pin-baseline parity report bench-overhead test browser ui clean
+.PHONY: help setup bench sweep probe demo docs compare regressions pin-baseline parity report bench-overhead test browser ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -44,6 +44,12 @@ sweep: setup ## run a Hydra multirun over comma-separated values in ARGS
 
 probe: setup ## check a GPU backend's memory quota and compute share: make probe backend=mps
 	@$(PY) -m runners.bench workload=probe $(OVERRIDES)
+
+demo: setup ## short real inference: make demo model=resnet50 input=cat.jpg [weights=<local file or dir>]
+	@$(PY) -m zoo.demo --model "$(model)" --input "$(input)" $(if $(weights),--weights "$(weights)") $(if $(size),--size $(size))
+
+docs: setup ## regenerate docs/zoo.md (the model cards) from the registry
+	$(PY) -m zoo cards > docs/zoo.md
 
 compare: setup ## compare two sides of recorded runs: make compare baseline="backend=native" candidate="backend=vgpu"
 	@$(PY) -m runners.analyze compare --baseline "$(baseline)" --candidate "$(candidate)" $(if $(tolerance),--tolerance $(tolerance))

@@ -48,8 +48,11 @@ def _track(config: BenchConfig, result: dict[str, Any], run_dir: Path, parent: s
 
 
 def _report(name: str, result: dict[str, Any], run_dir: Path, tracked: bool) -> None:
-    error = result["error"]
+    error, metrics = result["error"], result["metrics"]
     status = "ok" if result["status"] == "success" else f"FAILED ({error['type']}: {error['message']})"
+    if "ttft_ms_p50" in metrics:
+        status += (f" (ttft p50 {metrics['ttft_ms_p50']:.1f} ms, {metrics.get('tpot_ms_mean', 0):.2f} ms per "
+                   f"output token, {metrics['output_tokens_per_s']:.1f} output tokens/s)")
     console.console.print(f"{name}: {status} -> {run_dir}")
     _completed.append({"result": result, "run_dir": run_dir, "tracked": tracked})
 

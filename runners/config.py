@@ -14,9 +14,16 @@ class Precision(Enum):
     bf16 = "bf16"
 
 
+class TfMode(Enum):
+    eager = "eager"
+    graph = "graph"  # tf.function
+    xla = "xla"  # tf.function(jit_compile=True)
+
+
 class WorkloadKind(Enum):
     infer = "infer"
     train = "train"
+    generate = "generate"  # decoder models: prefill + token-by-token decoding
     probe = "probe"  # quota probe of the backend (memory and compute), no model
 
 
@@ -29,6 +36,7 @@ def _check(condition: bool, message: str) -> None:
 class ModelConfig:
     name: str = "bert"
     size: Optional[str] = None  # None: the entry's real (default) size
+    weights: Optional[str] = None  # local pretrained weights (file or directory); None: random
 
 
 @dataclass
@@ -45,11 +53,13 @@ class WorkloadConfig:
     # Adaptive: also go on until the 95% confidence interval of the mean step time is
     # narrower than this fraction of the mean (e.g. 0.01), or max_duration_s passes.
     target_ci: Optional[float] = None
+    new_tokens: int = 32  # generate: tokens decoded after a prompt of seq_len tokens
+    tf_mode: TfMode = TfMode.graph  # TensorFlow models: eager, graph or xla
 
     def __post_init__(self) -> None:
         _check(self.target_ci is None or 0 < self.target_ci < 1,
                f"workload.target_ci must be a fraction in (0, 1) such as 0.01, got {self.target_ci}")
-        for name in ("batch_size", "seq_len", "image_size", "min_steps"):
+        for name in ("batch_size", "seq_len", "image_size", "min_steps", "new_tokens"):
             _check(getattr(self, name) >= 1, f"workload.{name} must be >= 1, got {getattr(self, name)}")
         _check(self.warmup_steps >= 0, f"workload.warmup_steps must be >= 0, got {self.warmup_steps}")
         _check(self.min_duration_s >= 0, f"workload.min_duration_s must be >= 0, got {self.min_duration_s}")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("torch", "torchvision", "transformers", "tensorflow", "keras", "numpy", "nvidia-ml-py")
+PACKAGES = ("torch", "torchvision", "transformers", "tensorflow", "tensorflow-cpu", "keras", "numpy", "nvidia-ml-py")
 
 
 def suite_version() -> str:

@@ -65,8 +65,17 @@ def plan(config: BenchConfig) -> Job:
         return Job(config, None, backend, f"probe-{backend.name}", preflight_error)
     entry = zoo.get(config.model.name)(config.model.size)
     frameworks.get(entry.framework)
+    kind = config.workload.kind.value
+    if config.model.weights and not Path(config.model.weights).exists():
+        raise UsageError(f"model.weights={config.model.weights} does not exist (a local file or directory; "
+                         f"nothing is downloaded)")
+    if kind not in entry.workloads:
+        able = [n for n in zoo.models.names() if kind in zoo.models.get(n).workloads]
+        raise UsageError(f"model '{entry.name}' has no workload '{kind}' (it has {', '.join(entry.workloads)}); "
+                         f"models with {kind}: {', '.join(able)}")
     try:
-        entry.check_shape(zoo.InputShape(seq_len=config.workload.seq_len, image_size=config.workload.image_size))
+        shape = zoo.InputShape(seq_len=config.workload.seq_len, image_size=config.workload.image_size)
+        entry.check_shape(shape, config.workload.new_tokens if kind == "generate" else 0)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     run_name = f"{entry.name}-{config.workload.kind.value}-{backend.name}"

@@ -33,6 +33,15 @@ METRIC_UNITS = {
     "time_to_first_step_s": "s",
     "steps": "count",
     "measured_s": "s",
+    # generation (decoder models)
+    "ttft_ms_p50": "ms",
+    "ttft_ms_mean": "ms",
+    "tpot_ms_p50": "ms",
+    "tpot_ms_mean": "ms",
+    "output_tokens_per_s": "tokens/s",
+    # model FLOPs utilization (GPU runs at the default size and input shape)
+    "achieved_tflops": "TFLOP/s",
+    "mfu": "ratio",
     # quota probe
     "memory_total_seen_mb": "MiB",
     "largest_allocation_mb": "MiB",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runners import fingerprint, measure, results, stats
+from runners.devices import FLOPS_FACTOR, peak_tflops
 from runners.frameworks import frameworks
 from runners.nvml import MemorySampler
 
@@ -27,6 +28,34 @@ def log(line: str) -> None:
 
 def _terminated(signum, frame):
     raise SystemExit(f"worker stopped by {signal.Signals(signum).name}")
+
+
+def generation_metrics(framework, workload: dict[str, Any], steps: int, throughput: float) -> dict[str, Any]:
+    """Time to first token and per output token, over the measured generations only."""
+    if workload["kind"] != "generate":
+        return {}
+    ttft, tpot = framework.ttft_ms[-steps:], framework.tpot_ms[-steps:]
+    return {"ttft_ms_p50": stats.percentile(ttft, 50), "ttft_ms_mean": stats.summarize_ms(ttft)["mean"],
+            "tpot_ms_p50": stats.percentile(tpot, 50) if tpot else None,
+            "tpot_ms_mean": stats.summarize_ms(tpot)["mean"] if tpot else None,
+            "output_tokens_per_s": throughput * workload["new_tokens"]}
+
+
+def mfu_metrics(entry, workload: dict[str, Any], shape, result: dict[str, Any], framework,
+                throughput: float) -> dict[str, Any]:
+    """Model FLOPs utilization, where the published FLOPs apply: a GPU run of a train
+    or infer workload at the entry's default size and input shape."""
+    import zoo
+
+    if (workload["kind"] not in FLOPS_FACTOR or entry.size != entry.default_size or shape != zoo.InputShape()
+            or not entry.flops_per_sample or framework.device != "cuda"):
+        return {}
+    achieved = entry.flops_per_sample * FLOPS_FACTOR[workload["kind"]] * throughput / 1e12
+    gpu = (framework.describe().get("cuda_device") or {}).get("name", "")
+    peak = peak_tflops(gpu, workload["precision"])
+    result["mfu_basis"] = {"flops_per_sample": entry.flops_per_sample, "factor": FLOPS_FACTOR[workload["kind"]],
+                           "peak_tflops": peak, "device": gpu}
+    return {"achieved_tflops": achieved, "mfu": achieved / peak if peak else None}
 
 
 def wait_for_tenants(tenant: dict[str, Any] | None) -> None:
@@ -79,7 +108,10 @@ def run_workload(job: dict[str, Any], result: dict[str, Any], state: dict[str, A
     entry = zoo.get(config["model"]["name"])(job["model"]["size"])
     shape = zoo.InputShape(seq_len=workload["seq_len"], image_size=workload["image_size"])
     device = job["backend"]["device"]
-    framework = frameworks.get(entry.framework)(device, workload["precision"], config["backend"]["threads"])
+    framework = frameworks.get(entry.framework)(device, workload["precision"], config["backend"]["threads"],
+                                                workload["tf_mode"])
+    framework.new_tokens = workload["new_tokens"]
+    framework.weights = config["model"].get("weights")
     state["framework"] = framework
 
     log(f"building {entry.name} ({entry.size}) for {workload['kind']} on {device}")
@@ -109,8 +141,10 @@ def run_workload(job: dict[str, Any], result: dict[str, Any], state: dict[str, A
     device_latency = stats.summarize_ms(m.device_times_ms) if m.device_times_ms else {}
     total_s = sum(m.step_times_ms) / 1e3
     throughput = workload["batch_size"] * len(m.step_times_ms) / total_s
-    tokens = entry.items_per_sample(shape)
+    tokens = entry.items_per_sample(shape) if workload["kind"] != "generate" else None
     results.set_metrics(result, {
+        **generation_metrics(framework, workload, len(m.step_times_ms), throughput),
+        **mfu_metrics(entry, workload, shape, result, framework, throughput),
         "throughput": throughput,
         "tokens_per_s": throughput * tokens if tokens else None,
         "latency_ms_p50": latency["p50"],

@@ -6,55 +6,62 @@ framework imports happen inside the methods, never at module level."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Optional
 
-from zoo.registry import Registry
+from zoo.registry import Registry, UnknownName
 
 
 @dataclass(frozen=True)
 class InputShape:
     """The per-sample input shape a workload asks for; an entry uses the part it needs."""
 
-    seq_len: int = 128
-    image_size: int = 224
+    seq_len: int = 128  # text: tokens per sample (the prompt, for generation)
+    image_size: int = 224  # vision: pixels per side
 
 
 class ZooModel:
     name: ClassVar[str]
     framework: ClassVar[str]  # a key of runners.frameworks.frameworks
     task: ClassVar[str]
-    inputs: ClassVar[str]  # "text", "image" or "none": which InputShape field applies
+    inputs: ClassVar[str]  # "text", "image", "tabular" or "none": which InputShape field applies
     summary: ClassVar[str]
     sizes: ClassVar[dict[str, dict[str, Any]]]  # size name -> architecture settings
     default_size: ClassVar[str]
-    max_seq_len: ClassVar[int | None] = None
-    min_image_size: ClassVar[int | None] = None
+    workloads: ClassVar[tuple[str, ...]] = ("infer", "train")
+    max_seq_len: ClassVar[Optional[int]] = None
+    min_image_size: ClassVar[Optional[int]] = None
+    # Figures at the default size and input shape (InputShape()), one sample, forward
+    # pass, in FLOPs (2 per multiply-add). tests/test_zoo_figures.py recomputes them from
+    # the model and checks them against `source`, the upstream figure they must match.
+    params: ClassVar[Optional[int]] = None
+    flops_per_sample: ClassVar[Optional[float]] = None
+    source: ClassVar[str] = ""
+    hidden: ClassVar[bool] = False  # not part of the zoo a user browses (the self-test entry)
 
     def __init__(self, size: str | None = None):
         self.size = size or self.default_size
         if self.size not in self.sizes:
-            from zoo.registry import UnknownName
-
             raise UnknownName(f"size of model '{self.name}'", self.size, list(self.sizes))
         self.settings = self.sizes[self.size]
 
-    def check_shape(self, shape: InputShape) -> None:
+    def check_shape(self, shape: InputShape, new_tokens: int = 0) -> None:
         """Raise ValueError for an input shape this architecture cannot take."""
-        if self.inputs == "text" and self.max_seq_len and shape.seq_len > self.max_seq_len:
-            raise ValueError(
-                f"workload.seq_len={shape.seq_len} exceeds {self.name}'s maximum of {self.max_seq_len}"
-            )
+        if self.inputs == "text" and self.max_seq_len and shape.seq_len + new_tokens > self.max_seq_len:
+            extra = f" + {new_tokens} new tokens" if new_tokens else ""
+            raise ValueError(f"workload.seq_len={shape.seq_len}{extra} exceeds {self.name}'s maximum of "
+                             f"{self.max_seq_len}")
         if self.inputs == "image" and self.min_image_size and shape.image_size < self.min_image_size:
-            raise ValueError(
-                f"workload.image_size={shape.image_size} is below {self.name}'s minimum of {self.min_image_size}"
-            )
+            raise ValueError(f"workload.image_size={shape.image_size} is below {self.name}'s minimum of "
+                             f"{self.min_image_size}")
 
-    def items_per_sample(self, shape: InputShape) -> int | None:
+    def items_per_sample(self, shape: InputShape) -> Optional[int]:
         """Tokens per sample for text models (for tokens/s); None otherwise."""
         return shape.seq_len if self.inputs == "text" else None
 
-    # The three things every entry implements.
-    def build(self) -> Any:
+    # What every entry implements. `shape` is the workload's input shape, for the few
+    # architectures whose weights depend on it (a ViT's position embeddings).
+    def build(self, shape: InputShape = InputShape()) -> Any:
         raise NotImplementedError
 
     def make_batch(self, batch_size: int, shape: InputShape, seed: int) -> Any:
@@ -65,6 +72,34 @@ class ZooModel:
 
     def loss(self, model: Any, batch: Any) -> Any:
         raise NotImplementedError
+
+    def load_weights(self, model: Any, path: Path) -> Any:
+        """Load pretrained weights from a local file or directory (nothing is downloaded)."""
+        raise NotImplementedError(f"{self.name} cannot load weights")
+
+
+class TorchModel(ZooModel):
+    """PyTorch entries: weights from a state-dict file (.pt/.pth/.bin) or a .safetensors file/directory."""
+
+    framework = "pytorch"
+
+    def load_weights(self, model, path):
+        import torch
+
+        path = Path(path)
+        if path.is_dir():
+            candidates = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin")) or sorted(path.glob("*.pt*"))
+            if not candidates:
+                raise FileNotFoundError(f"no weights file (*.safetensors, *.bin, *.pt) in {path}")
+            path = candidates[0]
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+        return model
 
 
 models: Registry[type[ZooModel]] = Registry("model")

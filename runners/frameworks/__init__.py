@@ -13,8 +13,9 @@ from zoo.registry import Registry
 class Framework:
     name: ClassVar[str]
 
-    def __init__(self, device: str, precision: str, threads: Optional[int]):
+    def __init__(self, device: str, precision: str, threads: Optional[int], mode: str = "graph"):
         self.device, self.precision, self.threads = device, precision, threads
+        self.weights: Optional[str] = None  # local pretrained weights, loaded after build
 
     def prepare(self, entry: ZooModel, kind: str, batch_size: int, shape: InputShape, seed: int) -> Callable[[], Any]:
         """Build the model and its batch on the device; return one step of the workload."""
@@ -23,6 +24,13 @@ class Framework:
     def parity(self, entry: ZooModel, batch_size: int, shape: InputShape, seed: int, steps: int) -> tuple[Any, list[float]]:
         """Seeded forward outputs (a numpy array) and the training loss over `steps` steps."""
         raise NotImplementedError(f"framework '{self.name}' has no parity check")
+
+    def load_weights(self, entry: ZooModel, model: Any) -> Any:
+        if not self.weights:
+            return model
+        from pathlib import Path
+
+        return entry.load_weights(model, Path(self.weights)) or model
 
     def synchronize(self) -> None:
         """Wait for all work launched on the device."""
@@ -48,4 +56,4 @@ class Framework:
 
 frameworks: Registry[type[Framework]] = Registry("framework")
 
-from runners.frameworks import python, pytorch  # noqa: E402,F401  (registers the adapters)
+from runners.frameworks import python, pytorch, tensorflow  # noqa: E402,F401  (registers the adapters)

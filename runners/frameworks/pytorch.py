@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any, Optional
 
 from runners.frameworks import Framework, frameworks
@@ -39,7 +40,7 @@ def _move(batch: Any, device) -> Any:
 class TorchFramework(Framework):
     name = "pytorch"
 
-    def __init__(self, device, precision, threads):
+    def __init__(self, device, precision, threads, mode="graph"):
         super().__init__(device, precision, threads)
         import torch
 
@@ -48,6 +49,9 @@ class TorchFramework(Framework):
             torch.set_num_threads(threads)
         self.model = None
         self._loss = None
+        self.new_tokens = 32
+        self.ttft_ms: list[float] = []  # generate: prefill to the first token, per generation
+        self.tpot_ms: list[float] = []  # generate: mean time per later token, per generation
 
     def autocast(self):
         if self.precision == "fp32":
@@ -57,9 +61,11 @@ class TorchFramework(Framework):
     def prepare(self, entry, kind, batch_size, shape, seed):
         torch = self.torch
         torch.manual_seed(seed)  # weights are random: the seed makes them the same everywhere
-        model = entry.build().to(self.device)
+        model = self.load_weights(entry, entry.build(shape)).to(self.device)
         batch = _move(entry.make_batch(batch_size, shape, seed), self.device)
         self.model = model
+        if kind == "generate":
+            return self._generate_step(model, batch["input_ids"])
         if kind == "infer":
             model.eval()
 
@@ -88,7 +94,7 @@ class TorchFramework(Framework):
     def parity(self, entry, batch_size, shape, seed, steps):
         torch = self.torch
         torch.manual_seed(seed)
-        model = entry.build().to(self.device)
+        model = entry.build(shape).to(self.device)
         batch = _move(entry.make_batch(batch_size, shape, seed), self.device)
         model.eval()
         with torch.inference_mode(), self.autocast():
@@ -105,6 +111,29 @@ class TorchFramework(Framework):
             optimizer.step()
             losses.append(float(loss.detach().float()))
         return outputs, losses
+
+    def _generate_step(self, model, prompt):
+        """Greedy decoding with the KV cache: a prefill, then one token per forward."""
+        torch, new_tokens = self.torch, self.new_tokens
+        model.eval()
+
+        def generate_step():
+            with torch.inference_mode(), self.autocast():
+                began = time.perf_counter()
+                out = model(input_ids=prompt, use_cache=True)
+                token = out.logits[:, -1:].argmax(-1)
+                self.synchronize()
+                first = time.perf_counter()
+                past = out.past_key_values
+                for _ in range(new_tokens - 1):
+                    out = model(input_ids=token, past_key_values=past, use_cache=True)
+                    past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+                self.synchronize()
+                self.ttft_ms.append((first - began) * 1e3)
+                if new_tokens > 1:
+                    self.tpot_ms.append((time.perf_counter() - first) * 1e3 / (new_tokens - 1))
+
+        return generate_step
 
     def synchronize(self) -> None:
         if self.device == "cuda":

@@ -1,11 +1,10 @@
 """BERT for sequence classification (transformers), random weights from its config."""
-from zoo.base import ZooModel, models
+from zoo.base import TorchModel, models
 
 
 @models.register
-class Bert(ZooModel):
+class Bert(TorchModel):
     name = "bert"
-    framework = "pytorch"
     task = "text-classification"
     inputs = "text"
     summary = "BERT encoder (transformers) with a 2-class head; the base size is bert-base-uncased."
@@ -17,15 +16,18 @@ class Bert(ZooModel):
     max_seq_len = 512
     vocab_size = 30522
     num_labels = 2
+    params = 109_483_778
+    flops_per_sample = 22_348_434_432.0
+    source = "bert-base-uncased: BertModel 109,482,240 params + 2-class head; FLOPs ~ 2 x matmul params x tokens + attention"
 
-    def build(self):
+    def build(self, shape=None):
         from zoo.torch_support import ensure_torchvision
 
         ensure_torchvision()  # transformers imports torchvision when it is installed
         from transformers import BertConfig, BertForSequenceClassification
 
-        config = BertConfig(vocab_size=self.vocab_size, num_labels=self.num_labels, **self.settings)
-        return BertForSequenceClassification(config)
+        return BertForSequenceClassification(BertConfig(vocab_size=self.vocab_size, num_labels=self.num_labels,
+                                                         **self.settings))
 
     def make_batch(self, batch_size, shape, seed):
         import torch
@@ -33,16 +35,23 @@ class Bert(ZooModel):
         from zoo.torch_support import generator
 
         g = generator(seed)
+        # No attention mask: unpadded sequences, the same as a mask of ones.
         return {
             "input_ids": torch.randint(0, self.vocab_size, (batch_size, shape.seq_len), generator=g),
-            "attention_mask": torch.ones(batch_size, shape.seq_len, dtype=torch.long),
             "labels": torch.randint(0, self.num_labels, (batch_size,), generator=g),
         }
 
     def forward(self, model, batch):
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return model(input_ids=batch["input_ids"]).logits
 
     def loss(self, model, batch):
         import torch.nn.functional as F
 
         return F.cross_entropy(self.forward(model, batch).float(), batch["labels"])
+
+    def load_weights(self, model, path):
+        from pathlib import Path
+
+        if (Path(path) / "config.json").exists():  # a transformers checkpoint directory
+            return type(model).from_pretrained(path)
+        return super().load_weights(model, path)

@@ -18,7 +18,7 @@ class Dummy(ZooModel):
     default_size = "default"
     hidden = True  # not part of the zoo a user browses
 
-    def build(self):
+    def build(self, shape=None):
         fault = os.environ.get("VGPU_BENCH_DUMMY_FAULT", "")
         if fault == "raise":
             raise RuntimeError("dummy workload failed on purpose")

@@ -1,0 +1,114 @@
+"""The zoo used as a library (customer demos), generation, the demo, MFU."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+import zoo
+from conftest import REPO, TINY, run_dirs
+
+
+def test_load_gives_model_batch_factory_and_loss_without_any_runner():
+    import torch
+
+    loaded = zoo.load("resnet50", size="tiny", shape=zoo.InputShape(image_size=32))
+    batch = loaded.make_batch(2)
+    assert batch["images"].shape == (2, 3, 32, 32)
+    loss = loaded.loss(loaded.model, batch)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    assert "runners" not in " ".join(m for m in sys.modules if m.startswith("runners.bench"))
+
+
+def test_pretrained_weights_load_from_a_checkpoint_the_test_saved(tmp_path):
+    import torch
+
+    source = zoo.load("bert", size="tiny", seed=1)
+    path = tmp_path / "bert-tiny.pt"
+    torch.save(source.model.state_dict(), path)
+    other = zoo.load("bert", size="tiny", seed=2)  # different random weights...
+    batch = other.make_batch(2)
+    assert not torch.equal(other.forward(other.model.eval(), batch), source.forward(source.model.eval(), batch))
+    restored = zoo.load("bert", size="tiny", seed=2, weights=path)  # ...until the checkpoint is loaded
+    assert torch.equal(restored.forward(restored.model.eval(), batch), source.forward(source.model.eval(), batch))
+
+
+@pytest.mark.slow
+def test_keras_weights_load_too(tmp_path):
+    source = zoo.load("keras_bert", size="tiny", seed=1)
+    path = tmp_path / "keras_bert.weights.h5"
+    source.model.save_weights(str(path))
+    restored = zoo.load("keras_bert", size="tiny", seed=2, weights=path)
+    batch = source.make_batch(2)
+    assert (restored.forward(restored.model, batch).numpy() == source.forward(source.model, batch).numpy()).all()
+
+
+def test_a_run_can_use_local_pretrained_weights(cli, results_dir, tmp_path):
+    import torch
+
+    path = tmp_path / "w.pt"
+    torch.save(zoo.load("bert", size="tiny").model.state_dict(), path)
+    assert cli("model=bert", "backend=cpu", "tracking=none", *TINY, f"model.weights={path}").returncode == 0
+    done = cli("model=bert", "backend=cpu", *TINY, "model.weights=/nonexistent/w.pt")
+    assert done.returncode == 2 and "model.weights=/nonexistent/w.pt does not exist" in done.stderr
+
+
+@pytest.mark.parametrize("model", ["llama", "gpt2"])
+def test_generate_reports_time_to_first_token_and_tokens_per_second(cli, results_dir, model):
+    done = cli(f"model={model}", "workload=generate", "backend=cpu", *TINY, "workload.new_tokens=4")
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((run_dirs(results_dir)[0] / "result.json").read_text())
+    metrics = result["metrics"]
+    assert metrics["ttft_ms_p50"] > 0 and metrics["tpot_ms_mean"] > 0
+    assert metrics["output_tokens_per_s"] == pytest.approx(metrics["throughput"] * 4)
+    assert "ttft" in done.stderr and "tokens/s" in done.stderr
+
+
+def test_generate_is_refused_for_models_without_it(cli):
+    done = cli("model=bert", "workload=generate")
+    assert done.returncode == 2 and "model 'bert' has no workload 'generate'" in done.stderr
+    assert "models with generate: gpt2, llama" in done.stderr
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--model", "resnet50", "--size", "tiny", "--input", "IMAGE"], "1. class"),
+    (["--model", "bert", "--size", "tiny", "--input", "a sentence about virtual GPUs"], "1. class"),
+])
+def test_demo_runs_a_real_inference(tmp_path, args, expected):
+    import numpy as np
+    from PIL import Image
+
+    image = tmp_path / "in.png"
+    Image.fromarray((np.random.default_rng(0).random((240, 320, 3)) * 255).astype("uint8")).save(image)
+    args = [str(image) if a == "IMAGE" else a for a in args]
+    done = subprocess.run([sys.executable, "-m", "zoo.demo", *args], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert expected in done.stdout and "inference: median" in done.stdout
+
+
+def test_mfu_uses_the_published_flops_and_the_device_peak():
+    from runners.worker import mfu_metrics
+
+    class GPU:
+        device = "cuda"
+
+        def describe(self):
+            return {"cuda_device": {"name": "NVIDIA H100 80GB HBM3"}}
+
+    entry, result = zoo.get("resnet50")(), {}
+    metrics = mfu_metrics(entry, {"kind": "train", "precision": "bf16"}, zoo.InputShape(), result, GPU(), 2616.0)
+    assert metrics["achieved_tflops"] == pytest.approx(8.178368512e9 * 3 * 2616 / 1e12)
+    assert metrics["mfu"] == pytest.approx(metrics["achieved_tflops"] / 989.4)
+    assert mfu_metrics(zoo.get("resnet50")("tiny"), {"kind": "train", "precision": "bf16"}, zoo.InputShape(),
+                       {}, GPU(), 1.0) == {}  # figures hold for the default size only
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+def test_tensorflow_execution_modes(cli, results_dir, mode):
+    done = cli("model=keras_mobilenet_v2", "workload=train", "backend=cpu", "tracking=none", *TINY,
+               f"workload.tf_mode={mode}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((run_dirs(results_dir)[0] / "result.json").read_text())
+    assert result["environment"]["framework"]["mode"] == mode and result["model"]["framework"] == "tensorflow"
+    assert result["measurement"]["final_loss"] > 0

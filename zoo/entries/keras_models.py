@@ -1,0 +1,85 @@
+"""TensorFlow/Keras entries: two keras.applications CNNs and a BERT-base built from Keras layers."""
+from zoo.base import InputShape, models
+from zoo.keras_entry import KerasImageClassifier, KerasModel
+
+
+@models.register
+class KerasResNet50(KerasImageClassifier):
+    name = "keras_resnet50"
+    summary = "keras.applications ResNet50 (TensorFlow), channels-last."
+    application = "ResNet50"
+    sizes = {"full": dict(), "tiny": dict(classes=10)}  # same architecture; tests use 32x32 images
+    default_size = "full"
+    params = 25_636_712
+    flops_per_sample = 7_755_294_312.0
+    source = "keras.applications ResNet50: 25,636,712 params (Keras documentation table); ResNet-50 v1 3.8 G multiply-adds (He et al.)"
+
+
+@models.register
+class KerasMobileNetV2(KerasImageClassifier):
+    name = "keras_mobilenet_v2"
+    summary = "keras.applications MobileNetV2 (TensorFlow): depthwise separable convolutions."
+    application = "MobileNetV2"
+    sizes = {"full": dict(), "tiny": dict(alpha=0.35, classes=10)}
+    default_size = "full"
+    params = 3_538_984
+    flops_per_sample = 615_287_208.0
+    source = "keras.applications MobileNetV2 (alpha 1.0, 224): 3,538,984 params (Keras documentation table); 300 M multiply-adds (Sandler et al.)"
+
+
+def _bert_layers(vocab: int, hidden: int, layers: int, heads: int, intermediate: int, labels: int,
+                 max_positions: int = 512):
+    import keras
+    from keras import layers as L
+
+    class Embeddings(L.Layer):
+        """Word + position + token-type (all type 0) embeddings, as BERT adds them."""
+
+        def build(self, input_shape):
+            self.words = self.add_weight(shape=(vocab, hidden), name="word_embeddings")
+            self.positions = self.add_weight(shape=(max_positions, hidden), name="position_embeddings")
+            self.token_types = self.add_weight(shape=(2, hidden), name="token_type_embeddings")
+
+        def call(self, ids):
+            length = keras.ops.shape(ids)[1]
+            return (keras.ops.take(self.words, ids, axis=0) + self.positions[None, :length]
+                    + self.token_types[None, None, 0])
+
+    ids = keras.Input(shape=(None,), dtype="int32", name="input_ids")
+    x = L.Dropout(0.1)(L.LayerNormalization(epsilon=1e-12)(Embeddings()(ids)))
+    for _ in range(layers):
+        attention = L.MultiHeadAttention(num_heads=heads, key_dim=hidden // heads, dropout=0.1)(x, x)
+        x = L.LayerNormalization(epsilon=1e-12)(x + L.Dropout(0.1)(attention))
+        ffn = L.Dense(hidden)(L.Dense(intermediate, activation="gelu")(x))
+        x = L.LayerNormalization(epsilon=1e-12)(x + L.Dropout(0.1)(ffn))
+    pooled = L.Dense(hidden, activation="tanh")(x[:, 0])
+    logits = L.Dense(labels)(L.Dropout(0.1)(pooled))
+    return keras.Model(ids, logits, name="keras_bert")
+
+
+@models.register
+class KerasBert(KerasModel):
+    name = "keras_bert"
+    task = "text-classification"
+    inputs = "text"
+    summary = "BERT-base encoder built from Keras layers (TensorFlow) with a 2-class head; mirrors the bert entry."
+    sizes = {
+        "base": dict(hidden=768, layers=12, heads=12, intermediate=3072),
+        "tiny": dict(hidden=128, layers=2, heads=2, intermediate=512),
+    }
+    default_size = "base"
+    max_seq_len = 512
+    vocab_size = 30522
+    params = 109_483_778
+    flops_per_sample = 22_415_589_890.0  # TensorFlow's profiler also counts softmax, GELU and norms
+    source = "BERT-base: the same 109,483,778 params as transformers' BertForSequenceClassification (2 labels)"
+
+    def build(self, shape: InputShape = InputShape()):
+        return _bert_layers(self.vocab_size, labels=2, **self.settings)
+
+    def make_batch(self, batch_size, shape, seed):
+        import numpy as np
+
+        rng = np.random.default_rng(seed)
+        return {"x": rng.integers(0, self.vocab_size, (batch_size, shape.seq_len)).astype(np.int32),
+                "y": rng.integers(0, 2, batch_size).astype(np.int32)}
