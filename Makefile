@@ -14,7 +14,7 @@ RESULTS ?= results
 PORT ?= 5000
 OVERRIDES = $(if $(model),model=$(model)) $(if $(backend),backend=$(backend)) $(if $(workload),workload=$(workload)) $(ARGS)
 
-.PHONY: help setup bench sweep probe demo docs compare regressions pin-baseline parity report bench-overhead test browser ui clean
+.PHONY: help setup bench sweep probe profile microbench demo docs compare regressions pin-baseline parity report bench-overhead test browser ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -68,6 +68,12 @@ report: setup ## HTML report with plots: make report baseline="backend=native" c
 
 bench-overhead: setup ## benchmark: suite throughput vs a bare hand-written loop (same model, one process)
 	@$(PY) -m runners.overhead $(ARGS)
+
+profile: setup ## profile a workload: trace, top ops, per-step launches/API calls/bytes: make profile model=bert backend=native
+	@$(PY) -m runners.bench profile=true $(OVERRIDES)
+
+microbench: setup ## launch, sync, malloc, memcpy, GEMM microbenchmarks of a GPU backend: make microbench backend=mps
+	@$(PY) -m runners.bench workload=microbench $(OVERRIDES)
 
 test: setup browser ## run the test suite (CPU; GPU tests skip without a GPU)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

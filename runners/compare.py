@@ -7,7 +7,7 @@ import csv
 import html
 import io
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -39,11 +39,28 @@ class Row:
     candidate_runs: int
     baseline_run_id: str
     candidate_run_id: str
+    estimated_overhead_pct: Optional[float] = None  # from the profile and microbenchmarks, when both exist
 
     @property
     def overhead_pct(self) -> float:
         """How much slower the candidate is, in percent of the baseline's throughput."""
         return (1 - self.ratio) * 100
+
+
+@dataclass
+class MicroRow:
+    metric: str
+    baseline: float
+    candidate: float
+
+    @property
+    def ratio(self) -> float:
+        return self.candidate / self.baseline if self.baseline else float("nan")
+
+    @property
+    def worse(self) -> bool:
+        """Latencies and times are worse higher, bandwidths and throughputs lower."""
+        return self.ratio > 1 if self.metric.endswith(("_us", "_s")) else self.ratio < 1
 
 
 @dataclass
@@ -53,6 +70,7 @@ class Comparison:
     tolerance: float
     rows: list[Row]
     missing: list[str]  # pairs found on one side only
+    micro: list[MicroRow] = field(default_factory=list)  # microbenchmarks, when both sides have them
 
     @property
     def regressions(self) -> list[Row]:
@@ -119,9 +137,35 @@ def _metric_ratio(store: Store, base: list[Run], cand: list[Run], name: str) -> 
     return mean(cand) / mean(base)
 
 
+def _is_micro(run: Run) -> bool:
+    return run.tags.get("workload") == "microbench"
+
+
+def _micro_rows(base: list[Run], cand: list[Run]) -> list[MicroRow]:
+    if not base or not cand:
+        return []
+    b, c = base[0].metrics, cand[0].metrics  # the latest of each side
+    names = sorted(k for k in set(b) & set(c) if k.endswith(("_us", "_gbps", "_tflops")) or k == "context_s")
+    return [MicroRow(k, b[k], c[k]) for k in names]
+
+
+def _estimate(store: Store, b: list[Run], base_micro: list[Run], cand_micro: list[Run]) -> Optional[float]:
+    from runners.attribution import estimate
+
+    profiled = next((r for r in b if any(k.startswith("prof_") for k in r.metrics)), None)
+    if not profiled or not base_micro or not cand_micro:
+        return None
+    found = estimate({k: v for k, v in profiled.metrics.items() if k.startswith("prof_")}, base_micro[0].metrics,
+                     cand_micro[0].metrics, profiled.metrics.get("latency_ms_mean", 0.0))
+    return found["estimated_overhead_pct"] if found else None
+
+
 def compare_runs(store: Store, baseline_runs: list[Run], candidate_runs: list[Run], tolerance: float,
                  baseline: str = "", candidate: str = "") -> Comparison:
-    base, cand = _group(store, baseline_runs), _group(store, candidate_runs)
+    base_micro = [r for r in baseline_runs if _is_micro(r)]
+    cand_micro = [r for r in candidate_runs if _is_micro(r)]
+    base = _group(store, [r for r in baseline_runs if not _is_micro(r)])
+    cand = _group(store, [r for r in candidate_runs if not _is_micro(r)])
     rows = []
     for key in sorted(set(base) & set(cand)):
         b, c = base[key], cand[key]
@@ -138,10 +182,11 @@ def compare_runs(store: Store, baseline_runs: list[Run], candidate_runs: list[Ru
             verdict=verdict(low, high, tolerance),
             baseline_runs=len(b), candidate_runs=len(c),
             baseline_run_id=b[0].tags["run_id"], candidate_run_id=c[0].tags["run_id"],
+            estimated_overhead_pct=_estimate(store, b, base_micro, cand_micro),
         ))
     missing = [f"{'/'.join(k)}: only in baseline" for k in sorted(set(base) - set(cand))]
     missing += [f"{'/'.join(k)}: only in candidate" for k in sorted(set(cand) - set(base))]
-    return Comparison(baseline, candidate, tolerance, rows, missing)
+    return Comparison(baseline, candidate, tolerance, rows, missing, _micro_rows(base_micro, cand_micro))
 
 
 def compare(store: Store, baseline: dict[str, str], candidate: Optional[dict[str, str]], tolerance: float,
@@ -163,14 +208,21 @@ def compare(store: Store, baseline: dict[str, str], candidate: Optional[dict[str
 # -- tables -------------------------------------------------------------------------------
 
 COLUMNS = ("model", "workload", "precision", "batch", "size", "baseline /s", "candidate /s", "ratio [95% CI]",
-           "p50 ratio", "p99 ratio", "memory diff MiB", "verdict", "runs b/c")
+           "p50 ratio", "p99 ratio", "memory diff MiB", "overhead % measured", "overhead % estimated", "verdict",
+           "runs b/c")
+MICRO_COLUMNS = ("microbenchmark", "baseline", "candidate", "ratio", "")
 
 
 def table_cells(row: Row) -> list[str]:
     return [row.model, row.workload, row.precision, row.batch_size, row.size, f"{row.baseline_throughput:.2f}",
             f"{row.candidate_throughput:.2f}", f"{row.ratio:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]",
-            f"{row.p50_ratio:.3f}", f"{row.p99_ratio:.3f}", f"{row.memory_diff_mb:+.1f}", row.verdict,
+            f"{row.p50_ratio:.3f}", f"{row.p99_ratio:.3f}", f"{row.memory_diff_mb:+.1f}", f"{row.overhead_pct:+.1f}",
+            "-" if row.estimated_overhead_pct is None else f"{row.estimated_overhead_pct:+.1f}", row.verdict,
             f"{row.baseline_runs}/{row.candidate_runs}"]
+
+
+def micro_cells(row: MicroRow) -> list[str]:
+    return [row.metric, f"{row.baseline:.4g}", f"{row.candidate:.4g}", f"{row.ratio:.3f}", "worse" if row.worse else ""]
 
 
 def _title(comparison: Comparison) -> str:
@@ -183,6 +235,9 @@ def to_markdown(comparison: Comparison) -> str:
     lines += ["| " + " | ".join(table_cells(row)) + " |" for row in comparison.rows]
     if comparison.missing:
         lines += ["", "Not paired (present on one side only):", *[f"- {m}" for m in comparison.missing]]
+    if comparison.micro:
+        lines += ["", "## Microbenchmarks", "", "| " + " | ".join(MICRO_COLUMNS) + " |", "|" + "---|" * len(MICRO_COLUMNS)]
+        lines += ["| " + " | ".join(micro_cells(row)) + " |" for row in comparison.micro]
     return "\n".join(lines) + "\n"
 
 
@@ -203,12 +258,17 @@ def to_html(comparison: Comparison) -> str:
                    "".join(f"<td>{html.escape(cell)}</td>" for cell in table_cells(row)) + "</tr>"
                    for row in comparison.rows)
     missing = "".join(f"<li>{html.escape(m)}</li>" for m in comparison.missing)
+    micro = ""
+    if comparison.micro:
+        micro = ("<h2>Microbenchmarks</h2><table><tr>" + "".join(f"<th>{c}</th>" for c in MICRO_COLUMNS) + "</tr>"
+                 + "".join("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in micro_cells(r)) + "</tr>"
+                           for r in comparison.micro) + "</table>")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>vgpu-bench comparison</title>"
             f"<style>body{{font-family:sans-serif}}table{{border-collapse:collapse}}td,th{{border:1px solid #999;"
             f"padding:4px 8px;text-align:right}}</style></head><body><h1>{html.escape(_title(comparison))}</h1>"
             f"<table><tr>{head}</tr>{body}</table>"
             + (f"<p>Not paired (present on one side only):</p><ul>{missing}</ul>" if missing else "")
-            + "</body></html>")
+            + micro + "</body></html>")
 
 
 def write_tables(comparison: Comparison, out_dir: Path) -> list[Path]:

@@ -20,11 +20,18 @@ class TfMode(Enum):
     xla = "xla"  # tf.function(jit_compile=True)
 
 
+class Compile(Enum):
+    none = "none"
+    inductor = "inductor"  # torch.compile: fused kernels, fewer launches
+    cudagraphs = "cudagraphs"  # CUDA graph capture and replay: one launch per graph
+
+
 class WorkloadKind(Enum):
     infer = "infer"
     train = "train"
     generate = "generate"  # decoder models: prefill + token-by-token decoding
     probe = "probe"  # quota probe of the backend (memory and compute), no model
+    microbench = "microbench"  # launch, sync, malloc, memcpy and GEMM microbenchmarks, no model
 
 
 def _check(condition: bool, message: str) -> None:
@@ -55,6 +62,7 @@ class WorkloadConfig:
     target_ci: Optional[float] = None
     new_tokens: int = 32  # generate: tokens decoded after a prompt of seq_len tokens
     tf_mode: TfMode = TfMode.graph  # TensorFlow models: eager, graph or xla
+    compile: Compile = Compile.none  # PyTorch models: none, inductor or cudagraphs
 
     def __post_init__(self) -> None:
         _check(self.target_ci is None or 0 < self.target_ci < 1,
@@ -117,11 +125,14 @@ class BenchConfig:
     dry_run: bool = False  # print the launch plan instead of running
     tenants: int = 1  # copies of the workload run at once on the same backend
     repeats: int = 1  # the same run this many times, one after another (run-to-run variation)
+    profile: bool = False  # after the measured steps, profile a few more (trace, top ops, per-step counts)
+    profile_steps: int = 3
 
     def __post_init__(self) -> None:
         _check(self.timeout_s > 0, f"timeout_s must be > 0, got {self.timeout_s}")
         _check(self.tenants >= 1, f"tenants must be >= 1, got {self.tenants}")
         _check(self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}")
+        _check(self.profile_steps >= 1, f"profile_steps must be >= 1, got {self.profile_steps}")
         _check(self.tenants == 1 or self.repeats == 1, "tenants and repeats cannot be combined: choose one")
 
 

@@ -58,14 +58,25 @@ def plan(config: BenchConfig) -> Job:
         if not config.dry_run:
             raise
         preflight_error = str(exc)
-    if config.workload.kind is WorkloadKind.probe:
+    kind = config.workload.kind.value
+    gpu_backends = ", ".join(n for n in backends.names() if backends.get(n).device == "cuda")
+    if kind in ("probe", "microbench"):
         if backend.device != "cuda":
-            raise UsageError(f"workload=probe measures a GPU's quotas, and backend '{backend.name}' has no GPU. "
-                             f"Valid: {', '.join(n for n in backends.names() if backends.get(n).device == 'cuda')}")
-        return Job(config, None, backend, f"probe-{backend.name}", preflight_error)
+            what = "a GPU's quotas" if kind == "probe" else "what a GPU backend adds to CUDA calls"
+            raise UsageError(f"workload={kind} measures {what}, and backend '{backend.name}' has no GPU. "
+                             f"Valid: {gpu_backends}")
+        return Job(config, None, backend, f"{kind}-{backend.name}", preflight_error)
+    compile_mode = config.workload.compile.value
+    if compile_mode == "cudagraphs" and backend.device != "cuda":
+        raise UsageError(f"workload.compile=cudagraphs captures CUDA graphs, and backend '{backend.name}' has no GPU. "
+                         f"Valid here: none, inductor")
     entry = zoo.get(config.model.name)(config.model.size)
     frameworks.get(entry.framework)
-    kind = config.workload.kind.value
+    if compile_mode != "none" and entry.framework != "pytorch":
+        raise UsageError(f"workload.compile applies to PyTorch models; {entry.name} is {entry.framework} "
+                         f"(use workload.tf_mode=eager|graph|xla)")
+    if compile_mode != "none" and kind == "generate":
+        raise UsageError("workload.compile is not supported with workload=generate (the decode loop changes shapes)")
     if config.model.weights and not Path(config.model.weights).exists():
         raise UsageError(f"model.weights={config.model.weights} does not exist (a local file or directory; "
                          f"nothing is downloaded)")

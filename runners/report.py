@@ -69,10 +69,15 @@ def _overhead(comparison: Comparison) -> str:
     ax.bar(range(len(values)), values, yerr=[errors[1], errors[0]], capsize=4,
            color=["#c44e52" if r.verdict == "slower" else "#55a868" if r.verdict == "faster" else "#999"
                   for r in comparison.rows])
+    estimated = [(i, r.estimated_overhead_pct) for i, r in enumerate(comparison.rows) if r.estimated_overhead_pct is not None]
+    if estimated:  # what the profile and the microbenchmarks predict, beside what was measured
+        ax.scatter([i for i, _ in estimated], [v for _, v in estimated], marker="D", color="black", zorder=3,
+                   label="estimated from profile + microbenchmarks")
+        ax.legend()
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(values)), _labels(comparison), fontsize=8)
     ax.set_ylabel("overhead % (candidate slower than baseline)")
-    ax.set_title("Overhead with 95% confidence interval")
+    ax.set_title("Measured overhead with 95% confidence interval")
     return _png(fig)
 
 

@@ -42,6 +42,19 @@ METRIC_UNITS = {
     # model FLOPs utilization (GPU runs at the default size and input shape)
     "achieved_tflops": "TFLOP/s",
     "mfu": "ratio",
+    # profile (profile=true): per measured-workload step
+    "prof_kernel_launches": "count/step",
+    "prof_api_launch": "count/step",
+    "prof_api_memcpy": "count/step",
+    "prof_api_synchronize": "count/step",
+    "prof_api_malloc": "count/step",
+    "prof_api_free": "count/step",
+    "prof_synchronizations": "count/step",
+    "prof_h2d_bytes": "bytes/step",
+    "prof_d2h_bytes": "bytes/step",
+    "prof_d2d_bytes": "bytes/step",
+    "prof_cpu_ops": "count/step",
+    "prof_gpu_busy_fraction": "ratio",
     # quota probe
     "memory_total_seen_mb": "MiB",
     "largest_allocation_mb": "MiB",

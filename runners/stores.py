@@ -83,7 +83,7 @@ class Store:
                                         order_by=["attributes.start_time DESC"], max_results=5000)
         return [Run(r.info.run_id, dict(r.data.tags), dict(r.data.params), dict(r.data.metrics), r.info.start_time)
                 for r in found if "run_id" in r.data.tags and "tenant_role" not in r.data.tags
-                and r.data.tags.get("workload") not in ("probe",)]
+                and r.data.tags.get("workload") != "probe"]
 
     def result(self, run: Run) -> dict[str, Any]:
         """The run's result file: the local copy when there is one, else its MLflow artifact."""

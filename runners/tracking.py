@@ -80,9 +80,11 @@ def log_result(result: dict[str, Any], run_dir: Path, config: TrackingConfig, re
     for start in range(0, len(params), 100):  # log_batch takes at most 100 params per call
         client.log_batch(run_id, params=params[start:start + 100])
     client.log_batch(run_id, metrics=metrics)
-    for name in (results.RESULT_FILE, results.LOG_FILE, results.JOB_FILE):
+    for name in (results.RESULT_FILE, results.LOG_FILE, results.JOB_FILE, "trace.json", "top_ops.txt"):
         if (run_dir / name).exists():
             client.log_artifact(run_id, str(run_dir / name))
+    if (run_dir / "tf_profile").is_dir():
+        client.log_artifacts(run_id, str(run_dir / "tf_profile"), "tf_profile")
     client.log_text(run_id, json.dumps(result["config"], indent=2), "config.json")
     client.set_terminated(run_id, status="FINISHED" if result["status"] == "success" else "FAILED",
                           end_time=timestamp)

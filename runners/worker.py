@@ -97,10 +97,10 @@ def run_workload(job: dict[str, Any], result: dict[str, Any], state: dict[str, A
     import zoo  # registers entries; frameworks are imported by the adapters themselves
 
     config, workload = job["config"], job["config"]["workload"]
-    if workload["kind"] == "probe":
-        from runners import probe
+    if workload["kind"] in ("probe", "microbench"):
+        from runners import microbench, probe
 
-        probe.run(job, result, log)
+        (probe if workload["kind"] == "probe" else microbench).run(job, result, log)
         return
     if job.get("task") == "parity":
         run_parity(job, result, state)
@@ -111,6 +111,7 @@ def run_workload(job: dict[str, Any], result: dict[str, Any], state: dict[str, A
     framework = frameworks.get(entry.framework)(device, workload["precision"], config["backend"]["threads"],
                                                 workload["tf_mode"])
     framework.new_tokens = workload["new_tokens"]
+    framework.compile = workload.get("compile", "none")
     framework.weights = config["model"].get("weights")
     state["framework"] = framework
 
@@ -131,6 +132,17 @@ def run_workload(job: dict[str, Any], result: dict[str, Any], state: dict[str, A
             before_measuring=lambda: wait_for_tenants(job.get("tenant")),
             target_ci=workload.get("target_ci"),
         )
+
+    if config.get("profile"):
+        from runners import profiling
+
+        log(f"profiling {config['profile_steps']} more steps")
+        run_dir = Path(job["run_dir"])
+        if entry.framework == "tensorflow":
+            result["profile"] = profiling.profile_tensorflow(step, framework.synchronize, config["profile_steps"], run_dir)
+        else:
+            result["profile"] = profiling.profile_torch(step, framework.synchronize, config["profile_steps"], device,
+                                                        run_dir)
 
     memory = framework.memory() + (sampler.readings() if device == "cuda" else [])
     memory.append({"source": "rusage.ru_maxrss", "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -155,6 +167,7 @@ def run_workload(job: dict[str, Any], result: dict[str, Any], state: dict[str, A
         "device_ms_p50": device_latency.get("p50"),
         "device_ms_mean": device_latency.get("mean"),
         "memory_peak_mb": memory[0]["peak_mb"],  # the allocator's view on a GPU, process RSS on the CPU
+        **(result.get("profile") or {}).get("per_step", {}),
         "time_to_first_step_s": m.first_step_done_at - job["spawned_at"],
         "steps": len(m.step_times_ms),
         "measured_s": m.duration_s,

@@ -1,0 +1,130 @@
+"""Profiles, compile variants, microbenchmark refusal and the overhead estimate (CPU)."""
+import json
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import TINY, has_gpu, run_dirs
+from runners.attribution import estimate
+from runners.profiling import count_trace
+
+BERT = ["model=bert", "backend=cpu", *TINY]
+
+
+def _event(cat, name, ts, dur, **args):
+    return {"ph": "X", "cat": cat, "name": name, "ts": ts, "dur": dur, "args": args}
+
+
+def test_trace_counts_per_step_from_a_gpu_trace():
+    trace = {"traceEvents": [
+        _event("cpu_op", "aten::mm", 0, 100),
+        _event("cuda_runtime", "cudaLaunchKernel", 10, 5), _event("cuda_runtime", "cudaLaunchKernel", 20, 5),
+        _event("cuda_driver", "cuLaunchKernel", 30, 5),
+        _event("cuda_runtime", "cudaMemcpyAsync", 40, 5), _event("cuda_runtime", "cudaStreamSynchronize", 50, 40),
+        _event("cuda_runtime", "cudaMalloc", 95, 2), _event("cuda_runtime", "cudaFree", 97, 2),
+        _event("kernel", "gemm", 20, 30), _event("kernel", "relu", 40, 20),  # overlapping: 40 us busy
+        _event("gpu_memcpy", "Memcpy HtoD (Pageable -> Device)", 60, 10, bytes=4096),
+        _event("gpu_memcpy", "Memcpy DtoH (Device -> Pageable)", 80, 10, bytes=1024),
+        {"ph": "i", "cat": "kernel", "name": "instant marker", "ts": 0},  # not a duration event
+    ]}
+    counts = count_trace(trace, steps=2)
+    assert counts["prof_kernel_launches"] == 1 and counts["prof_api_launch"] == 1.5
+    assert counts["prof_api_memcpy"] == 0.5 and counts["prof_api_synchronize"] == 0.5
+    assert counts["prof_api_malloc"] == 0.5 and counts["prof_api_free"] == 0.5
+    assert (counts["prof_h2d_bytes"], counts["prof_d2h_bytes"], counts["prof_d2d_bytes"]) == (2048, 512, 0)
+    assert counts["prof_synchronizations"] == 0.5 and counts["prof_cpu_ops"] == 0.5
+    assert counts["prof_gpu_busy_fraction"] == pytest.approx(60 / 100)  # kernels 20-60 + copies 60-70, 80-90
+
+
+def test_profile_logs_a_trace_a_table_and_per_step_counts(cli, results_dir):
+    done = cli(*BERT, "profile=true", "profile_steps=2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_dir = run_dirs(results_dir)[0]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["profile"]["steps"] == 2 and result["metrics"]["prof_cpu_ops"] > 50
+    trace = json.loads((run_dir / "trace.json").read_text())
+    assert any(e.get("cat") == "cpu_op" for e in trace["traceEvents"])  # a real Chrome trace
+    assert "Self CPU" in (run_dir / "top_ops.txt").read_text()
+    client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
+    [run] = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id])
+    assert {"trace.json", "top_ops.txt"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert run.data.metrics["prof_cpu_ops"] == result["metrics"]["prof_cpu_ops"]
+
+
+@pytest.mark.slow
+def test_inductor_runs_on_cpu_and_fuses_operators(cli, results_dir):
+    for mode in ("none", "inductor"):
+        done = cli(*BERT, "tracking=none", "profile=true", f"workload.compile={mode}", timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
+    ops = {}
+    for run_dir in run_dirs(results_dir):
+        result = json.loads((run_dir / "result.json").read_text())
+        ops[result["config"]["workload"]["compile"]] = result["metrics"]["prof_cpu_ops"]
+    assert ops["inductor"] < ops["none"] / 2
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["workload=microbench", "backend=cpu"], "workload=microbench measures what a GPU backend adds"),
+    (["workload.compile=cudagraphs", "backend=cpu"], "workload.compile=cudagraphs captures CUDA graphs"),
+    (["model=keras_bert", "workload.compile=inductor", "backend=cpu"], "workload.compile applies to PyTorch models"),
+    (["workload.compile=jit", "backend=cpu"], "invalid value for workload.compile"),
+])
+def test_gpu_only_and_mismatched_variants_are_refused(cli, args, expected):
+    if has_gpu() and "backend=cpu" not in args:
+        pytest.skip("has a GPU")
+    done = cli(*args)
+    assert done.returncode == 2 and expected in done.stderr and done.stderr.count("\n") == 1
+
+
+MICRO_NATIVE = {"launch_us": 5.0, "launch_sync_us": 15.0, "malloc_us": 100.0, "free_us": 50.0,
+                "h2d_pageable_1m_gbps": 10.0, "d2h_pageable_1m_gbps": 10.0}
+MICRO_REMOTE = {"launch_us": 25.0, "launch_sync_us": 85.0, "malloc_us": 300.0, "free_us": 150.0,
+                "h2d_pageable_1m_gbps": 5.0, "d2h_pageable_1m_gbps": 5.0}
+
+
+def test_overhead_estimate_adds_what_each_call_costs_more():
+    profile = {"prof_api_launch": 100, "prof_api_synchronize": 2, "prof_api_malloc": 1, "prof_api_free": 1,
+               "prof_api_memcpy": 2, "prof_h2d_bytes": 2 * 2**20, "prof_d2h_bytes": 0}
+    found = estimate(profile, MICRO_NATIVE, MICRO_REMOTE, step_ms=10.0)
+    assert found["launch_ms"] == pytest.approx(100 * 20 / 1e3)
+    assert found["sync_ms"] == pytest.approx(2 * (60 - 10) / 1e3)
+    assert found["malloc_ms"] == pytest.approx((200 + 100) / 1e3)
+    assert found["copy_ms"] == pytest.approx((2 * 2**20 / 5e9 - 2 * 2**20 / 10e9) * 1e3)
+    added = found["launch_ms"] + found["sync_ms"] + found["malloc_ms"] + found["copy_ms"]
+    assert found["estimated_overhead_pct"] == pytest.approx(added / (10 + added) * 100)
+    assert estimate(profile, MICRO_NATIVE, MICRO_NATIVE, 10.0)["estimated_overhead_pct"] == 0
+    assert estimate({}, MICRO_NATIVE, MICRO_REMOTE, 10.0) is None  # no profile, no estimate
+
+
+def test_comparison_shows_estimated_next_to_measured_overhead(cli, results_dir):
+    """Profiled workload runs are real; the two microbenchmark runs are stand-ins logged
+    straight to MLflow (microbenchmarks need a GPU), to test the wiring end to end."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from runners.tracking import _client
+
+    for label in ("base", "cand"):
+        assert cli(*BERT, f"label={label}", "profile=true").returncode == 0
+    from runners.config import TrackingConfig
+
+    client, experiment = _client(TrackingConfig(), results_dir)
+    for label, metrics in (("base", MICRO_NATIVE), ("cand", MICRO_REMOTE)):
+        run = client.create_run(experiment, run_name="microbench-stand-in",
+                                tags={"label": label, "workload": "microbench", "model": "microbench",
+                                      "status": "success", "run_id": f"stand-in-{label}", "model_size": "None"})
+        for key, value in metrics.items():
+            client.log_metric(run.info.run_id, key, value)
+        client.set_terminated(run.info.run_id)
+    env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
+    done = subprocess.run([sys.executable, "-m", "runners.analyze", "compare", "--baseline", "label=base",
+                           "--candidate", "label=cand"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    table = sorted((results_dir / "tables").glob("*.md"))[-1].read_text()
+    header, _, row = table.splitlines()[2:5]
+    cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in row.split("|")]))
+    # filled in (not "-"), and 0: a CPU step makes no CUDA calls, so nothing costs more
+    assert cells["overhead % estimated"] == "+0.0" and cells["overhead % measured"] != "-"
+    assert "## Microbenchmarks" in table and "| launch_us | 5 | 25 | 5.000 | worse |" in table
