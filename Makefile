@@ -14,7 +14,7 @@ RESULTS ?= results
 PORT ?= 5000
 OVERRIDES = $(if $(model),model=$(model)) $(if $(backend),backend=$(backend)) $(if $(workload),workload=$(workload)) $(ARGS)
 
-.PHONY: help setup bench sweep probe profile microbench demo docs compare regressions pin-baseline parity report bench-overhead test browser ui clean
+.PHONY: help setup bench sweep probe profile microbench sync ingest demo docs compare regressions pin-baseline parity report bench-overhead test browser ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -74,6 +74,12 @@ profile: setup ## profile a workload: trace, top ops, per-step launches/API call
 
 microbench: setup ## launch, sync, malloc, memcpy, GEMM microbenchmarks of a GPU backend: make microbench backend=mps
 	@$(PY) -m runners.bench workload=microbench $(OVERRIDES)
+
+sync: setup ## log every result that could not reach the tracking store when it ran (exactly once)
+	@$(PY) -m runners.sync
+
+ingest: setup ## load result files from a directory into MLflow, skipping those already there: make ingest DIR=<dir>
+	@$(PY) -m runners.sync --dir "$(DIR)"
 
 test: setup browser ## run the test suite (CPU; GPU tests skip without a GPU)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from runners import compare as comparing
-from runners.errors import UsageError
+from runners.errors import UsageError, one_line
 from runners.stores import Store, default_results_dir, parse_side
 from runners.tracking import log_summary
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"report: {path}")
             return 0
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     _print(comparison)
     for path in _record(store, comparison, args.command):

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import shutil
+import signal
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +19,12 @@ import hydra
 from omegaconf import DictConfig
 
 from runners import compose, console, results, tenants
-from runners.config import BackendConfig, BenchConfig, TrackingConfig, WorkloadKind
-from runners.errors import UsageError
+from runners.config import BackendConfig, BenchConfig, TrackingConfig, WorkloadKind, config_hash
+from runners.errors import UsageError, one_line
 from runners.launch import launch, plan_text
 from runners.nvml import visible_gpus
 from runners.plan import plan
+from runners.redact import redact_value
 from runners.tracking import display_name
 from zoo.registry import UnknownName
 
@@ -35,15 +39,17 @@ def _track(config: BenchConfig, result: dict[str, Any], run_dir: Path, parent: s
     """Log one result to MLflow; on failure warn and keep the result file. True when logged."""
     if config.tracking.name != "mlflow":
         return True
-    from runners.tracking import log_result, tracking_uri
+    from runners.tracking import log_result, mark_unsynced, tracking_uri
 
     results_dir = Path(config.results_dir).resolve()
     try:
         log_result(result, run_dir, config.tracking, results_dir, parent_run_id=parent or _sweep["parent"])
         return True
-    except Exception as exc:  # the result file is kept either way
+    except Exception as exc:  # the result file is kept either way, marked for `make sync`
+        mark_unsynced(run_dir, exc)
         console.console.print(f"[yellow]warning:[/] could not log {run_dir.name} to MLflow at "
-                              f"{tracking_uri(config.tracking, results_dir)}: {exc}; the result is kept in {run_dir}")
+                              f"{redact_value(tracking_uri(config.tracking, results_dir))}: {exc}; the result is kept "
+                              f"in {run_dir}, marked unsynced: `make sync` logs it later")
         return False
 
 
@@ -129,6 +135,12 @@ def run_job(config: BenchConfig) -> None:
     if config.dry_run:
         print(plan_text(job))
         return
+    if config.resume:
+        done = results.find_successful(job.results_dir, config_hash(config))
+        if done:
+            console.console.print(f"{job.run_name}: skipped, already done -> {done}")
+            _completed.append({"result": results.load(done / results.RESULT_FILE), "run_dir": done, "tracked": True})
+            return
     with console.progress(job.run_name) as update:
         reference = None
         if config.workload.kind is WorkloadKind.probe and job.backend.compute_share():
@@ -155,7 +167,7 @@ def _hydra_entry(cfg: DictConfig) -> None:
     try:
         run_job(compose.to_config(cfg))
     except UsageError as exc:  # e.g. a daemon that would not start: nothing ran
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         sys.exit(2)
 
 
@@ -176,13 +188,37 @@ def _split(argv: list[str]) -> tuple[list[str], list[str], bool]:
     return flags, overrides, other
 
 
+MIN_FREE_MB = 200
+
+
+def check_output_dir(results_dir: Path) -> None:
+    """Fail before anything starts when results cannot be written."""
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=results_dir, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"results_dir {results_dir} is not writable ({exc.strerror or exc}); "
+                         f"choose another with results_dir=<path> or VGPU_BENCH_RESULTS") from None
+    free_mb = shutil.disk_usage(results_dir).free / 2**20
+    if free_mb < MIN_FREE_MB:
+        raise UsageError(f"results_dir {results_dir} has {free_mb:.0f} MiB free, less than the {MIN_FREE_MB} MiB "
+                         f"a run may need; free some space or choose another results_dir")
+
+
 def validate(overrides: list[str], multirun: bool) -> tuple[list[str], list[BenchConfig]]:
     """Every job this command would run, checked up front; returns Hydra-ready overrides."""
     ready = compose.check_overrides(overrides)
     configs = [compose.compose_config(combination) for combination in compose.sweep_combinations(ready, multirun)]
     for config in configs:
         plan(config)
+    for results_dir in {Path(c.results_dir).resolve() for c in configs if not c.dry_run}:
+        check_output_dir(results_dir)
     return ready, configs
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM: the same orderly stop as Ctrl-C
 
 
 def _start_sweep(overrides: list[str], configs: list[BenchConfig]) -> None:
@@ -219,16 +255,24 @@ def main(argv: list[str] | None = None) -> int:
         try:
             overrides, configs = validate(overrides, multirun=bool(flags))
         except (UsageError, UnknownName) as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {one_line(exc)}", file=sys.stderr)
             return 2
         if flags:
             _start_sweep(overrides, configs)
     sys.argv = [sys.argv[0], *flags, *overrides]
+    signal.signal(signal.SIGTERM, _terminate)
+    interrupted = False
     try:
         _hydra_entry()
+    except KeyboardInterrupt:  # the worker was stopped and daemons torn down on the way out
+        interrupted = True
     finally:
         _end_sweep()
     console.print_summary(_completed)
+    if interrupted:
+        print(f"interrupted: {len(_completed)} finished run(s) kept; run the same command with resume=true to "
+              f"run only what did not finish", file=sys.stderr)
+        return 130
     ok = all(row["result"]["status"] == "success" and row["tracked"] for row in _completed)
     return 0 if ok else 1
 

@@ -88,7 +88,8 @@ def check_overrides(overrides: list[str]) -> list[str]:
     for override, text in zip(parsed, overrides):
         key = override.key_or_group
         if key not in GROUPS and not key.startswith("hydra"):
-            if _check_key(key, backend_schema) and override.is_add() is False and not override.is_force_add():
+            if (_check_key(key, backend_schema) and not override.is_add() and not override.is_force_add()
+                    and not override.is_delete()):
                 text = "++" + text  # a new entry of a dict such as backend.extra_env needs no '+'
         ready.append(text)
     return ready
@@ -133,8 +134,11 @@ def sweep_combinations(overrides: list[str], multirun: bool) -> list[list[str]]:
         return [overrides]
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    except HydraException as exc:
+        raise UsageError(f"malformed override: {_first_line(exc)}") from None
     return [list(combo) for batch in batches for combo in batch]
 
 
@@ -155,9 +159,9 @@ def compose_config(overrides: list[str]) -> BenchConfig:
 def to_config(cfg) -> BenchConfig:
     try:
         return OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as exc:  # before ValueError: OmegaConf's errors are ValueErrors too
+        if isinstance(exc.__cause__, ValueError) and not isinstance(exc.__cause__, OmegaConfBaseException):
+            raise UsageError(str(exc.__cause__)) from None  # a __post_init__ check
+        raise UsageError(explain(exc)) from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    except OmegaConfBaseException as exc:
-        if isinstance(exc.__cause__, ValueError):
-            raise UsageError(str(exc.__cause__)) from None
-        raise UsageError(explain(exc)) from None

@@ -125,6 +125,7 @@ class BenchConfig:
     dry_run: bool = False  # print the launch plan instead of running
     tenants: int = 1  # copies of the workload run at once on the same backend
     repeats: int = 1  # the same run this many times, one after another (run-to-run variation)
+    resume: bool = False  # skip jobs whose configuration already has a successful result
     profile: bool = False  # after the measured steps, profile a few more (trace, top ops, per-step counts)
     profile_steps: int = 3
 
@@ -134,6 +135,18 @@ class BenchConfig:
         _check(self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}")
         _check(self.profile_steps >= 1, f"profile_steps must be >= 1, got {self.profile_steps}")
         _check(self.tenants == 1 or self.repeats == 1, "tenants and repeats cannot be combined: choose one")
+
+
+def config_hash(config: "BenchConfig") -> str:
+    """What identifies a job for `resume`: its whole configuration, except how the
+    command was asked to run (resume, dry_run) and where results go."""
+    import hashlib
+    import json
+
+    plain = to_plain(config)
+    for key in ("resume", "dry_run", "results_dir", "tracking"):
+        plain.pop(key, None)
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def to_plain(value: Any) -> Any:

@@ -3,3 +3,8 @@
 
 class UsageError(Exception):
     """Bad input: a wrong name or value, a missing runtime. The message says what is valid."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The message on one line, whatever the library below wrote."""
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from runners import compose, console, results
-from runners.errors import UsageError
+from runners.errors import UsageError, one_line
 from runners.launch import launch
 from runners.plan import Job, plan
 from zoo.registry import UnknownName
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         if base_job.entry is None or base_job.entry.framework == "python":
             raise UsageError("parity needs a zoo model with a framework (e.g. model=bert)")
     except (UsageError, UnknownName) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
 
     (base, base_dir), (cand, cand_dir) = _run(base_job, args.steps), _run(cand_job, args.steps)

@@ -12,8 +12,9 @@ import zoo
 from runners import fingerprint
 from runners.backends import Backend, backends
 from runners.backends import create as create_backend
-from runners.config import BenchConfig, WorkloadKind, to_plain
+from runners.config import BenchConfig, WorkloadKind, config_hash, to_plain
 from runners.errors import UsageError
+from runners.redact import redact_tree
 from runners.frameworks import frameworks
 
 
@@ -40,7 +41,9 @@ class Job:
         return {
             "run_id": run_id,
             "run_name": self.run_name,
-            "config": to_plain(self.config),
+            "config_hash": config_hash(self.config),
+            # The worker's environment carries the real values; files and MLflow never do.
+            "config": redact_tree(to_plain(self.config)),
             "model": model,
             "backend": self.backend.describe(),
             "suite": {"version": fingerprint.suite_version(), "git_commit": fingerprint.git_commit()},

@@ -23,3 +23,14 @@ def redact_value(value: str) -> str:
 
 def redact_env(env: dict[str, str]) -> dict[str, str]:
     return {k: REDACTED if is_secret_name(k) else redact_value(str(v)) for k, v in env.items()}
+
+
+def redact_tree(value, key: str = ""):
+    """A config tree with secret-looking keys' values and URI passwords redacted."""
+    if isinstance(value, dict):
+        return {k: redact_tree(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_tree(v, key) for v in value]
+    if isinstance(value, str):
+        return REDACTED if is_secret_name(key) else redact_value(value)
+    return value

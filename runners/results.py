@@ -83,6 +83,7 @@ def new(job: dict[str, Any]) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "run_id": job["run_id"],
         "run_name": job["run_name"],
+        "config_hash": job.get("config_hash"),
         "status": "failed",
         "error": None,
         "model": {"name": config["model"]["name"], "size": job["model"]["size"],
@@ -137,6 +138,18 @@ def write(path: Path, result: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def find_successful(results_dir: Path, config_hash: str) -> Path | None:
+    """The run directory of a successful result of this configuration, if any (for resume)."""
+    for path in sorted(Path(results_dir).glob(f"runs/*/{RESULT_FILE}")):
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if result.get("config_hash") == config_hash and result.get("status") == "success":
+            return path.parent
+    return None
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -10,9 +10,11 @@ from typing import Any
 
 from runners import results
 from runners.config import TrackingConfig, flatten
-from runners.redact import redact_value
+from runners.redact import redact_tree, redact_value
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit for a param value
+TRACKING_FILE, UNSYNCED_FILE = "tracking.json", "UNSYNCED"
+LOCK_RETRIES = 8
 
 
 def tracking_uri(config: TrackingConfig, results_dir: Path) -> str:
@@ -53,12 +55,43 @@ def _client(config: TrackingConfig, results_dir: Path):
     return client, _experiment_id(client, config.experiment, results_dir)
 
 
+def find_logged(client, experiment_id: str, run_id: str) -> str | None:
+    """The MLflow run that already holds result `run_id`, if any (logging is idempotent)."""
+    found = client.search_runs([experiment_id], filter_string=f"tags.run_id = '{run_id}'", max_results=1)
+    return found[0].info.run_id if found else None
+
+
 def log_result(result: dict[str, Any], run_dir: Path, config: TrackingConfig, results_dir: Path,
                parent_run_id: str | None = None) -> str:
-    """Log one run; returns the MLflow run id. A failed workload is a FAILED run."""
+    """Log one run, exactly once: a result already in the store is not logged again.
+    Returns the MLflow run id. A failed workload is a FAILED run. Writes tracking.json
+    next to the result; on failure the caller marks the result unsynced."""
+    for attempt in range(LOCK_RETRIES):
+        try:
+            client, experiment_id = _client(config, results_dir)
+            existing = find_logged(client, experiment_id, result["run_id"])
+            if existing:
+                return existing
+            run_id = _log_new(client, experiment_id, result, run_dir, parent_run_id)
+            break
+        except Exception as exc:  # sqlite allows one writer: another sweep may hold the lock
+            if "locked" not in str(exc).lower() or attempt == LOCK_RETRIES - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    (run_dir / TRACKING_FILE).write_text(json.dumps({"mlflow_run_id": run_id, "tracking_uri": redact_value(
+        tracking_uri(config, results_dir))}))
+    (run_dir / UNSYNCED_FILE).unlink(missing_ok=True)
+    return run_id
+
+
+def mark_unsynced(run_dir: Path, error: Exception) -> None:
+    """The result stays in results/runs/; `make sync` logs it later."""
+    (run_dir / UNSYNCED_FILE).write_text(f"{type(error).__name__}: {error}\n")
+
+
+def _log_new(client, experiment_id: str, result: dict[str, Any], run_dir: Path, parent_run_id: str | None) -> str:
     from mlflow.entities import Metric, Param
 
-    client, experiment_id = _client(config, results_dir)
     tags = tags_of(result)
     if result["error"]:
         tags["error_type"] = result["error"]["type"]
@@ -74,7 +107,7 @@ def log_result(result: dict[str, Any], run_dir: Path, config: TrackingConfig, re
                             start_time=int(result["started_at"] * 1000))
     run_id = run.info.run_id
     timestamp = int((result["finished_at"] or result["started_at"]) * 1000)
-    params = [Param(k, redact_value(str(v))[:MAX_PARAM_LENGTH]) for k, v in flatten(result["config"]).items()]
+    params = [Param(k, redact_value(str(v))[:MAX_PARAM_LENGTH]) for k, v in flatten(redact_tree(result["config"])).items()]
     params.append(Param("model.resolved_size", str(result["model"]["size"])))
     metrics = [Metric(k, v, timestamp, 0) for k, v in result["metrics"].items()]
     for start in range(0, len(params), 100):  # log_batch takes at most 100 params per call

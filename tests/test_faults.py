@@ -1,0 +1,113 @@
+"""Nothing recorded is ever lost: unreachable stores, interruptions, concurrent sweeps,
+unwritable outputs; secrets never reach files or MLflow."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from mlflow.tracking import MlflowClient
+
+from conftest import REPO, TINY, run_dirs
+
+
+def _sync(results_dir, *args):
+    env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, "-m", "runners.sync", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _logged(results_dir):
+    client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id], max_results=1000)
+    return [r for r in runs if "run_id" in r.data.tags]
+
+
+def test_runs_made_while_the_store_was_unreachable_are_synced_exactly_once(cli, results_dir, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    unreachable = {"MLFLOW_TRACKING_URI": f"sqlite:///{blocker}/mlflow.db"}
+    done = cli("--multirun", "model=dummy", "backend=cpu", "seed=1,2", *TINY, env=unreachable)
+    assert done.returncode == 1 and "marked unsynced" in done.stderr
+    assert len(list(results_dir.glob("runs/*/UNSYNCED"))) == 2
+    first = _sync(results_dir)
+    assert first.returncode == 0 and first.stdout.startswith("2 logged"), first.stdout + first.stderr
+    assert not list(results_dir.glob("runs/*/UNSYNCED"))
+    assert _sync(results_dir).stdout.startswith("0 logged, 0 already")  # nothing left to sync
+    again = _sync(results_dir, "--dir", str(results_dir / "runs"))  # ingesting the same files again
+    assert again.stdout.startswith("0 logged, 2 already in the store")
+    assert sorted(r.data.tags["run_id"] for r in _logged(results_dir)) == sorted(d.name for d in run_dirs(results_dir))
+
+
+def test_ingest_loads_result_files_from_elsewhere(cli, results_dir, tmp_path):
+    remote = tmp_path / "cluster-node"
+    assert cli("model=dummy", "backend=cpu", "tracking=none", *TINY, f"results_dir={remote}").returncode == 0
+    done = _sync(results_dir, "--dir", str(remote))
+    assert done.stdout.startswith("1 logged") and len(_logged(results_dir)) == 1
+    assert _sync(results_dir, "--dir", str(tmp_path / "nowhere")).returncode == 2
+
+
+def test_an_interrupted_sweep_resumes_only_what_did_not_finish(results_dir):
+    args = [sys.executable, "-m", "runners.bench", "--multirun", "model=dummy", "backend=cpu", "tracking=none",
+            "seed=1,2,3", *TINY, "workload.min_steps=5", "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=sleep:0.3"]
+    env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(results_dir.glob("runs/*/result.json"))) < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    while len(list(results_dir.glob("runs/*/worker.log"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the second job is running
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "resume=true" in stderr
+    results = [json.loads(p.read_text()) for p in results_dir.glob("runs/*/result.json")]
+    finished = {r["config_hash"] for r in results if r["status"] == "success"}
+    assert len(finished) == 1 and len(results) == 2  # one done, one stopped (and recorded as failed)
+
+    resumed = subprocess.run(args + ["resume=true"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.stderr.count("skipped, already done") == 1
+    results = [json.loads(p.read_text()) for p in results_dir.glob("runs/*/result.json")]
+    successes = [r["config_hash"] for r in results if r["status"] == "success"]
+    assert len(successes) == 3 and len(set(successes)) == 3  # each configuration exactly once
+
+
+def test_two_sweeps_at_once_against_one_sqlite_store_lose_nothing(results_dir):
+    env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    args = [sys.executable, "-m", "runners.bench", "--multirun", "model=dummy", "backend=cpu", *TINY]
+    sweeps = [subprocess.Popen(args + [f"label={name}", "seed=1,2,3,4"], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    for sweep in sweeps:
+        sweep.communicate(timeout=600)
+    _sync(results_dir)  # whatever a lock kept out lands now
+    assert len(run_dirs(results_dir)) == 8
+    logged = _logged(results_dir)
+    assert sorted(r.data.tags["run_id"] for r in logged) == sorted(d.name for d in run_dirs(results_dir))
+    assert all(r.info.status == "FINISHED" for r in logged)
+
+
+def test_an_unwritable_output_directory_is_refused_before_anything_runs(cli, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    done = cli("model=dummy", f"results_dir={blocker}/results")
+    assert done.returncode == 2 and "is not writable" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_secrets_never_reach_files_logs_params_tags_or_artifacts(cli, results_dir):
+    secret = "s3cr3t-value-0123"
+    done = cli("model=dummy", "backend=cpu", *TINY, f"backend.extra_env.API_TOKEN={secret}",
+               f"label=postgresql://bench:{secret}@db/x", env={"DB_PASSWORD": secret})
+    assert done.returncode == 0, done.stderr
+    assert secret not in done.stdout + done.stderr
+    for path in run_dirs(results_dir)[0].iterdir():
+        assert secret not in path.read_text(errors="replace"), path.name
+    client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
+    [run] = _logged(results_dir)
+    text = json.dumps([run.data.params, run.data.tags])
+    assert secret not in text and "***" in text
+    for artifact in client.list_artifacts(run.info.run_id):
+        assert secret not in open(client.download_artifacts(run.info.run_id, artifact.path)).read()
+    assert secret not in (results_dir / "mlflow.db").read_bytes().decode(errors="replace")
