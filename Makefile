@@ -14,7 +14,7 @@ RESULTS ?= results
 PORT ?= 5000
 OVERRIDES = $(if $(model),model=$(model)) $(if $(backend),backend=$(backend)) $(if $(workload),workload=$(workload)) $(ARGS)
 
-.PHONY: help setup bench sweep probe profile microbench sync ingest demo docs compare regressions pin-baseline parity report bench-overhead test browser ui clean
+.PHONY: help setup bench sweep probe profile microbench sync ingest mlflow-server demo docs compare regressions pin-baseline parity report bench-overhead test test-deps ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -81,15 +81,25 @@ sync: setup ## log every result that could not reach the tracking store when it 
 ingest: setup ## load result files from a directory into MLflow, skipping those already there: make ingest DIR=<dir>
 	@$(PY) -m runners.sync --dir "$(DIR)"
 
-test: setup browser ## run the test suite (CPU; GPU tests skip without a GPU)
+test: setup test-deps ## run the test suite (CPU; GPU tests skip without a GPU)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# The report test opens the page in a real headless browser: install Debian's Chromium
-# where this user may (root with apt); elsewhere that one test skips and says so.
-browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-		&& { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >/dev/null 2>&1; } \
-		|| echo "note: chromium could not be installed; the browser test will skip"
+# Two tests use real system programs: the report opened in headless Chromium, and the
+# team server on a real PostgreSQL. Install Debian's packages where this user may (root
+# with apt); elsewhere those tests skip and say so.
+TEST_PACKAGES := chromium postgresql
+test-deps:
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; } >/dev/null 2>&1; } \
+		|| echo "note: could not install$$missing; the tests that need them will skip"
+
+HOST ?= 127.0.0.1
+mlflow-server: setup ## team tracking server on $(HOST):$(PORT); PostgreSQL when MLFLOW_BACKEND_URI is set, else the sqlite file
+	$(VENV)/bin/mlflow server --host $(HOST) --port $(PORT) --workers 2 \
+		--backend-store-uri "$${MLFLOW_BACKEND_URI:-sqlite:///$(abspath $(RESULTS))/mlflow.db}" \
+		--artifacts-destination "$${MLFLOW_ARTIFACTS_DESTINATION:-$(abspath $(RESULTS))/server-artifacts}" --serve-artifacts
 
 ui: setup ## browse results: MLflow UI on http://127.0.0.1:$(PORT)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(RESULTS))/mlflow.db --host 127.0.0.1 --port $(PORT)

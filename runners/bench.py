@@ -120,6 +120,31 @@ def _run_repeats(job, update) -> None:
                               f"run-to-run variation (CV) {summary['throughput_cv']:.1%}")
 
 
+def _run_data_parallel(job, update) -> None:
+    """train_ddp: the same training on one process first, then on N; scaling efficiency =
+    N-process throughput / (N x one-process throughput)."""
+    config = job.config
+    single = plan(dataclasses.replace(config, workload=dataclasses.replace(config.workload, processes=1)))
+    update("one process (reference for scaling)")
+    runs = [launch(single, update)] if config.workload.processes > 1 else []
+    update(f"{config.workload.processes} processes")
+    result, run_dir = launch(job, update)
+    if runs and runs[0][0]["status"] == result["status"] == "success":
+        one = runs[0][0]["metrics"]["throughput"]
+        efficiency = result["metrics"]["throughput"] / (config.workload.processes * one)
+        results.set_metrics(result, {**result["metrics"], "single_process_throughput": one,
+                                     "scaling_efficiency": efficiency})
+        results.write(run_dir / results.RESULT_FILE, result)
+    for r, d in [*runs, (result, run_dir)]:
+        _report(f"{display_name(r)} x{len(r.get('ddp', {}).get('per_rank_throughput', [1]))}", r, d,
+                _track(config, r, d))
+    if "scaling_efficiency" in result["metrics"]:
+        console.console.print(f"{job.run_name}: {config.workload.processes} processes, "
+                              f"{result['metrics']['throughput']:.2f} samples/s in all "
+                              f"(per rank {', '.join(f'{t:.2f}' for t in result['ddp']['per_rank_throughput'])}), "
+                              f"scaling efficiency {result['metrics']['scaling_efficiency']:.0%}")
+
+
 def _native_reference(config: BenchConfig, update) -> dict[str, Any] | None:
     """A probe on the bare GPU, for the share of compute a limited backend achieves."""
     if config.backend.name == "native" or not visible_gpus()[0]:
@@ -151,6 +176,9 @@ def run_job(config: BenchConfig) -> None:
                 return
             if config.repeats > 1:
                 _run_repeats(job, update)
+                return
+            if config.workload.kind is WorkloadKind.train_ddp:
+                _run_data_parallel(job, update)
                 return
             result, run_dir = launch(job, update)
     if reference and result["status"] == "success":

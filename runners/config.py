@@ -30,6 +30,7 @@ class WorkloadKind(Enum):
     infer = "infer"
     train = "train"
     generate = "generate"  # decoder models: prefill + token-by-token decoding
+    train_ddp = "train_ddp"  # data-parallel training over workload.processes processes (torchrun)
     probe = "probe"  # quota probe of the backend (memory and compute), no model
     microbench = "microbench"  # launch, sync, malloc, memcpy and GEMM microbenchmarks, no model
 
@@ -63,11 +64,12 @@ class WorkloadConfig:
     new_tokens: int = 32  # generate: tokens decoded after a prompt of seq_len tokens
     tf_mode: TfMode = TfMode.graph  # TensorFlow models: eager, graph or xla
     compile: Compile = Compile.none  # PyTorch models: none, inductor or cudagraphs
+    processes: int = 2  # train_ddp: ranks (one GPU each on a GPU backend, gloo processes on the CPU)
 
     def __post_init__(self) -> None:
         _check(self.target_ci is None or 0 < self.target_ci < 1,
                f"workload.target_ci must be a fraction in (0, 1) such as 0.01, got {self.target_ci}")
-        for name in ("batch_size", "seq_len", "image_size", "min_steps", "new_tokens"):
+        for name in ("batch_size", "seq_len", "image_size", "min_steps", "new_tokens", "processes"):
             _check(getattr(self, name) >= 1, f"workload.{name} must be >= 1, got {getattr(self, name)}")
         _check(self.warmup_steps >= 0, f"workload.warmup_steps must be >= 0, got {self.warmup_steps}")
         _check(self.min_duration_s >= 0, f"workload.min_duration_s must be >= 0, got {self.min_duration_s}")

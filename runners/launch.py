@@ -61,8 +61,17 @@ def worker_env(job: Job) -> dict[str, str]:
     return env
 
 
-def worker_command(job_path: Path) -> list[str]:
-    return [sys.executable, "-m", "runners.worker", str(job_path)]
+def worker_command(job_path: Path, ranks: int | None = None) -> list[str]:
+    """One worker process, or `ranks` processes started by torchrun (train_ddp, even with one rank)."""
+    if ranks is None:
+        return [sys.executable, "-m", "runners.worker", str(job_path)]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
+            "-m", "runners.worker", str(job_path)]
+
+
+def _ranks(job: Job) -> int | None:
+    workload = job.config.workload
+    return workload.processes if workload.kind.value == "train_ddp" else None
 
 
 def plan_text(job: Job) -> str:
@@ -72,7 +81,7 @@ def plan_text(job: Job) -> str:
              f"  backend: {backend.name} ({backend.summary}), device {backend.device}"
              + (f", requested {backend.requested}" if backend.requested != backend.name else ""),
              f"  preflight: {'FAILS: ' + job.preflight_error if job.preflight_error else 'ok'}",
-             f"  worker: {' '.join(worker_command(job.results_dir / 'runs' / '<run-id>' / results.JOB_FILE))}",
+             f"  worker: {' '.join(worker_command(job.results_dir / 'runs' / '<run-id>' / results.JOB_FILE, _ranks(job)))}",
              f"  cwd: {REPO_ROOT}; timeout: {config.timeout_s:g} s; tenants: {config.tenants}",
              "  environment changes:"]
     lines += [f"    {k}={v}" for k, v in redact_env(backend.environment()).items()] or ["    (none)"]
@@ -104,7 +113,7 @@ def launch(job: Job, progress: Callable[[str], None] = lambda line: None,
 
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            worker_command(job_path),
+            worker_command(job_path, _ranks(job)),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=worker_env(job), cwd=REPO_ROOT, start_new_session=True,
         )

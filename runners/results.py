@@ -69,6 +69,8 @@ METRIC_UNITS = {
     "mean_slowdown": "ratio",
     "max_slowdown": "ratio",
     "window_overlap": "ratio",
+    "scaling_efficiency": "ratio",
+    "single_process_throughput": "samples/s",
     "repeats": "count",
     "throughput_mean": "samples/s",
     "throughput_stdev": "samples/s",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import resource
 import signal
 import sys
@@ -28,6 +29,18 @@ def log(line: str) -> None:
 
 def _terminated(signum, frame):
     raise SystemExit(f"worker stopped by {signal.Signals(signum).name}")
+
+
+def data_parallel(result: dict[str, Any], rank_throughput: float) -> float:
+    """Gather every rank's throughput; the run's throughput is their sum."""
+    import torch.distributed as dist
+
+    per_rank: list[float] = [0.0] * dist.get_world_size()
+    dist.all_gather_object(per_rank, rank_throughput)
+    result["ddp"] = {"world_size": dist.get_world_size(), "rank": dist.get_rank(), "backend": dist.get_backend(),
+                     "per_rank_throughput": per_rank}
+    dist.destroy_process_group()
+    return sum(per_rank)
 
 
 def generation_metrics(framework, workload: dict[str, Any], steps: int, throughput: float) -> dict[str, Any]:
@@ -119,18 +132,21 @@ def run_workload(job: dict[str, Any], result: dict[str, Any], state: dict[str, A
     step = framework.prepare(entry, workload["kind"], workload["batch_size"], shape, config["seed"])
     result["model"]["params"] = framework.param_count()
     sampler = MemorySampler() if device == "cuda" else contextlib.nullcontext()
+    # Ranks must run the same number of steps (each waits for the others' gradients): a
+    # fixed count, not a duration each rank would judge on its own.
+    distributed = workload["kind"] == "train_ddp"
     with sampler:
         m = measure.run(
             step,
             framework.synchronize,
             warmup_steps=workload["warmup_steps"],
             min_steps=workload["min_steps"],
-            min_duration_s=workload["min_duration_s"],
-            max_duration_s=workload["max_duration_s"],
+            min_duration_s=0.0 if distributed else workload["min_duration_s"],
+            max_duration_s=float("inf") if distributed else workload["max_duration_s"],
             timer=framework.step_timer(),
             progress=log,
             before_measuring=lambda: wait_for_tenants(job.get("tenant")),
-            target_ci=workload.get("target_ci"),
+            target_ci=None if distributed else workload.get("target_ci"),
         )
 
     if config.get("profile"):
@@ -153,6 +169,8 @@ def run_workload(job: dict[str, Any], result: dict[str, Any], state: dict[str, A
     device_latency = stats.summarize_ms(m.device_times_ms) if m.device_times_ms else {}
     total_s = sum(m.step_times_ms) / 1e3
     throughput = workload["batch_size"] * len(m.step_times_ms) / total_s
+    if distributed:
+        throughput = data_parallel(result, throughput)
     tokens = entry.items_per_sample(shape) if workload["kind"] != "generate" else None
     results.set_metrics(result, {
         **generation_metrics(framework, workload, len(m.step_times_ms), throughput),
@@ -215,7 +233,8 @@ def main(argv: list[str]) -> int:
                 extra["gpus"] = visible_gpus()[0]
         result["environment"] = fingerprint.collect(extra)
         result["finished_at"] = time.time()
-        results.write(job_path.parent / results.RESULT_FILE, result)
+        rank = int(os.environ.get("RANK", "0"))  # torchrun: rank 0 writes the run's result
+        results.write(job_path.parent / (results.RESULT_FILE if rank == 0 else f"result-rank{rank}.json"), result)
     return 0 if result["status"] == "success" else 1
 
 

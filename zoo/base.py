@@ -82,6 +82,7 @@ class TorchModel(ZooModel):
     """PyTorch entries: weights from a state-dict file (.pt/.pth/.bin) or a .safetensors file/directory."""
 
     framework = "pytorch"
+    workloads = ("infer", "train", "train_ddp")
 
     def load_weights(self, model, path):
         import torch

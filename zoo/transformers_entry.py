@@ -9,7 +9,7 @@ class TransformersLM(TorchModel):
 
     task = "causal-lm"
     inputs = "text"
-    workloads = ("infer", "train", "generate")
+    workloads = ("infer", "train", "train_ddp", "generate")
     config_class: str  # transformers class names
     model_class: str
     vocab_size: int

@@ -67,6 +67,8 @@ class TorchFramework(Framework):
         self.model = model
         if kind == "generate":
             return self._generate_step(model, batch["input_ids"])
+        if kind == "train_ddp":
+            model = self._distributed(model)
         if self.compile != "none":
             # The model object (its parameters, param_count) stays the eager one; calls go
             # through the compiled wrapper, which shares its parameters.
@@ -116,6 +118,21 @@ class TorchFramework(Framework):
             optimizer.step()
             losses.append(float(loss.detach().float()))
         return outputs, losses
+
+    def _distributed(self, model):
+        """Join the torchrun group (NCCL between GPUs, gloo on the CPU) and wrap the model."""
+        import os
+
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        if self.device == "cuda":
+            local = int(os.environ.get("LOCAL_RANK", 0))
+            self.torch.cuda.set_device(local)
+            model = model.to(f"cuda:{local}")
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if self.device == "cuda" else "gloo")
+        return DistributedDataParallel(model, device_ids=[self.torch.cuda.current_device()] if self.device == "cuda" else None)
 
     def _generate_step(self, model, prompt):
         """Greedy decoding with the KV cache: a prefill, then one token per forward."""

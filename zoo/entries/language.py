@@ -43,7 +43,7 @@ class Llama(TransformersLM):
 class T5(TransformersLM):
     name = "t5"
     task = "text2text"
-    workloads = ("infer", "train")
+    workloads = ("infer", "train", "train_ddp")
     summary = "T5 encoder-decoder (transformers); small is t5-small. Targets are a quarter of the input length."
     config_class, model_class = "T5Config", "T5ForConditionalGeneration"
     vocab_size = 32128

@@ -1,0 +1,128 @@
+"""Data-parallel training on 2 CPU processes, a local-mode cluster launcher, the team server."""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import REPO, TINY, run_dirs
+
+
+def test_train_ddp_runs_two_cpu_processes_and_reports_scaling(cli, results_dir):
+    done = cli("model=bert", "workload=train_ddp", "backend=cpu", *TINY, "workload.min_steps=3", timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = {len(r["ddp"]["per_rank_throughput"]): r for r in
+               (json.loads((d / "result.json").read_text()) for d in run_dirs(results_dir))}
+    one, two = results[1], results[2]
+    assert two["ddp"]["world_size"] == 2 and two["ddp"]["backend"] == "gloo"
+    assert two["metrics"]["throughput"] == pytest.approx(sum(two["ddp"]["per_rank_throughput"]))
+    assert two["metrics"]["scaling_efficiency"] == pytest.approx(
+        two["metrics"]["throughput"] / (2 * one["metrics"]["throughput"]))
+    assert any(p.name == "result-rank1.json" for d in run_dirs(results_dir) for p in d.iterdir())
+    assert "scaling efficiency" in done.stderr
+
+
+def test_a_local_mode_launcher_sweep_lands_in_mlflow(cli, results_dir):
+    done = cli("--multirun", "hydra/launcher=local", "model=dummy", "backend=cpu", *TINY, "seed=1,2", timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert list(results_dir.glob("hydra/submitit/*"))  # the jobs ran through submitit
+    client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id])
+    assert sorted(r.data.params["seed"] for r in runs if "run_id" in r.data.tags) == ["1", "2"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _server(env: dict, port: int):
+    recipe = re.search(r"^mlflow-server:.*\n((?:\t.+\n)+)", (REPO / "Makefile").read_text(), re.M).group(1)
+    assert "--host $(HOST)" in recipe and "HOST ?= 127.0.0.1" in (REPO / "Makefile").read_text()
+    return subprocess.Popen(["make", "-s", "mlflow-server", f"PORT={port}", f"VENV={Path(sys.executable).parents[1]}"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def _wait(url: str) -> None:
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} never answered")
+
+
+def _bench_against(cli, port: int):
+    done = cli("model=dummy", "backend=cpu", *TINY, "label=team", env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    client = MlflowClient(f"http://127.0.0.1:{port}")
+    [run] = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id])
+    assert run.data.tags["label"] == "team" and run.data.metrics["throughput"] > 0
+
+
+def _stop(server):
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_team_server_on_loopback_with_the_sqlite_store(cli, results_dir, tmp_path):
+    port = _free_port()
+    env = {**os.environ, "RESULTS": str(tmp_path / "server")}
+    env.pop("MLFLOW_BACKEND_URI", None)
+    server = _server(env, port)
+    try:
+        _wait(f"http://127.0.0.1:{port}/health")
+        _bench_against(cli, port)
+        assert (tmp_path / "server" / "mlflow.db").exists()
+    finally:
+        _stop(server)
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_postgres_bin() is None or os.geteuid() != 0 or not shutil.which("su"),
+                    reason="needs PostgreSQL's server binaries (make test installs them where it can)")
+def test_team_server_with_a_real_postgresql_backend(cli, tmp_path):
+    import tempfile
+
+    # The server runs as the postgres user, who cannot enter pytest's private temp folder.
+    data = Path(tempfile.mkdtemp(prefix="vgpu-bench-pg-"))
+    shutil.chown(data, "postgres")
+    bin_dir, port, pg_port = _postgres_bin(), _free_port(), _free_port()
+    run = lambda command: subprocess.run(["su", "postgres", "-c", command], check=True,  # noqa: E731
+                                         capture_output=True, text=True, timeout=120)
+    run(f"{bin_dir}/initdb -D {data} -A trust -U postgres")
+    run(f"{bin_dir}/pg_ctl -D {data} -l {data}/log -o '-p {pg_port} -k {data} -h 127.0.0.1' -w start")
+    try:
+        run(f"{bin_dir}/createdb -h 127.0.0.1 -p {pg_port} -U postgres mlflow")
+        env = {**os.environ, "MLFLOW_BACKEND_URI": f"postgresql://postgres@127.0.0.1:{pg_port}/mlflow",
+               "RESULTS": str(tmp_path / "server")}
+        server = _server(env, port)
+        try:
+            _wait(f"http://127.0.0.1:{port}/health")
+            _bench_against(cli, port)
+            tables = run(f"{bin_dir}/psql -h 127.0.0.1 -p {pg_port} -U postgres -d mlflow -tAc "
+                         f"\"select count(*) from runs\"").stdout.strip()
+            assert tables == "1"  # the run is in PostgreSQL
+        finally:
+            _stop(server)
+    finally:
+        run(f"{bin_dir}/pg_ctl -D {data} -m fast stop")
+        shutil.rmtree(data, ignore_errors=True)
