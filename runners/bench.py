@@ -63,25 +63,31 @@ def _report(name: str, result: dict[str, Any], run_dir: Path, tracked: bool) -> 
     _completed.append({"result": result, "run_dir": run_dir, "tracked": tracked})
 
 
+def _record_group(job, group: str, group_tag: str, summary: dict[str, float],
+                  runs: list[tuple[dict[str, Any], Path]]) -> None:
+    """Log a group's parent run, then every run of it as a child. A run that cannot be
+    logged (the parent included) keeps its result file, marked unsynced."""
+    parent = None
+    if job.config.tracking.name == "mlflow":
+        from runners.tracking import log_group
+
+        try:
+            parent = log_group(group, runs[0][0], summary, job.config.tracking, job.results_dir, group_tag,
+                               parent_run_id=_sweep["parent"])
+        except Exception as exc:
+            console.console.print(f"[yellow]warning:[/] could not log group {group} to MLflow: {exc}; "
+                                  f"its runs are still logged, or marked unsynced")
+    for result, run_dir in runs:
+        _report(display_name(result), result, run_dir, _track(job.config, result, run_dir, parent))
+
+
 def _run_tenants(job, update) -> None:
     (alone, alone_dir), together, group = tenants.run(job, update)
     summary = tenants.summarize(alone, [result for result, _ in together])
     for result, run_dir in together:  # slowdown was added to each tenant's metrics
         results.set_metrics(result, result["metrics"])
         results.write(run_dir / results.RESULT_FILE, result)
-    parent, tracked = None, True
-    if job.config.tracking.name == "mlflow":
-        from runners.tracking import log_group
-
-        try:
-            parent = log_group(group, alone, summary, job.config.tracking, job.results_dir,
-                               parent_run_id=_sweep["parent"])
-        except Exception as exc:
-            tracked = False
-            console.console.print(f"[yellow]warning:[/] could not log group {group} to MLflow: {exc}")
-    for result, run_dir in [(alone, alone_dir), *together]:
-        _report(display_name(result), result, run_dir,
-                tracked and _track(job.config, result, run_dir, parent))
+    _record_group(job, group, "tenant_group", summary, [(alone, alone_dir), *together])
     if summary:
         console.console.print(
             f"{group}: aggregate {summary['aggregate_throughput']:.2f} samples/s over {job.config.tenants} tenants, "
@@ -103,18 +109,7 @@ def _run_repeats(job, update) -> None:
         mean = statistics.fmean(throughputs)
         stdev = statistics.stdev(throughputs) if count > 1 else 0.0
         summary = {"repeats": count, "throughput_mean": mean, "throughput_stdev": stdev, "throughput_cv": stdev / mean}
-    parent, tracked = None, True
-    if job.config.tracking.name == "mlflow":
-        from runners.tracking import log_group
-
-        try:
-            parent = log_group(group, runs[0][0], summary, job.config.tracking, job.results_dir, "repeat_group",
-                               parent_run_id=_sweep["parent"])
-        except Exception as exc:
-            tracked = False
-            console.console.print(f"[yellow]warning:[/] could not log group {group} to MLflow: {exc}")
-    for result, run_dir in runs:
-        _report(display_name(result), result, run_dir, tracked and _track(job.config, result, run_dir, parent))
+    _record_group(job, group, "repeat_group", summary, runs)
     if summary:
         console.console.print(f"{group}: {count} runs, throughput {summary['throughput_mean']:.2f} samples/s, "
                               f"run-to-run variation (CV) {summary['throughput_cv']:.1%}")

@@ -111,3 +111,13 @@ def test_secrets_never_reach_files_logs_params_tags_or_artifacts(cli, results_di
     for artifact in client.list_artifacts(run.info.run_id):
         assert secret not in open(client.download_artifacts(run.info.run_id, artifact.path)).read()
     assert secret not in (results_dir / "mlflow.db").read_bytes().decode(errors="replace")
+
+
+def test_runs_of_a_group_are_marked_unsynced_when_the_store_is_unreachable(cli, results_dir, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    done = cli("model=dummy", "backend=cpu", "tenants=2", *TINY,
+               env={"MLFLOW_TRACKING_URI": f"sqlite:///{blocker}/mlflow.db"})
+    assert done.returncode == 1
+    assert len(list(results_dir.glob("runs/*/UNSYNCED"))) == 3  # the run alone and both tenants
+    assert _sync(results_dir).stdout.startswith("3 logged")

@@ -17,7 +17,10 @@ def test_load_gives_model_batch_factory_and_loss_without_any_runner():
     assert batch["images"].shape == (2, 3, 32, 32)
     loss = loaded.loss(loaded.model, batch)
     assert loss.dim() == 0 and torch.isfinite(loss)
-    assert "runners" not in " ".join(m for m in sys.modules if m.startswith("runners.bench"))
+    code = ("import sys, zoo; m = zoo.load('bert', size='tiny'); m.loss(m.model, m.make_batch(2)); "
+            "print(sorted(n for n in sys.modules if n.split('.')[0] in ('runners', 'hydra', 'mlflow')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr[-1500:]  # a fresh interpreter: no runner
 
 
 def test_pretrained_weights_load_from_a_checkpoint_the_test_saved(tmp_path):
