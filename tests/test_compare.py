@@ -90,15 +90,17 @@ def test_two_runs_of_the_same_configuration_are_equivalent(cli, analyze, results
 
 @pytest.mark.slow
 def test_one_thread_against_two_is_slower_and_gates_a_release(cli, analyze, results_dir):
-    shape = ["model=resnet50", "model.size=tiny", "workload.batch_size=16", "workload.image_size=64",
-             "workload.warmup_steps=2", "workload.min_steps=5", "workload.min_duration_s=2"]
+    # Enough parallel work per step for threads to pay, and windows long enough that a
+    # brief burst of other activity on a 2-core machine cannot decide the verdict.
+    shape = ["model=resnet50", "model.size=tiny", "workload.batch_size=32", "workload.image_size=64",
+             "workload.warmup_steps=3", "workload.min_steps=5", "workload.min_duration_s=5"]
     assert cli(*shape, "backend=cpu", "backend.threads=2", "label=two-threads").returncode == 0
     assert cli(*shape, "backend=cpu", "backend.threads=1", "label=one-thread").returncode == 0
     done = analyze("compare", "--baseline", "label=two-threads", "--candidate", "label=one-thread")
     assert done.returncode == 0 and _rows(results_dir)[0]["verdict"] == "slower", done.stdout
     gate = analyze("regressions", "--baseline", "label=two-threads")  # later runs vs the baseline
     assert gate.returncode == 1
-    assert "REGRESSION: resnet50/infer/fp32/bs16/tiny" in gate.stderr
+    assert "REGRESSION: resnet50/infer/fp32/bs32/tiny" in gate.stderr
     # pinned: the same gate without naming the baseline again
     assert analyze("pin-baseline", "--baseline", "label=two-threads").returncode == 0
     assert analyze("regressions").returncode == 1
