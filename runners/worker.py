@@ -87,18 +87,28 @@ def wait_for_tenants(tenant: dict[str, Any] | None) -> None:
         time.sleep(0.01)
 
 
-def run_parity(job: dict[str, Any], result: dict[str, Any], state: dict[str, Any]) -> None:
-    """Seeded outputs (saved as outputs.npy next to the result) and a short loss curve."""
-    import numpy as np
-
-    import zoo
+def setup(job: dict[str, Any], state: dict[str, Any]):
+    """The zoo entry, the input shape and the configured framework adapter of a job."""
+    import zoo  # registers entries; frameworks are imported by the adapters themselves
 
     config, workload = job["config"], job["config"]["workload"]
     entry = zoo.get(config["model"]["name"])(job["model"]["size"])
     shape = zoo.InputShape(seq_len=workload["seq_len"], image_size=workload["image_size"])
     framework = frameworks.get(entry.framework)(job["backend"]["device"], workload["precision"],
-                                                config["backend"]["threads"])
+                                                config["backend"]["threads"], workload["tf_mode"])
+    framework.new_tokens = workload["new_tokens"]
+    framework.compile = workload.get("compile", "none")
+    framework.weights = config["model"].get("weights")
     state["framework"] = framework
+    return entry, shape, framework
+
+
+def run_parity(job: dict[str, Any], result: dict[str, Any], state: dict[str, Any]) -> None:
+    """Seeded outputs (saved as outputs.npy next to the result) and a short loss curve."""
+    import numpy as np
+
+    config, workload = job["config"], job["config"]["workload"]
+    entry, shape, framework = setup(job, state)
     log(f"parity: {entry.name} ({entry.size}), {job['parity_steps']} training steps")
     outputs, losses = framework.parity(entry, workload["batch_size"], shape, config["seed"], job["parity_steps"])
     np.save(Path(job["run_dir"]) / "outputs.npy", outputs)
@@ -107,8 +117,6 @@ def run_parity(job: dict[str, Any], result: dict[str, Any], state: dict[str, Any
 
 
 def run_workload(job: dict[str, Any], result: dict[str, Any], state: dict[str, Any]) -> None:
-    import zoo  # registers entries; frameworks are imported by the adapters themselves
-
     config, workload = job["config"], job["config"]["workload"]
     if workload["kind"] in ("probe", "microbench"):
         from runners import microbench, probe
@@ -118,15 +126,8 @@ def run_workload(job: dict[str, Any], result: dict[str, Any], state: dict[str, A
     if job.get("task") == "parity":
         run_parity(job, result, state)
         return
-    entry = zoo.get(config["model"]["name"])(job["model"]["size"])
-    shape = zoo.InputShape(seq_len=workload["seq_len"], image_size=workload["image_size"])
-    device = job["backend"]["device"]
-    framework = frameworks.get(entry.framework)(device, workload["precision"], config["backend"]["threads"],
-                                                workload["tf_mode"])
-    framework.new_tokens = workload["new_tokens"]
-    framework.compile = workload.get("compile", "none")
-    framework.weights = config["model"].get("weights")
-    state["framework"] = framework
+    entry, shape, framework = setup(job, state)
+    device = framework.device
 
     log(f"building {entry.name} ({entry.size}) for {workload['kind']} on {device}")
     step = framework.prepare(entry, workload["kind"], workload["batch_size"], shape, config["seed"])

@@ -64,3 +64,15 @@ def test_report_plots_render_in_a_headless_browser(cli, results_dir):
     assert total == 4 and rendered == total  # the browser decoded every plot
     for section in ("Throughput", "Latency", "Memory", "Overhead", "Numerical parity", "Environment fingerprints"):
         assert f"<h2>{section}</h2>" in dom
+
+
+def test_parity_uses_the_given_weights(results_dir, tmp_path):
+    import torch
+
+    import zoo
+
+    other = tmp_path / "other.pt"
+    torch.save(zoo.load("bert", size="tiny", seed=5).model.state_dict(), other)
+    done = _python("runners.parity", "--baseline", "backend=cpu", "--candidate", f"backend=cpu model.weights={other}",
+                   *BERT, results_dir=results_dir)
+    assert done.returncode == 1 and "parity-bert: FAIL" in done.stdout  # other weights, other outputs

@@ -59,11 +59,17 @@ class TorchFramework(Framework):
             return contextlib.nullcontext()
         return self.torch.autocast(device_type=self.device, dtype=getattr(self.torch, _DTYPES[self.precision]))
 
+    def _model_and_batch(self, entry, batch_size, shape, seed):
+        self.torch.manual_seed(seed)  # weights are random: the seed makes them the same everywhere
+        model = self.load_weights(entry, entry.build(shape)).to(self.device)
+        return model, _move(entry.make_batch(batch_size, shape, seed), self.device)
+
+    def _optimizer(self, model):
+        return self.torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
     def prepare(self, entry, kind, batch_size, shape, seed):
         torch = self.torch
-        torch.manual_seed(seed)  # weights are random: the seed makes them the same everywhere
-        model = self.load_weights(entry, entry.build(shape)).to(self.device)
-        batch = _move(entry.make_batch(batch_size, shape, seed), self.device)
+        model, batch = self._model_and_batch(entry, batch_size, shape, seed)
         self.model = model
         if kind == "generate":
             return self._generate_step(model, batch["input_ids"])
@@ -83,7 +89,7 @@ class TorchFramework(Framework):
             return infer_step
 
         model.train()
-        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        optimizer = self._optimizer(model)
         scaler = torch.amp.GradScaler(self.device, enabled=self.precision == "fp16" and self.device == "cuda")
 
         def train_step():
@@ -100,15 +106,13 @@ class TorchFramework(Framework):
 
     def parity(self, entry, batch_size, shape, seed, steps):
         torch = self.torch
-        torch.manual_seed(seed)
-        model = entry.build(shape).to(self.device)
-        batch = _move(entry.make_batch(batch_size, shape, seed), self.device)
+        model, batch = self._model_and_batch(entry, batch_size, shape, seed)
         model.eval()
         with torch.inference_mode(), self.autocast():
             outputs = entry.forward(model, batch).float().cpu().numpy()
         model.train()
         torch.manual_seed(seed)  # dropout masks too
-        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        optimizer = self._optimizer(model)
         losses = []
         for _ in range(steps):
             optimizer.zero_grad(set_to_none=True)
