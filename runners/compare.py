@@ -132,7 +132,7 @@ def _steps(store: Store, run: Run) -> tuple[int, list[float]]:
     return run.batch_size, store.result(run)["measurement"]["step_times_ms"]
 
 
-def _metric_ratio(store: Store, base: list[Run], cand: list[Run], name: str) -> float:
+def _metric_ratio(base: list[Run], cand: list[Run], name: str) -> float:
     mean = lambda runs: float(np.mean([r.metrics.get(name, np.nan) for r in runs]))  # noqa: E731
     return mean(cand) / mean(base)
 
@@ -175,8 +175,8 @@ def compare_runs(store: Store, baseline_runs: list[Run], candidate_runs: list[Ru
             baseline_throughput=float(np.mean([r.metrics["throughput"] for r in b])),
             candidate_throughput=float(np.mean([r.metrics["throughput"] for r in c])),
             ratio=ratio, ci_low=low, ci_high=high,
-            p50_ratio=_metric_ratio(store, b, c, "latency_ms_p50"),
-            p99_ratio=_metric_ratio(store, b, c, "latency_ms_p99"),
+            p50_ratio=_metric_ratio(b, c, "latency_ms_p50"),
+            p99_ratio=_metric_ratio(b, c, "latency_ms_p99"),
             memory_diff_mb=float(np.mean([r.metrics.get("memory_peak_mb", np.nan) for r in c])
                                  - np.mean([r.metrics.get("memory_peak_mb", np.nan) for r in b])),
             verdict=verdict(low, high, tolerance),

@@ -48,8 +48,7 @@ def _latency(store: Store, comparison: Comparison) -> str:
     data, ticks = [], []
     for row, label in zip(comparison.rows, _labels(comparison)):
         for side, run_id in (("b", row.baseline_run_id), ("c", row.candidate_run_id)):
-            run = next(r for r in store.runs({"run_id": run_id}))
-            data.append(store.result(run)["measurement"]["step_times_ms"])
+            data.append(store.result(store.run(run_id))["measurement"]["step_times_ms"])
             ticks.append(f"{label}\n{'baseline' if side == 'b' else 'candidate'}")
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(data)), 4))
     boxes = ax.boxplot(data, patch_artist=True, showfliers=True)
@@ -89,10 +88,7 @@ def _parity_rows(store: Store) -> list[list[str]]:
 
 
 def _fingerprint(store: Store, run_id: str) -> str:
-    run = next(iter(store.runs({"run_id": run_id})), None)
-    if run is None:
-        return "{}"
-    result = store.result(run)
+    result = store.result(store.run(run_id))
     return json.dumps({"backend": result["backend"], "device": result["device"], "environment": result["environment"]},
                       indent=1, sort_keys=True)
 
@@ -144,8 +140,7 @@ def _memory(store: Store, comparison: Comparison) -> str:
     base, cand = [], []
     for row in comparison.rows:
         for values, run_id in ((base, row.baseline_run_id), (cand, row.candidate_run_id)):
-            run = next(r for r in store.runs({"run_id": run_id}))
-            values.append(run.metrics.get("memory_peak_mb", 0.0))
+            values.append(store.run(run_id).metrics.get("memory_peak_mb", 0.0))
     return _bars(comparison, base, cand, "MiB (peak; source in the result files)", "Peak memory")
 
 

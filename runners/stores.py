@@ -75,15 +75,27 @@ class Store:
         self.results_dir = results_dir or default_results_dir()
         self.tracking = tracking or TrackingConfig()
         self.client, self.experiment_id = _client(self.tracking, self.results_dir)
+        self._seen: dict[str, Run] = {}  # by the suite's run id: a run found once keeps its loaded result
 
     def runs(self, filters: dict[str, str]) -> list[Run]:
         """Successful single runs (not tenants, groups or comparisons) matching `filters`, newest first."""
         clauses = [_clause(k, v) for k, v in filters.items()] + ["tags.status = 'success'"]
         found = self.client.search_runs([self.experiment_id], filter_string=" and ".join(clauses),
                                         order_by=["attributes.start_time DESC"], max_results=5000)
-        return [Run(r.info.run_id, dict(r.data.tags), dict(r.data.params), dict(r.data.metrics), r.info.start_time)
-                for r in found if "run_id" in r.data.tags and "tenant_role" not in r.data.tags
-                and r.data.tags.get("workload") != "probe"]
+        runs = []
+        for r in found:
+            tags = r.data.tags
+            if "run_id" in tags and "tenant_role" not in tags and tags.get("workload") != "probe":
+                run = self._seen.setdefault(tags["run_id"], Run(r.info.run_id, dict(tags), dict(r.data.params),
+                                                                dict(r.data.metrics), r.info.start_time))
+                runs.append(run)
+        return runs
+
+    def run(self, run_id: str) -> Run:
+        """The run with the suite's `run_id`, without asking the store again if it was found before."""
+        if run_id not in self._seen:
+            self.runs({"run_id": run_id})
+        return self._seen[run_id]
 
     def result(self, run: Run) -> dict[str, Any]:
         """The run's result file: the local copy when there is one, else its MLflow artifact."""
