@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -58,14 +59,22 @@ def worker_env(job: Job) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONUNBUFFERED"] = "1"
+    if _ranks(job) and _LOOPBACK:
+        env.setdefault("GLOO_SOCKET_IFNAME", _LOOPBACK)  # gloo too picks its address from the host's name
     return env
+
+
+_LOOPBACK = next((name for _, name in socket.if_nameindex() if name in ("lo", "lo0")), None)
 
 
 def worker_command(job_path: Path, ranks: int | None = None) -> list[str]:
     """One worker process, or `ranks` processes started by torchrun (train_ddp, even with one rank)."""
     if ranks is None:
         return [sys.executable, "-m", "runners.worker", str(job_path)]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
+    # One node, rendezvous on loopback said explicitly: `--standalone` advertises the host's
+    # name, and where that name does not resolve (containers, CI sandboxes) every rank waits forever.
+    return [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--rdzv-backend=c10d",
+            "--rdzv-endpoint=127.0.0.1:0", "--local-addr=127.0.0.1", f"--nproc-per-node={ranks}",
             "-m", "runners.worker", str(job_path)]
 
 
