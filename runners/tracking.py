@@ -1,6 +1,8 @@
 """result file -> MLflow. Only the parent talks to MLflow, after the worker returned."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -51,14 +53,41 @@ def _client(config: TrackingConfig, results_dir: Path):
     from mlflow.tracking import MlflowClient
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # after import: mlflow sets its own level then
-    client = MlflowClient(tracking_uri(config, results_dir))
-    return client, _experiment_id(client, config.experiment, results_dir)
+    uri = tracking_uri(config, results_dir)
+    with _opening_lock(uri):
+        client = MlflowClient(uri)
+        return client, _experiment_id(client, config.experiment, results_dir)
+
+
+@contextlib.contextmanager
+def _opening_lock(uri: str):
+    """One process at a time opens a sqlite store: the first opening creates its schema (MLflow's
+    migrations) and the experiment, and two sweeps starting together once left a half-migrated
+    store that no client could open again. Servers and databases serialize this themselves."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    try:
+        lock = open(uri[len("sqlite:///"):].split("?")[0] + ".lock", "a")
+    except OSError:  # a store somewhere we cannot write beside: open it unguarded
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def find_logged(client, experiment_id: str, run_id: str) -> str | None:
-    """The MLflow run that already holds result `run_id`, if any (logging is idempotent)."""
-    found = client.search_runs([experiment_id], filter_string=f"tags.run_id = '{run_id}'", max_results=1)
-    return found[0].info.run_id if found else None
+    """The MLflow run that already holds result `run_id` whole, if any (logging is idempotent).
+    A run of it still RUNNING is an attempt cut short (a locked store, a crash) between
+    `create_run` and `set_terminated`, the last call of `_log_new`: it is deleted, so the
+    result is logged again whole instead of being taken for logged with half its data."""
+    found = client.search_runs([experiment_id], filter_string=f"tags.run_id = '{run_id}'")
+    complete = [run.info.run_id for run in found if run.info.status != "RUNNING"]
+    for run in found:
+        if run.info.status == "RUNNING":
+            client.delete_run(run.info.run_id)
+    return complete[0] if complete else None
 
 
 def log_result(result: dict[str, Any], run_dir: Path, config: TrackingConfig, results_dir: Path,
