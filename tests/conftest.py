@@ -20,6 +20,19 @@ def has_gpu() -> bool:
     return bool(visible_gpus()[0])
 
 
+@pytest.fixture(autouse=True, scope="session")
+def repo_stays_clean():
+    """Tests write under their own temporary results dir: an MLflow experiment made without
+    the suite's artifact location once left artifacts in ./mlruns, and they got committed."""
+    def entries() -> set[str]:
+        return {str(p.relative_to(REPO)) for d in (REPO, REPO / "results") for p in d.iterdir()}
+
+    before = entries()
+    yield
+    strays = entries() - before - {".pytest_cache", ".hypothesis"}
+    assert not strays, f"the tests wrote into the repository: {sorted(strays)}"
+
+
 @pytest.fixture
 def results_dir(tmp_path):
     path = tmp_path / "results"

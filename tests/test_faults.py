@@ -50,7 +50,7 @@ def test_a_run_whose_logging_was_cut_short_is_logged_again_whole(cli, results_di
     assert done.returncode == 1 and "marked unsynced" in done.stderr
     [run_dir] = run_dirs(results_dir)
     client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
-    experiment = client.create_experiment("vgpu-bench")
+    experiment = _open_store(str(results_dir))  # the suite's way, artifacts under results/
     # What a lock between create_run and set_terminated leaves: a run with the tag and nothing else.
     client.create_run(experiment, tags={"run_id": run_dir.name})
     assert _sync(results_dir).stdout.startswith("1 logged")
