@@ -6,6 +6,7 @@ result file -> MLflow, and a summary table is printed at the end."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import secrets
 import shutil
 import signal
@@ -119,6 +120,13 @@ def _run_data_parallel(job, update) -> None:
     """train_ddp: the same training on one process first, then on N; scaling efficiency =
     N-process throughput / (N x one-process throughput)."""
     config = job.config
+    if job.backend.device == "cpu" and config.backend.threads is None:
+        # Like against like: every rank and the one-process reference get the same share of the
+        # cores. Left alone, torchrun gives ranks one thread each only when it starts several,
+        # and a reference on all cores made the efficiency swing from 30% to 1800% with load.
+        threads = max(1, len(os.sched_getaffinity(0)) // config.workload.processes)
+        config = dataclasses.replace(config, backend=dataclasses.replace(config.backend, threads=threads))
+        job = plan(config)
     single = plan(dataclasses.replace(config, workload=dataclasses.replace(config.workload, processes=1)))
     update("one process (reference for scaling)")
     runs = [launch(single, update)] if config.workload.processes > 1 else []
@@ -131,7 +139,7 @@ def _run_data_parallel(job, update) -> None:
                                      "scaling_efficiency": efficiency})
         results.write(run_dir / results.RESULT_FILE, result)
     for r, d in [*runs, (result, run_dir)]:
-        _report(f"{display_name(r)} x{len(r.get('ddp', {}).get('per_rank_throughput', [1]))}", r, d,
+        _report(f"{display_name(r)} x{r['config']['workload']['processes']}", r, d,
                 _track(config, r, d))
     if "scaling_efficiency" in result["metrics"]:
         console.console.print(f"{job.run_name}: {config.workload.processes} processes, "

@@ -3,6 +3,7 @@ session, started with the backend's environment and killed at its deadline. What
 happens to it, a result file exists afterwards."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+import psutil
 
 from runners import results
 from runners.plan import Job
@@ -23,17 +26,27 @@ POLL_S = 0.25
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the worker's process group, SIGKILL after a grace period."""
+    """SIGTERM to the worker's process group, SIGKILL after a grace period; then SIGKILL to
+    whatever is left of its process tree: torchrun starts each rank in a session of its own,
+    and a rank stuck in native code never runs its SIGTERM handler."""
+    try:
+        tree = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        tree = []
     for sig, wait_s in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
-            return
+            break
         try:
             proc.wait(timeout=wait_s)
-            return
+            break
         except subprocess.TimeoutExpired:
             continue
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()  # psutil checks it is still the same process, not a reused pid
+    psutil.wait_procs(tree, timeout=KILL_GRACE_S)
 
 
 def _last_line(path: Path) -> str:

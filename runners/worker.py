@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from runners import fingerprint, measure, results, stats
 from runners.devices import FLOPS_FACTOR, peak_tflops
@@ -39,8 +39,24 @@ def data_parallel(result: dict[str, Any], rank_throughput: float) -> float:
     dist.all_gather_object(per_rank, rank_throughput)
     result["ddp"] = {"world_size": dist.get_world_size(), "rank": dist.get_rank(), "backend": dist.get_backend(),
                      "per_rank_throughput": per_rank}
-    dist.destroy_process_group()
     return sum(per_rank)
+
+
+def end_rank(code: int) -> NoReturn:
+    """How a torchrun rank ends, once its result file is written: after the other ranks (a
+    barrier, when this one succeeded), and without tearing down its process group. The gloo
+    group's destructor runs with the GIL held and joins a thread that may still need the GIL
+    to free the last collective's tensors: a rank hung there for good, one run in a few on a
+    loaded 2-core machine (pytorch/pytorch#56297; destroy_process_group() goes through the
+    same destructor). The operating system frees what the process held."""
+    import torch.distributed as dist
+
+    if code == 0 and dist.is_initialized():
+        with contextlib.suppress(Exception):  # a peer that already left: nothing is lost, the result is written
+            dist.barrier()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def generation_metrics(framework, workload: dict[str, Any], steps: int, throughput: float) -> dict[str, Any]:
@@ -236,7 +252,10 @@ def main(argv: list[str]) -> int:
         result["finished_at"] = time.time()
         rank = int(os.environ.get("RANK", "0"))  # torchrun: rank 0 writes the run's result
         results.write(job_path.parent / (results.RESULT_FILE if rank == 0 else f"result-rank{rank}.json"), result)
-    return 0 if result["status"] == "success" else 1
+    code = 0 if result["status"] == "success" else 1
+    if job["config"]["workload"]["kind"] == "train_ddp":
+        end_rank(code)
+    return code
 
 
 if __name__ == "__main__":

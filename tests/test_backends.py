@@ -194,13 +194,20 @@ def test_mps_daemon_is_stopped_on_ctrl_c(results_dir, fake_bin):
     env = {**os.environ, **fake_bin.env, "VGPU_BENCH_RESULTS": str(results_dir)}
     proc = subprocess.Popen([sys.executable, "-m", "runners.bench", "model=dummy", "backend=mps", "tracking=none",
                              "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=hang"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not list((results_dir / "runs").glob("*/worker.log")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(1)
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-    proc.wait(timeout=60)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            # A runner started as a background job without job control ignores SIGINT,
+                            # and Python keeps an ignored SIGINT ignored: give the command a terminal's default.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 60
+        while not list((results_dir / "runs").glob("*/worker.log")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
     assert _mps_calls(fake_bin)[-1].startswith("args=[] stdin=[quit]")
     worker = subprocess.run(["pgrep", "-f", f"runners.worker {results_dir}"], capture_output=True, text=True)
     assert worker.stdout == ""  # no worker left behind

@@ -40,6 +40,9 @@ def test_train_ddp_runs_two_cpu_processes_and_reports_scaling(cli, results_dir):
     assert two["metrics"]["scaling_efficiency"] == pytest.approx(
         two["metrics"]["throughput"] / (2 * one["metrics"]["throughput"]))
     assert any(p.name == "result-rank1.json" for d in run_dirs(results_dir) for p in d.iterdir())
+    # The reference and each rank ran with the same share of the cores (threads as torch saw them).
+    assert one["environment"]["framework"]["threads"] == two["environment"]["framework"]["threads"] == max(
+        1, len(os.sched_getaffinity(0)) // 2)
     assert "scaling efficiency" in done.stderr
 
 

@@ -1,9 +1,14 @@
 """The failure paths of the isolated worker, with the framework-free dummy workload."""
+import subprocess
+import sys
+import textwrap
+
+import psutil
 import pytest
 
 from conftest import TINY
 from runners import compose, results
-from runners.launch import launch
+from runners.launch import _stop, launch
 from runners.plan import plan
 
 
@@ -46,6 +51,26 @@ def test_a_hang_is_killed_at_the_timeout(results_dir):
     result, _ = _launch(results_dir, "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=hang", "timeout_s=2")
     assert result["error"]["type"] == "Timeout" and "timeout_s=2" in result["error"]["message"]
     assert "building dummy" in result["error"]["traceback"]  # the log tail says where it was
+
+
+def test_stopping_a_worker_stops_descendants_in_sessions_of_their_own():
+    # What torchrun does: each rank in a new session, out of reach of the worker's process
+    # group; here the "rank" also ignores SIGTERM, as one stuck in native code does.
+    launcher = textwrap.dedent("""
+        import signal, subprocess, sys, time
+        rank = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                                 "signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(600)"],
+                                start_new_session=True, stdout=subprocess.PIPE)
+        rank.stdout.readline()
+        print(rank.pid, flush=True)
+        time.sleep(600)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", launcher], start_new_session=True, stdout=subprocess.PIPE, text=True)
+    rank = psutil.Process(int(proc.stdout.readline()))
+    assert rank.pid != proc.pid and rank.status() != psutil.STATUS_ZOMBIE
+    _stop(proc)
+    assert proc.poll() is not None
+    assert not rank.is_running() or rank.status() == psutil.STATUS_ZOMBIE
 
 
 def test_the_worker_gets_the_backend_environment(results_dir):

@@ -136,7 +136,11 @@ class TorchFramework(Framework):
             model = model.to(f"cuda:{local}")
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if self.device == "cuda" else "gloo")
-        return DistributedDataParallel(model, device_ids=[self.torch.cuda.current_device()] if self.device == "cuda" else None)
+        # Held until the rank exits, which skips its destructor (worker.end_rank): freeing the
+        # wrapper frees its process group, and that can deadlock.
+        self.distributed_model = DistributedDataParallel(
+            model, device_ids=[self.torch.cuda.current_device()] if self.device == "cuda" else None)
+        return self.distributed_model
 
     def _generate_step(self, model, prompt):
         """Greedy decoding with the KV cache: a prefill, then one token per forward."""
