@@ -16,6 +16,7 @@ import numpy as np
 from runners.stores import Run, Store
 
 BOOTSTRAP_SAMPLES = 2000
+RunNoise = tuple[float, int]  # run-to-run CV of throughput, and how many runs measured it
 KEY_NAMES = ("model", "workload", "precision", "batch_size", "size")
 
 
@@ -40,6 +41,18 @@ class Row:
     baseline_run_id: str
     candidate_run_id: str
     estimated_overhead_pct: Optional[float] = None  # from the profile and microbenchmarks, when both exist
+    # Run-to-run variation (throughput CV) measured with repeats=N for each side's configuration,
+    # and over how many runs; None: not measured, so a side of one run leaves it out of the interval.
+    baseline_run_cv: Optional[float] = None
+    baseline_run_cv_runs: Optional[int] = None
+    candidate_run_cv: Optional[float] = None
+    candidate_run_cv_runs: Optional[int] = None
+
+    @property
+    def run_noise_unknown(self) -> bool:
+        """A side has one run and no measured run-to-run variation: the interval is too narrow."""
+        return ((self.baseline_runs == 1 or self.candidate_runs == 1)
+                and self.baseline_run_cv is None and self.candidate_run_cv is None)
 
     @property
     def overhead_pct(self) -> float:
@@ -78,12 +91,17 @@ class Comparison:
 
 
 def throughput_ratio_ci(baseline: list[tuple[int, list[float]]], candidate: list[tuple[int, list[float]]],
-                        samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float, float, float]:
+                        samples: int = BOOTSTRAP_SAMPLES, seed: int = 0,
+                        baseline_noise: Optional[RunNoise] = None,
+                        candidate_noise: Optional[RunNoise] = None) -> tuple[float, float, float]:
     """Ratio of candidate to baseline throughput and its 95% bootstrap interval.
 
     Each side is a list of runs (batch size, per-step times). The bootstrap resamples
     runs, then steps within each run, so with repeated runs the interval includes the
-    run-to-run variation and not only the step-to-step noise."""
+    run-to-run variation and not only the step-to-step noise. A side of one run cannot
+    show that variation: its noise (a CV measured elsewhere over n repeated runs) enters
+    as a random factor per bootstrap sample, exp(CV x t) with t from Student's t with n-1
+    degrees of freedom, since a CV measured over few runs may well be an underestimate."""
     rng = np.random.default_rng(seed)
 
     def throughput(runs) -> float:
@@ -102,8 +120,15 @@ def throughput_ratio_ci(baseline: list[tuple[int, list[float]]], candidate: list
             work += chosen * batch * len(times)
         return work / samples_out
 
+    def with_run_noise(runs, noise: Optional[RunNoise]) -> np.ndarray:
+        values = resampled(runs)
+        if len(runs) > 1 or noise is None:
+            return values
+        cv, measured_over = noise
+        return values * np.exp(cv * rng.standard_t(measured_over - 1, samples))
+
     ratio = throughput(candidate) / throughput(baseline)
-    distribution = resampled(candidate) / resampled(baseline)
+    distribution = with_run_noise(candidate, candidate_noise) / with_run_noise(baseline, baseline_noise)
     low, high = np.percentile(distribution, [2.5, 97.5])
     return ratio, float(low), float(high)
 
@@ -169,7 +194,12 @@ def compare_runs(store: Store, baseline_runs: list[Run], candidate_runs: list[Ru
     rows = []
     for key in sorted(set(base) & set(cand)):
         b, c = base[key], cand[key]
-        ratio, low, high = throughput_ratio_ci([_steps(store, r) for r in b], [_steps(store, r) for r in c])
+        b_noise, c_noise = store.run_to_run_cv(b[0]), store.run_to_run_cv(c[0])
+        # Where only one side's configuration was measured, the other's noise is taken to be alike:
+        # the same machine, and an unmeasured variation is not an absent one.
+        b_noise, c_noise = b_noise or c_noise, c_noise or b_noise
+        ratio, low, high = throughput_ratio_ci([_steps(store, r) for r in b], [_steps(store, r) for r in c],
+                                               baseline_noise=b_noise, candidate_noise=c_noise)
         rows.append(Row(
             *key,
             baseline_throughput=float(np.mean([r.metrics["throughput"] for r in b])),
@@ -183,6 +213,8 @@ def compare_runs(store: Store, baseline_runs: list[Run], candidate_runs: list[Ru
             baseline_runs=len(b), candidate_runs=len(c),
             baseline_run_id=b[0].tags["run_id"], candidate_run_id=c[0].tags["run_id"],
             estimated_overhead_pct=_estimate(store, b, base_micro, cand_micro),
+            baseline_run_cv=b_noise and b_noise[0], baseline_run_cv_runs=b_noise and b_noise[1],
+            candidate_run_cv=c_noise and c_noise[0], candidate_run_cv_runs=c_noise and c_noise[1],
         ))
     missing = [f"{'/'.join(k)}: only in baseline" for k in sorted(set(base) - set(cand))]
     missing += [f"{'/'.join(k)}: only in candidate" for k in sorted(set(cand) - set(base))]
@@ -209,7 +241,7 @@ def compare(store: Store, baseline: dict[str, str], candidate: Optional[dict[str
 
 COLUMNS = ("model", "workload", "precision", "batch", "size", "baseline /s", "candidate /s", "ratio [95% CI]",
            "p50 ratio", "p99 ratio", "memory diff MiB", "overhead % measured", "overhead % estimated", "verdict",
-           "runs b/c")
+           "runs b/c", "run-to-run CV b/c")
 MICRO_COLUMNS = ("microbenchmark", "baseline", "candidate", "ratio", "")
 
 
@@ -218,7 +250,15 @@ def table_cells(row: Row) -> list[str]:
             f"{row.candidate_throughput:.2f}", f"{row.ratio:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]",
             f"{row.p50_ratio:.3f}", f"{row.p99_ratio:.3f}", f"{row.memory_diff_mb:+.1f}", f"{row.overhead_pct:+.1f}",
             "-" if row.estimated_overhead_pct is None else f"{row.estimated_overhead_pct:+.1f}", row.verdict,
-            f"{row.baseline_runs}/{row.candidate_runs}"]
+            f"{row.baseline_runs}/{row.candidate_runs}",
+            "/".join("unknown" if cv is None else f"{cv:.1%} (n={n})" for cv, n in (
+                (row.baseline_run_cv, row.baseline_run_cv_runs), (row.candidate_run_cv, row.candidate_run_cv_runs)))]
+
+
+NOISE_NOTE = ("run-to-run variation unknown for pairs with one run on a side: their interval holds only the "
+              "step-to-step noise of one run, and can call a difference that another run would not repeat. "
+              "Measure it once per configuration and machine with repeats=N (e.g. repeats=5); later "
+              "comparisons use it.")
 
 
 def micro_cells(row: MicroRow) -> list[str]:
@@ -235,6 +275,8 @@ def to_markdown(comparison: Comparison) -> str:
     lines += ["| " + " | ".join(table_cells(row)) + " |" for row in comparison.rows]
     if comparison.missing:
         lines += ["", "Not paired (present on one side only):", *[f"- {m}" for m in comparison.missing]]
+    if any(row.run_noise_unknown for row in comparison.rows):
+        lines += ["", f"Note: {NOISE_NOTE}"]
     if comparison.micro:
         lines += ["", "## Microbenchmarks", "", "| " + " | ".join(MICRO_COLUMNS) + " |", "|" + "---|" * len(MICRO_COLUMNS)]
         lines += ["| " + " | ".join(micro_cells(row)) + " |" for row in comparison.micro]
@@ -268,6 +310,7 @@ def to_html(comparison: Comparison) -> str:
             f"padding:4px 8px;text-align:right}}</style></head><body><h1>{html.escape(_title(comparison))}</h1>"
             f"<table><tr>{head}</tr>{body}</table>"
             + (f"<p>Not paired (present on one side only):</p><ul>{missing}</ul>" if missing else "")
+            + (f"<p>Note: {html.escape(NOISE_NOTE)}</p>" if any(r.run_noise_unknown for r in comparison.rows) else "")
             + micro + "</body></html>")
 
 

@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: render to PNG
 import matplotlib.pyplot as plt  # noqa: E402
 
-from runners.compare import COLUMNS, Comparison, _title, table_cells  # noqa: E402
+from runners.compare import COLUMNS, NOISE_NOTE, Comparison, _title, table_cells  # noqa: E402
 from runners.stores import Store  # noqa: E402
 
 BASE_COLOR, CAND_COLOR = "#4c72b0", "#dd8452"
@@ -132,6 +132,7 @@ def render(store: Store, comparison: Comparison) -> str:
             f"generated {time.strftime('%Y-%m-%d %H:%M:%S')}</p>"
             + _table(list(COLUMNS), [table_cells(r) for r in rows])
             + (f"<p>Not paired:</p><ul>{missing}</ul>" if missing else "")
+            + (f"<p>Note: {html.escape(NOISE_NOTE)}</p>" if any(r.run_noise_unknown for r in rows) else "")
             + figures + "<h2>Numerical parity</h2>" + parity_html
             + "<h2>Environment fingerprints</h2>" + fingerprints + check + "</body></html>")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -96,6 +97,25 @@ class Store:
         if run_id not in self._seen:
             self.runs({"run_id": run_id})
         return self._seen[run_id]
+
+    def run_to_run_cv(self, run: Run) -> Optional[tuple[float, int]]:
+        """The run-to-run variation (stdev / mean of throughput) measured for `run`'s configuration
+        on its backend and device, and how many runs measured it: from the newest `repeats=N`
+        group of such runs, None when there is none. One run cannot show this variation,
+        however many steps it measured."""
+        like = {"model": run.tags.get("model", ""), "workload": run.tags.get("workload", ""),
+                "model_size": run.tags.get("model_size", ""), "backend": run.tags.get("backend", ""),
+                "device_name": run.tags.get("device_name", ""),
+                "workload.precision": run.params.get("workload.precision", ""),
+                "workload.batch_size": run.params.get("workload.batch_size", "")}
+        groups: dict[str, list[float]] = {}
+        for found in self.runs(like):  # newest first, so the first group of two or more is the newest
+            if found.tags.get("repeat_group"):
+                groups.setdefault(found.tags["repeat_group"], []).append(found.metrics["throughput"])
+        for throughputs in groups.values():
+            if len(throughputs) >= 2:
+                return statistics.stdev(throughputs) / statistics.fmean(throughputs), len(throughputs)
+        return None
 
     def result(self, run: Run) -> dict[str, Any]:
         """The run's result file: the local copy when there is one, else its MLflow artifact."""

@@ -49,6 +49,28 @@ def test_run_to_run_variation_widens_the_interval():
     assert (repeats[2] - repeats[1]) > 3 * (one_run[2] - one_run[1])
 
 
+def test_measured_run_to_run_noise_widens_the_interval_of_single_runs():
+    steady = [10.0, 10.1] * 20
+    noise = (0.10, 5)  # a 10% CV, measured over 5 repeated runs
+    alone = throughput_ratio_ci([(8, steady)], [(8, steady)])
+    noisy = throughput_ratio_ci([(8, steady)], [(8, steady)], baseline_noise=noise, candidate_noise=noise)
+    assert verdict(*alone[1:], 0.02) == "equivalent" and verdict(*noisy[1:], 0.02) == "inconclusive"
+    assert noisy[1] < 0.8 and noisy[2] > 1.25  # about exp(+-2.78 x sqrt(2) x 0.10)
+    halved = throughput_ratio_ci([(8, steady)], [(8, [20.0, 20.2] * 20)], baseline_noise=noise, candidate_noise=noise)
+    assert verdict(*halved[1:], 0.02) == "slower"  # a large effect still stands out of the noise
+    # Repeated runs show their own variation: a measured CV is not added on top of it.
+    repeats = [(8, steady), (8, [11.0, 11.1] * 20)]
+    assert throughput_ratio_ci(repeats, repeats, baseline_noise=noise, candidate_noise=noise) == \
+        throughput_ratio_ci(repeats, repeats)
+
+
+def test_a_cv_measured_over_fewer_runs_widens_the_interval_more():
+    steady = [10.0, 10.1] * 20
+    widths = [throughput_ratio_ci([(8, steady)], [(8, steady)], baseline_noise=(0.05, n), candidate_noise=(0.05, n))
+              for n in (3, 10, 50)]
+    assert [w[2] - w[1] for w in widths] == sorted((w[2] - w[1] for w in widths), reverse=True)
+
+
 @pytest.mark.parametrize("low, high, expected", [(0.90, 0.95, "slower"), (1.05, 1.10, "faster"),
                                                  (0.99, 1.01, "equivalent"), (0.95, 1.01, "inconclusive"),
                                                  (0.90, 1.10, "inconclusive")])
@@ -86,6 +108,23 @@ def test_two_runs_of_the_same_configuration_are_equivalent(cli, analyze, results
                                       filter_string="tags.kind = 'comparison'")
     assert comparison.data.metrics["equivalent"] == 1
     assert {a.path.rsplit(".", 1)[1] for a in client.list_artifacts(comparison.info.run_id)} == {"md", "csv", "html"}
+    # One run a side, no measured run-to-run variation: the table says the interval is too narrow.
+    assert row["baseline_run_cv"] == "" and "run-to-run variation unknown" in done.stdout
+
+
+def test_single_runs_use_the_run_to_run_variation_measured_with_repeats(cli, analyze, results_dir):
+    for label in ("one", "two"):
+        assert cli("model=dummy", "backend=cpu", f"label={label}", *TINY).returncode == 0
+    assert cli("model=dummy", "backend=cpu", "label=calibration", "repeats=3", *TINY).returncode == 0
+    done = analyze("compare", "--baseline", "label=one", "--candidate", "label=two")
+    assert done.returncode == 0, done.stderr
+    [row] = _rows(results_dir)
+    client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
+    [group] = [r for r in client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id])
+               if "throughput_cv" in r.data.metrics]
+    assert float(row["baseline_run_cv"]) == pytest.approx(group.data.metrics["throughput_cv"])
+    assert row["baseline_run_cv_runs"] == row["candidate_run_cv_runs"] == "3"
+    assert "run-to-run variation unknown" not in done.stdout
 
 
 @pytest.mark.slow
