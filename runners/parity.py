@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidate", required=True, help='overrides of the candidate, e.g. "backend=vgpu"')
     parser.add_argument("--steps", type=int, default=5, help="training steps whose losses are compared")
     parser.add_argument("overrides", nargs="*", help="overrides of both sides, e.g. model=bert model.size=tiny")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # make parity: model=... --candidate ... ARGS
     from runners.nvml import visible_gpus
 
     baseline_spec = args.baseline or ("backend=native" if visible_gpus()[0] else "backend=cpu")

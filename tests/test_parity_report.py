@@ -36,7 +36,8 @@ def test_parity_passes_identical_runs_and_fails_a_perturbed_one(results_dir):
 
 
 def test_parity_bad_input_is_one_line(results_dir):
-    done = _python("runners.parity", "--candidate", "backend=vgpuu", *BERT, results_dir=results_dir)
+    # In the order `make parity model=bert candidate=... ARGS=...` passes them: overrides around the options.
+    done = _python("runners.parity", BERT[0], "--candidate", "backend=vgpuu", *BERT[1:], results_dir=results_dir)
     assert done.returncode == 2 and done.stderr.startswith("error: unknown backend 'vgpuu'")
 
 
