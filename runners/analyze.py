@@ -30,7 +30,7 @@ def _print(comparison: comparing.Comparison) -> None:
     out.print(table)
     for line in comparison.missing:
         out.print(f"not paired: {line}")
-    if any(row.run_noise_unknown for row in comparison.rows):
+    if comparison.run_noise_unknown:
         out.print(f"note: {comparing.NOISE_NOTE}")
     if not comparison.rows:
         out.print("no pairs: no (model, workload, precision, batch size, size) has successful runs on both sides")

@@ -89,6 +89,10 @@ class Comparison:
     def regressions(self) -> list[Row]:
         return [row for row in self.rows if row.verdict == "slower"]
 
+    @property
+    def run_noise_unknown(self) -> bool:
+        return any(row.run_noise_unknown for row in self.rows)
+
 
 def throughput_ratio_ci(baseline: list[tuple[int, list[float]]], candidate: list[tuple[int, list[float]]],
                         samples: int = BOOTSTRAP_SAMPLES, seed: int = 0,
@@ -275,7 +279,7 @@ def to_markdown(comparison: Comparison) -> str:
     lines += ["| " + " | ".join(table_cells(row)) + " |" for row in comparison.rows]
     if comparison.missing:
         lines += ["", "Not paired (present on one side only):", *[f"- {m}" for m in comparison.missing]]
-    if any(row.run_noise_unknown for row in comparison.rows):
+    if comparison.run_noise_unknown:
         lines += ["", f"Note: {NOISE_NOTE}"]
     if comparison.micro:
         lines += ["", "## Microbenchmarks", "", "| " + " | ".join(MICRO_COLUMNS) + " |", "|" + "---|" * len(MICRO_COLUMNS)]
@@ -310,7 +314,7 @@ def to_html(comparison: Comparison) -> str:
             f"padding:4px 8px;text-align:right}}</style></head><body><h1>{html.escape(_title(comparison))}</h1>"
             f"<table><tr>{head}</tr>{body}</table>"
             + (f"<p>Not paired (present on one side only):</p><ul>{missing}</ul>" if missing else "")
-            + (f"<p>Note: {html.escape(NOISE_NOTE)}</p>" if any(r.run_noise_unknown for r in comparison.rows) else "")
+            + (f"<p>Note: {html.escape(NOISE_NOTE)}</p>" if comparison.run_noise_unknown else "")
             + micro + "</body></html>")
 
 

@@ -132,7 +132,7 @@ def render(store: Store, comparison: Comparison) -> str:
             f"generated {time.strftime('%Y-%m-%d %H:%M:%S')}</p>"
             + _table(list(COLUMNS), [table_cells(r) for r in rows])
             + (f"<p>Not paired:</p><ul>{missing}</ul>" if missing else "")
-            + (f"<p>Note: {html.escape(NOISE_NOTE)}</p>" if any(r.run_noise_unknown for r in rows) else "")
+            + (f"<p>Note: {html.escape(NOISE_NOTE)}</p>" if comparison.run_noise_unknown else "")
             + figures + "<h2>Numerical parity</h2>" + parity_html
             + "<h2>Environment fingerprints</h2>" + fingerprints + check + "</body></html>")
 
