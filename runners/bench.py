@@ -6,7 +6,6 @@ result file -> MLflow, and a summary table is printed at the end."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import secrets
 import shutil
 import signal
@@ -119,14 +118,7 @@ def _run_repeats(job, update) -> None:
 def _run_data_parallel(job, update) -> None:
     """train_ddp: the same training on one process first, then on N; scaling efficiency =
     N-process throughput / (N x one-process throughput)."""
-    config = job.config
-    if job.backend.device == "cpu" and config.backend.threads is None:
-        # Like against like: every rank and the one-process reference get the same share of the
-        # cores. Left alone, torchrun gives ranks one thread each only when it starts several,
-        # and a reference on all cores made the efficiency swing from 30% to 1800% with load.
-        threads = max(1, len(os.sched_getaffinity(0)) // config.workload.processes)
-        config = dataclasses.replace(config, backend=dataclasses.replace(config.backend, threads=threads))
-        job = plan(config)
+    config = job.config  # for CPU ranks, with their share of the cores (plan)
     single = plan(dataclasses.replace(config, workload=dataclasses.replace(config.workload, processes=1)))
     update("one process (reference for scaling)")
     runs = [launch(single, update)] if config.workload.processes > 1 else []
@@ -164,7 +156,7 @@ def run_job(config: BenchConfig) -> None:
         print(plan_text(job))
         return
     if config.resume:
-        done = results.find_successful(job.results_dir, config_hash(config))
+        done = results.find_successful(job.results_dir, config_hash(job.config))  # as planned, as recorded
         if done:
             console.console.print(f"{job.run_name}: skipped, already done -> {done}")
             _completed.append({"result": results.load(done / results.RESULT_FILE), "run_dir": done, "tracked": True})

@@ -44,6 +44,16 @@ def test_train_ddp_runs_two_cpu_processes_and_reports_scaling(cli, results_dir):
     assert one["environment"]["framework"]["threads"] == two["environment"]["framework"]["threads"] == max(
         1, len(os.sched_getaffinity(0)) // 2)
     assert "scaling efficiency" in done.stderr
+    # The share of the cores is part of the planned configuration: resume finds the run by it.
+    again = cli("model=bert", "workload=train_ddp", "backend=cpu", *TINY, "workload.min_steps=3", "timeout_s=240",
+                "resume=true")
+    assert again.returncode == 0 and "skipped, already done" in again.stderr, again.stderr[-2000:]
+
+
+def test_a_dry_run_of_cpu_ranks_shows_their_share_of_the_cores(cli):
+    done = cli("model=bert", "workload=train_ddp", "backend=cpu", "workload.processes=2", "dry_run=true")
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert done.returncode == 0 and f"OMP_NUM_THREADS={threads}" in done.stdout, done.stdout
 
 
 def test_a_local_mode_launcher_sweep_lands_in_mlflow(cli, results_dir):
