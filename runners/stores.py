@@ -77,6 +77,7 @@ class Store:
         self.tracking = tracking or TrackingConfig()
         self.client, self.experiment_id = _client(self.tracking, self.results_dir)
         self._seen: dict[str, Run] = {}  # by the suite's run id: a run found once keeps its loaded result
+        self._noise: dict[tuple, Optional[tuple[float, int]]] = {}  # run_to_run_cv, by configuration
 
     def runs(self, filters: dict[str, str]) -> list[Run]:
         """Successful single runs (not tenants, groups or comparisons) matching `filters`, newest first."""
@@ -108,8 +109,14 @@ class Store:
                 "device_name": run.tags.get("device_name", ""),
                 "workload.precision": run.params.get("workload.precision", ""),
                 "workload.batch_size": run.params.get("workload.batch_size", "")}
+        key = tuple(like.values())
+        if key not in self._noise:  # both sides of a pair often share a configuration
+            self._noise[key] = self._newest_repeat_cv(like)
+        return self._noise[key]
+
+    def _newest_repeat_cv(self, filters: dict[str, str]) -> Optional[tuple[float, int]]:
         groups: dict[str, list[float]] = {}
-        for found in self.runs(like):  # newest first, so the first group of two or more is the newest
+        for found in self.runs(filters):  # newest first, so the first group of two or more is the newest
             if found.tags.get("repeat_group"):
                 groups.setdefault(found.tags["repeat_group"], []).append(found.metrics["throughput"])
         for throughputs in groups.values():
