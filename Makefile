@@ -12,7 +12,11 @@ TORCH_VERSION := 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 RESULTS ?= results
 PORT ?= 5000
+# Every command takes Hydra overrides (key=value); these variables are shorthands for some.
 OVERRIDES = $(if $(model),model=$(model)) $(if $(backend),backend=$(backend)) $(if $(workload),workload=$(workload)) $(ARGS)
+DIAGNOSE_OVERRIDES = $(if $(backend),backend=$(backend)) $(ARGS)
+# A side of a comparison or a parity check: free text, passed whole (the command quotes it for Hydra).
+SIDES = $(if $(baseline),"baseline=$(baseline)") $(if $(candidate),"candidate=$(candidate)") $(if $(tolerance),tolerance=$(tolerance))
 
 .PHONY: help setup bench sweep probe profile microbench sync ingest mlflow-server demo docs compare regressions pin-baseline parity report bench-overhead test test-deps ui clean
 
@@ -34,16 +38,16 @@ $(VENV)/.installed: pyproject.toml
 		|| $(VENV)/bin/pip install -q "torch==$(TORCH_VERSION)+cpu" --index-url $(TORCH_CPU_INDEX); \
 	fi
 	$(VENV)/bin/pip install -q -e ".[test]"
-	$(PY) -c "import runners.bench, zoo" && touch $@
+	$(PY) -c "import runners.cli.bench, zoo" && touch $@
 
 bench: setup ## run one workload (defaults: model=bert workload=infer backend=auto)
-	@$(PY) -m runners.bench $(OVERRIDES)
+	@$(PY) -m runners.cli.bench $(OVERRIDES)
 
 sweep: setup ## run a Hydra multirun over comma-separated values in ARGS
-	@$(PY) -m runners.bench --multirun $(OVERRIDES)
+	@$(PY) -m runners.cli.bench --multirun $(OVERRIDES)
 
 probe: setup ## check a GPU backend's memory quota and compute share: make probe backend=mps
-	@$(PY) -m runners.bench workload=probe $(OVERRIDES)
+	@$(PY) -m runners.cli.diagnose diagnostic=probe $(DIAGNOSE_OVERRIDES)
 
 demo: setup ## short real inference: make demo model=resnet50 input=cat.jpg [weights=<local file or dir>]
 	@$(PY) -m zoo.demo --model "$(model)" --input "$(input)" $(if $(weights),--weights "$(weights)") $(if $(size),--size $(size))
@@ -52,34 +56,34 @@ docs: setup ## regenerate docs/zoo.md (the model cards) from the registry
 	$(PY) -m zoo cards > docs/zoo.md
 
 compare: setup ## compare two sides of recorded runs: make compare baseline="backend=native" candidate="backend=vgpu"
-	@$(PY) -m runners.analyze compare --baseline "$(baseline)" --candidate "$(candidate)" $(if $(tolerance),--tolerance $(tolerance))
+	@$(PY) -m runners.cli.analyze compare $(SIDES) $(ARGS)
 
 regressions: setup ## exit non-zero if later runs are slower than the baseline: make regressions baseline="label=rel-2.3"
-	@$(PY) -m runners.analyze regressions --baseline "$(baseline)" $(if $(candidate),--candidate "$(candidate)") $(if $(tolerance),--tolerance $(tolerance))
+	@$(PY) -m runners.cli.analyze regressions $(SIDES) $(ARGS)
 
 pin-baseline: setup ## remember a baseline for make regressions: make pin-baseline baseline="label=rel-2.3"
-	@$(PY) -m runners.analyze pin-baseline --baseline "$(baseline)"
+	@$(PY) -m runners.cli.analyze pin-baseline $(SIDES) $(ARGS)
 
 parity: setup ## same seeded inputs on baseline and candidate: make parity model=bert candidate="backend=vgpu"
-	@$(PY) -m runners.parity $(if $(model),model=$(model)) $(if $(baseline),--baseline "$(baseline)") --candidate "$(candidate)" $(ARGS)
+	@$(PY) -m runners.cli.parity $(if $(model),model=$(model)) $(SIDES) $(ARGS)
 
 report: setup ## HTML report with plots: make report baseline="backend=native" candidate="backend=mps"
-	@$(PY) -m runners.analyze report --baseline "$(baseline)" --candidate "$(candidate)"
+	@$(PY) -m runners.cli.analyze report $(SIDES) $(ARGS)
 
-bench-overhead: setup ## benchmark: suite throughput vs a bare hand-written loop (same model, one process)
-	@$(PY) -m runners.overhead $(ARGS)
+bench-overhead: setup ## benchmark: suite throughput vs a bare hand-written loop: make bench-overhead ARGS="rounds=10"
+	@$(PY) -m runners.cli.bench_overhead $(if $(model),model=$(model)) $(ARGS)
 
 profile: setup ## profile a workload: trace, top ops, per-step launches/API calls/bytes: make profile model=bert backend=native
-	@$(PY) -m runners.bench profile=true $(OVERRIDES)
+	@$(PY) -m runners.cli.bench profile=true $(OVERRIDES)
 
 microbench: setup ## launch, sync, malloc, memcpy, GEMM microbenchmarks of a GPU backend: make microbench backend=mps
-	@$(PY) -m runners.bench workload=microbench $(OVERRIDES)
+	@$(PY) -m runners.cli.diagnose diagnostic=microbench $(DIAGNOSE_OVERRIDES)
 
 sync: setup ## log every result that could not reach the tracking store when it ran (exactly once)
-	@$(PY) -m runners.sync
+	@$(PY) -m runners.cli.sync $(ARGS)
 
 ingest: setup ## load result files from a directory into MLflow, skipping those already there: make ingest DIR=<dir>
-	@$(PY) -m runners.sync --dir "$(DIR)"
+	@$(PY) -m runners.cli.sync "dir=$(DIR)" $(ARGS)
 
 test: setup test-deps ## run the test suite (CPU; GPU tests skip without a GPU)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -1,8 +1,11 @@
 """The typed configuration. Hydra composes YAML into these dataclasses, and
 `OmegaConf.to_object` constructs them, so every `__post_init__` check runs before
-anything is launched. Standard library only: the worker reads the same shape from JSON."""
+anything is launched. Standard library only: the worker rebuilds the same dataclasses
+from its job file (`from_plain`). Backends and scenarios extend the base classes here
+with their own knobs (runners/backends/, runners/scenarios/)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Dict, Optional
@@ -26,15 +29,6 @@ class Compile(Enum):
     cudagraphs = "cudagraphs"  # CUDA graph capture and replay: one launch per graph
 
 
-class WorkloadKind(Enum):
-    infer = "infer"
-    train = "train"
-    generate = "generate"  # decoder models: prefill + token-by-token decoding
-    train_ddp = "train_ddp"  # data-parallel training over workload.processes processes (torchrun)
-    probe = "probe"  # quota probe of the backend (memory and compute), no model
-    microbench = "microbench"  # launch, sync, malloc, memcpy and GEMM microbenchmarks, no model
-
-
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
@@ -49,7 +43,9 @@ class ModelConfig:
 
 @dataclass
 class WorkloadConfig:
-    kind: WorkloadKind = WorkloadKind.infer
+    """The knobs every scenario takes; a scenario with more extends it (runners/scenarios/)."""
+
+    kind: str = "infer"  # a scenario's name (runners/scenarios/)
     batch_size: int = 8
     seq_len: int = 128  # text models
     image_size: int = 224  # vision models
@@ -61,15 +57,13 @@ class WorkloadConfig:
     # Adaptive: also go on until the 95% confidence interval of the mean step time is
     # narrower than this fraction of the mean (e.g. 0.01), or max_duration_s passes.
     target_ci: Optional[float] = None
-    new_tokens: int = 32  # generate: tokens decoded after a prompt of seq_len tokens
     tf_mode: TfMode = TfMode.graph  # TensorFlow models: eager, graph or xla
     compile: Compile = Compile.none  # PyTorch models: none, inductor or cudagraphs
-    processes: int = 2  # train_ddp: ranks (one GPU each on a GPU backend, gloo processes on the CPU)
 
     def __post_init__(self) -> None:
         _check(self.target_ci is None or 0 < self.target_ci < 1,
                f"workload.target_ci must be a fraction in (0, 1) such as 0.01, got {self.target_ci}")
-        for name in ("batch_size", "seq_len", "image_size", "min_steps", "new_tokens", "processes"):
+        for name in ("batch_size", "seq_len", "image_size", "min_steps"):
             _check(getattr(self, name) >= 1, f"workload.{name} must be >= 1, got {getattr(self, name)}")
         _check(self.warmup_steps >= 0, f"workload.warmup_steps must be >= 0, got {self.warmup_steps}")
         _check(self.min_duration_s >= 0, f"workload.min_duration_s must be >= 0, got {self.min_duration_s}")
@@ -115,15 +109,23 @@ class TrackingConfig:
 
 
 @dataclass
-class BenchConfig:
+class CommandConfig:
+    """What every command shares (configs/shared/default.yaml): where results go, which store."""
+
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    results_dir: str = "results"  # configs/shared: $VGPU_BENCH_RESULTS, else results
+
+
+@dataclass
+class BenchConfig(CommandConfig):
+    """`make bench` / `make sweep` (configs/bench.yaml)."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     seed: int = 0
     label: str = ""  # free text to group runs (a release, an experiment)
     timeout_s: float = 900.0  # hard limit for the whole worker process
-    results_dir: str = "results"
     dry_run: bool = False  # print the launch plan instead of running
     tenants: int = 1  # copies of the workload run at once on the same backend
     repeats: int = 1  # the same run this many times, one after another (run-to-run variation)
@@ -137,6 +139,78 @@ class BenchConfig:
         _check(self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}")
         _check(self.profile_steps >= 1, f"profile_steps must be >= 1, got {self.profile_steps}")
         _check(self.tenants == 1 or self.repeats == 1, "tenants and repeats cannot be combined: choose one")
+
+
+@dataclass
+class DiagnosticConfig:
+    """A backend diagnostic (runners/diagnostics/): no model, no workload."""
+
+    name: str = "probe"  # probe or microbench
+    duration_s: float = 5.0  # probe: the compute window (a token bucket charged per launch needs seconds)
+
+    def __post_init__(self) -> None:
+        _check(self.duration_s > 0, f"diagnostic.duration_s must be > 0, got {self.duration_s}")
+
+
+@dataclass
+class DiagnoseConfig(CommandConfig):
+    """`make probe` / `make microbench` (configs/diagnose.yaml)."""
+
+    diagnostic: DiagnosticConfig = field(default_factory=DiagnosticConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    label: str = ""
+    timeout_s: float = 900.0
+    dry_run: bool = False
+
+
+@dataclass
+class AnalyzeConfig(CommandConfig):
+    """`make compare|regressions|pin-baseline|report` (configs/analyze.yaml). A side selects
+    runs with space-separated key=value filters; quote a value with spaces:
+    baseline="label='release 2.4' backend=native"."""
+
+    baseline: str = ""
+    candidate: str = ""
+    tolerance: float = 0.02  # relative: ratios within 1 +- tolerance are equivalent
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.tolerance < 1, f"tolerance must be in [0, 1), got {self.tolerance}")
+
+
+@dataclass
+class ParityConfig(CommandConfig):
+    """`make parity` (configs/parity.yaml): overrides of each side, on top of the shared ones."""
+
+    baseline: str = ""  # default: backend=native, or backend=cpu without a GPU
+    candidate: str = ""
+    steps: int = 5  # training steps whose losses are compared
+
+    def __post_init__(self) -> None:
+        _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
+        _check(bool(self.candidate.strip()), 'parity needs a candidate, e.g. candidate="backend=vgpu"')
+
+
+@dataclass
+class SyncConfig(CommandConfig):
+    """`make sync` / `make ingest DIR=...` (configs/sync.yaml)."""
+
+    dir: Optional[str] = None  # ingest every result file under this directory; None: the unsynced ones
+
+
+@dataclass
+class OverheadConfig(CommandConfig):
+    """`make bench-overhead` (configs/bench_overhead.yaml): a benchmark of the suite itself."""
+
+    model: str = "bert"
+    size: str = "tiny"
+    batch_size: int = 8
+    seq_len: int = 128
+    image_size: int = 224
+    seconds: float = 1.0  # per round and path; many short interleaved rounds narrow the ratio's interval
+    rounds: int = 30
+
+    def __post_init__(self) -> None:
+        _check(self.rounds >= 1 and self.seconds > 0, "rounds must be >= 1 and seconds > 0")
 
 
 def config_hash(config: "BenchConfig") -> str:
@@ -155,8 +229,8 @@ def to_plain(value: Any) -> Any:
     """Dataclasses/enums -> JSON-ready dicts, lists and scalars."""
     if isinstance(value, Enum):
         return value.value
-    if hasattr(value, "__dataclass_fields__"):
-        return {name: to_plain(getattr(value, name)) for name in value.__dataclass_fields__}
+    if dataclasses.is_dataclass(value):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -177,3 +251,31 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = item
     return out
+
+
+def from_plain(cls: Any, data: Any, classes: Optional[Dict[tuple, type]] = None, path: tuple = ()) -> Any:
+    """JSON-ready data -> an instance of `cls` (dataclasses, enums, Optional, list, dict),
+    the inverse of `to_plain`; `classes` swaps in a subclass at a path (a backend's own
+    config). Constructing the dataclasses runs their `__post_init__` checks again."""
+    import typing
+
+    cls = (classes or {}).get(path, cls)
+    if data is None or cls is Any:
+        return data
+    origin, args = typing.get_origin(cls), typing.get_args(cls)
+    if origin is typing.Union:
+        options = [a for a in args if a is not type(None)]
+        return from_plain(options[0], data, classes, path) if len(options) == 1 else data
+    if origin in (list, typing.List):
+        return [from_plain(args[0] if args else Any, v, classes, path) for v in data]
+    if origin in (dict, typing.Dict):
+        return {k: from_plain(args[1] if args else Any, v, classes, (*path, k)) for k, v in data.items()}
+    if isinstance(cls, type) and issubclass(cls, Enum):
+        return cls(data)
+    if dataclasses.is_dataclass(cls):
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        return cls(**{k: from_plain(hints[k], v, classes, (*path, k)) for k, v in data.items() if k in names})
+    if cls is float and isinstance(data, int):
+        return float(data)
+    return data

@@ -8,3 +8,12 @@ class UsageError(Exception):
 def one_line(exc: BaseException) -> str:
     """The message on one line, whatever the library below wrote."""
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from zoo.registry import UnknownName  # a misspelt name: the message lists the valid ones
+
+    return (UsageError, UnknownName)
+
+
+USER_ERRORS = _user_errors()

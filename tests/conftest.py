@@ -42,14 +42,14 @@ def results_dir(tmp_path):
 
 @pytest.fixture
 def cli(results_dir):
-    """Run `python -m runners.bench` as a user would, against a temporary results dir."""
+    """Run `python -m runners.cli.bench` as a user would, against a temporary results dir."""
 
     def run(*args: str, timeout: float = 600, env: dict | None = None,
             prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
         full_env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
         full_env.pop("MLFLOW_TRACKING_URI", None)  # the test's own store, unless the test sets one
         full_env.update(env or {})
-        return subprocess.run([*prefix, sys.executable, "-m", "runners.bench", *args], cwd=REPO, env=full_env,
+        return subprocess.run([*prefix, sys.executable, "-m", "runners.cli.bench", *args], cwd=REPO, env=full_env,
                               capture_output=True, text=True, timeout=timeout)
 
     return run

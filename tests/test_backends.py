@@ -192,7 +192,7 @@ def test_mps_daemon_is_stopped_on_ctrl_c(results_dir, fake_bin):
 
     fake_bin("nvidia-cuda-mps-control", FAKE_MPS)
     env = {**os.environ, **fake_bin.env, "VGPU_BENCH_RESULTS": str(results_dir)}
-    proc = subprocess.Popen([sys.executable, "-m", "runners.bench", "model=dummy", "backend=mps", "tracking=none",
+    proc = subprocess.Popen([sys.executable, "-m", "runners.cli.bench", "model=dummy", "backend=mps", "tracking=none",
                              "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=hang"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                             # A runner started as a background job without job control ignores SIGINT,

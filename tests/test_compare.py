@@ -8,8 +8,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import REPO, TINY
-from runners import measure
-from runners.compare import throughput_ratio_ci, verdict
+from runners.worker import measure
+from runners.analysis.compare import throughput_ratio_ci, verdict
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def analyze(results_dir):
     def run(*args: str) -> subprocess.CompletedProcess:
         env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
         env.pop("MLFLOW_TRACKING_URI", None)
-        return subprocess.run([sys.executable, "-m", "runners.analyze", *args], cwd=REPO, env=env,
+        return subprocess.run([sys.executable, "-m", "runners.cli.analyze", *args], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=300)
     return run
 

@@ -1,6 +1,6 @@
 import pytest
 
-from runners import compose
+from runners.parent import compose
 from runners.config import BenchConfig, Precision, WorkloadKind, flatten
 from runners.errors import UsageError
 from zoo.registry import UnknownName

@@ -17,7 +17,7 @@ from conftest import REPO, TINY, run_dirs
 def _sync(results_dir, *args):
     env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "runners.sync", *args], cwd=REPO, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "runners.tracking.sync", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=300)
 
 
@@ -67,7 +67,7 @@ def test_ingest_loads_result_files_from_elsewhere(cli, results_dir, tmp_path):
 
 
 def test_an_interrupted_sweep_resumes_only_what_did_not_finish(results_dir):
-    args = [sys.executable, "-m", "runners.bench", "--multirun", "model=dummy", "backend=cpu", "tracking=none",
+    args = [sys.executable, "-m", "runners.cli.bench", "--multirun", "model=dummy", "backend=cpu", "tracking=none",
             "seed=1,2,3", *TINY, "workload.min_steps=5", "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=sleep:0.3"]
     env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -94,7 +94,7 @@ def test_an_interrupted_sweep_resumes_only_what_did_not_finish(results_dir):
 def test_two_sweeps_at_once_against_one_sqlite_store_lose_nothing(results_dir):
     env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    args = [sys.executable, "-m", "runners.bench", "--multirun", "model=dummy", "backend=cpu", *TINY]
+    args = [sys.executable, "-m", "runners.cli.bench", "--multirun", "model=dummy", "backend=cpu", *TINY]
     sweeps = [subprocess.Popen(args + [f"label={name}", "seed=1,2,3,4"], cwd=REPO, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
     for sweep in sweeps:
@@ -108,7 +108,7 @@ def test_two_sweeps_at_once_against_one_sqlite_store_lose_nothing(results_dir):
 
 def _open_store(results_dir: str) -> str:
     from runners.config import TrackingConfig
-    from runners.tracking import _client
+    from runners.tracking.write import _client
 
     return _client(TrackingConfig(), Path(results_dir))[1]
 

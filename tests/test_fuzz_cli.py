@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO
-from runners import bench
+from runners.cli import bench
 from runners.errors import UsageError
 from zoo.registry import UnknownName
 
@@ -43,7 +43,7 @@ def test_the_real_command_line_never_shows_a_traceback():
     samples = [["workload.batch_size=${oc.env:NOPE}"], ["+nope=1"], ["~model"], ["model=[a,b]"], ["seed=1e400"],
                ["workload.precision=\x01"], ["model@pkg=bert"], ["backend.extra_env=[1]"], ["label={a: 1}"], ["="]]
     for overrides in samples:
-        done = subprocess.run([sys.executable, "-m", "runners.bench", *overrides, "dry_run=true"], cwd=REPO,
+        done = subprocess.run([sys.executable, "-m", "runners.cli.bench", *overrides, "dry_run=true"], cwd=REPO,
                               capture_output=True, text=True, timeout=120)
         assert "Traceback" not in done.stderr, (overrides, done.stderr[-1500:])
         if done.returncode != 0:

@@ -5,8 +5,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import TINY, has_gpu, run_dirs
-from runners.attribution import estimate
-from runners.profiling import count_trace
+from runners.analysis.overhead_attribution import estimate
+from runners.worker.profiler import count_trace
 
 BERT = ["model=bert", "backend=cpu", *TINY]
 
@@ -104,7 +104,7 @@ def test_comparison_shows_estimated_next_to_measured_overhead(cli, results_dir):
     import sys
 
     from conftest import REPO
-    from runners.tracking import _client
+    from runners.tracking.write import _client
 
     for label in ("base", "cand"):
         assert cli(*BERT, f"label={label}", "profile=true").returncode == 0
@@ -119,7 +119,7 @@ def test_comparison_shows_estimated_next_to_measured_overhead(cli, results_dir):
             client.log_metric(run.info.run_id, key, value)
         client.set_terminated(run.info.run_id)
     env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
-    done = subprocess.run([sys.executable, "-m", "runners.analyze", "compare", "--baseline", "label=base",
+    done = subprocess.run([sys.executable, "-m", "runners.cli.analyze", "compare", "--baseline", "label=base",
                            "--candidate", "label=cand"], cwd=REPO, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     table = sorted((results_dir / "tables").glob("*.md"))[-1].read_text()

@@ -2,7 +2,7 @@ import pytest
 
 import zoo
 from runners.backends import backends
-from runners.frameworks import frameworks
+from runners.worker.frameworks import frameworks
 from zoo.registry import Registry, UnknownName
 
 

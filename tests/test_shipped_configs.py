@@ -6,7 +6,7 @@ from mlflow.tracking import MlflowClient
 
 import zoo
 from conftest import TINY, has_gpu, run_dirs
-from runners import compose
+from runners.parent import compose
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import TINY, run_dirs
-from runners.tenants import jain_fairness, window_overlap
+from runners.parent.groups import jain_fairness, window_overlap
 
 
 def test_jain_fairness_bounds():

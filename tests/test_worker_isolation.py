@@ -7,9 +7,10 @@ import psutil
 import pytest
 
 from conftest import TINY
-from runners import compose, results
-from runners.launch import _stop, launch
-from runners.plan import plan
+from runners import results
+from runners.parent import compose
+from runners.parent.launch import _stop, launch
+from runners.parent.plan import plan
 
 
 def _launch(results_dir, *overrides):
@@ -80,12 +81,12 @@ def test_the_worker_gets_the_backend_environment(results_dir):
     assert result["backend"]["env"]["CUDA_VISIBLE_DEVICES"] == ""
 
 
-@pytest.mark.parametrize("module", ["runners.bench", "runners.tracking"])
+@pytest.mark.parametrize("module", ["runners.cli.bench", "runners.tracking.write"])
 def test_the_orchestrator_never_imports_a_framework(module):
     import subprocess
     import sys
 
-    code = (f"import sys, {module}, mlflow, runners.plan, runners.launch, zoo; "
+    code = (f"import sys, {module}, mlflow, runners.parent.plan, runners.parent.launch, zoo; "
             "bad = [m for m in ('torch', 'tensorflow', 'transformers') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

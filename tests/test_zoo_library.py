@@ -90,7 +90,7 @@ def test_demo_runs_a_real_inference(tmp_path, args, expected):
 
 
 def test_mfu_uses_the_published_flops_and_the_device_peak():
-    from runners.worker import mfu_metrics
+    from runners.worker.main import mfu_metrics
 
     class GPU:
         device = "cuda"

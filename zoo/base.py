@@ -22,7 +22,7 @@ class InputShape:
 
 class ZooModel:
     name: ClassVar[str]
-    framework: ClassVar[str]  # a key of runners.frameworks.frameworks
+    framework: ClassVar[str]  # a key of runners.worker.frameworks.frameworks
     task: ClassVar[str]
     inputs: ClassVar[str]  # "text", "image", "tabular" or "none": which InputShape field applies
     summary: ClassVar[str]

@@ -1,0 +1,108 @@
+"""`python -m runners.cli.analyze compare|regressions|pin-baseline|report key=value ...`
+(make compare, make regressions, make pin-baseline, make report): read recorded runs,
+never run any. A side is space-separated key=value filters, a value with spaces quoted:
+baseline="label='release 2.4' backend=native"."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+from rich.console import Console
+from rich.table import Table
+
+from runners.analysis import compare as comparing
+from runners.analysis import tables
+from runners.config import AnalyzeConfig
+from runners.errors import USER_ERRORS, UsageError, one_line
+from runners.parent import compose
+from runners.tracking.read import Store, parse_side
+from runners.tracking.write import log_summary
+
+COMMANDS = ("compare", "regressions", "pin-baseline", "report")
+PINNED = "pinned-baseline"
+VERDICT_STYLE = {"slower": "red", "faster": "green", "equivalent": "", "inconclusive": "yellow"}
+
+
+def _print(comparison: comparing.Comparison) -> None:
+    out = Console()
+    if not out.is_terminal:
+        out.width = max(out.width, 180)
+    table = Table(title=tables.title(comparison).replace("`", ""))
+    for column in tables.COLUMNS:
+        table.add_column(column)
+    for row in comparison.rows:
+        table.add_row(*tables.table_cells(row), style=VERDICT_STYLE[row.verdict])
+    out.print(table)
+    for line in comparison.missing:
+        out.print(f"not paired: {line}")
+    if comparison.run_noise_unknown:
+        out.print(f"note: {tables.NOISE_NOTE}")
+    if not comparison.rows:
+        out.print("no pairs: no (model, workload, precision, batch size, size) has successful runs on both sides")
+
+
+def _record(store: Store, comparison: comparing.Comparison, kind: str) -> list[Path]:
+    paths = tables.write_tables(comparison, store.results_dir / "tables")
+    verdicts = [row.verdict for row in comparison.rows]
+    metrics = {"pairs": len(comparison.rows), "missing_pairs": len(comparison.missing),
+               **{v: verdicts.count(v) for v in ("slower", "faster", "equivalent", "inconclusive")}}
+    name = f"{kind}-{comparison.candidate or 'later'}-vs-{comparison.baseline}".replace(" ", "_")[:250]
+    log_summary(name, {"kind": "comparison", "baseline": comparison.baseline, "candidate": comparison.candidate},
+                metrics, not (kind == "regressions" and comparison.regressions), store.tracking, store.results_dir,
+                tuple(paths))
+    return paths
+
+
+def _baseline(spec: str, results_dir: Path) -> str:
+    if spec:
+        return spec
+    pinned = results_dir / PINNED
+    if pinned.exists():
+        return pinned.read_text().strip()
+    raise UsageError("no baseline: pass baseline=\"label=release-2.3\" (or any tags), or pin one with make pin-baseline")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if not argv or argv[0] not in COMMANDS:
+            raise UsageError(f"the first word is the command: one of {', '.join(COMMANDS)}")
+        command = argv[0]
+        config: AnalyzeConfig = compose.command_config(compose.quote_values(argv[1:], ("baseline", "candidate")),
+                                                       "analyze")
+        results_dir = Path(config.results_dir).resolve()
+        if command == "pin-baseline":
+            parse_side(config.baseline)
+            results_dir.mkdir(parents=True, exist_ok=True)
+            (results_dir / PINNED).write_text(config.baseline + "\n")
+            print(f"pinned baseline: {config.baseline} (make regressions compares later runs against it)")
+            return 0
+        baseline = _baseline(config.baseline, results_dir)
+        if command in ("compare", "report") and not config.candidate:
+            raise UsageError(f"{command} needs a candidate, e.g. candidate=\"backend=vgpu\"")
+        candidate = parse_side(config.candidate) if config.candidate else None
+        store = Store(config.tracking, results_dir)
+        comparison = comparing.compare(store, parse_side(baseline), candidate, config.tolerance, baseline,
+                                       config.candidate)
+        if command == "report":
+            from runners.analysis import report
+
+            print(f"report: {report.write(store, comparison)}")
+            return 0
+    except USER_ERRORS as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    _print(comparison)
+    for path in _record(store, comparison, command):
+        print(f"wrote {path}")
+    if command == "regressions" and comparison.regressions:
+        for row in comparison.regressions:
+            print(f"REGRESSION: {row.model}/{row.workload}/{row.precision}/bs{row.batch_size}/{row.size}: "
+                  f"throughput x{row.ratio:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

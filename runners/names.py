@@ -1,0 +1,33 @@
+"""The metrics every timed scenario records. Scenarios, diagnostics, the profiler and the
+group modes declare their own next to the code that computes them; `Metric.registry`
+holds them all, and `all_metrics()` imports every module that declares one."""
+from __future__ import annotations
+
+from runners.contracts import Metric
+
+THROUGHPUT = Metric("throughput", "samples/s", "batch_size x steps / sum(step times)")
+TOKENS_PER_S = Metric("tokens_per_s", "tokens/s", "text models: throughput x seq_len")
+LATENCY_P50 = Metric("latency_ms_p50", "ms", "median step time (synchronized wall clock)")
+LATENCY_P90 = Metric("latency_ms_p90", "ms", "90th percentile step time")
+LATENCY_P99 = Metric("latency_ms_p99", "ms", "99th percentile step time")
+LATENCY_MEAN = Metric("latency_ms_mean", "ms", "mean step time")
+LATENCY_STDEV = Metric("latency_ms_stdev", "ms", "standard deviation of the step times")
+DEVICE_P50 = Metric("device_ms_p50", "ms", "median CUDA-event time per step (GPU only)")
+DEVICE_MEAN = Metric("device_ms_mean", "ms", "mean CUDA-event time per step (GPU only)")
+MEMORY_PEAK = Metric("memory_peak_mb", "MiB", "the first memory reading: the allocator on a GPU, peak RSS on the CPU")
+TIME_TO_FIRST_STEP = Metric("time_to_first_step_s", "s", "worker spawn to the end of the first (warm-up) step")
+STEPS = Metric("steps", "count", "measured steps")
+MEASURED_S = Metric("measured_s", "s", "wall time of the measured steps")
+ACHIEVED_TFLOPS = Metric("achieved_tflops", "TFLOP/s", "published FLOPs x flops factor x throughput")
+MFU = Metric("mfu", "ratio", "achieved TFLOP/s over the device's peak (GPU, default size and shape)")
+
+
+def all_metrics() -> dict[str, Metric]:
+    """Every declared metric, by name (for the schema documentation and its test)."""
+    import runners.diagnostics.microbench  # noqa: F401
+    import runners.diagnostics.probe  # noqa: F401
+    import runners.parent.groups  # noqa: F401
+    import runners.scenarios  # noqa: F401
+    import runners.worker.profiler  # noqa: F401
+
+    return dict(Metric.registry)

@@ -1,0 +1,152 @@
+"""Groups of runs of one configuration, and the figures that belong to the group rather
+than to any of its runs: a GroupRecord (results/groups/<id>.json and the MLflow parent
+run). The runs' own result files are never rewritten.
+
+- tenants=N: the workload alone first, then N copies at once on the same backend, each
+  with its configured share, measuring in the same window (a file barrier);
+- repeats=N: the same run N times in a row, for the run-to-run variation;
+- a scenario's reference (train_ddp: the same training on one process, for the scaling
+  efficiency) and a diagnostic's (the probe on the bare GPU, for the compute share)."""
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import statistics
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Optional
+
+from runners.config import BackendConfig, TrackingConfig
+from runners.contracts import SUCCESS, GroupMember, GroupRecord, GroupRef, Metric, Result, TenantBarrier
+from runners.nvml import visible_gpus
+from runners.parent.launch import launch
+from runners.parent.plan import Plan, plan, plan_diagnostic
+
+BARRIER_TIMEOUT_S = 600.0
+Run = tuple[Result, Path]
+Progress = Callable[[str], None]
+
+TENANTS = Metric("tenants", "count", "tenants: copies run at once")
+AGGREGATE_THROUGHPUT = Metric("aggregate_throughput", "samples/s", "tenants: sum of the tenants' throughputs")
+ALONE_THROUGHPUT = Metric("alone_throughput", "samples/s", "tenants: the workload alone on the backend")
+JAIN_FAIRNESS = Metric("jain_fairness", "ratio", "tenants: (sum x)^2 / (n sum x^2) of the tenants' throughputs")
+MEAN_SLOWDOWN = Metric("mean_slowdown", "ratio", "tenants: mean of alone / tenant throughput")
+MAX_SLOWDOWN = Metric("max_slowdown", "ratio", "tenants: largest alone / tenant throughput")
+WINDOW_OVERLAP = Metric("window_overlap", "ratio", "tenants: time all measured together over the longest window")
+REPEATS = Metric("repeats", "count", "repeats: runs of the group")
+THROUGHPUT_MEAN = Metric("throughput_mean", "samples/s", "repeats: mean throughput over the runs")
+THROUGHPUT_STDEV = Metric("throughput_stdev", "samples/s", "repeats: standard deviation of the throughput")
+THROUGHPUT_CV = Metric("throughput_cv", "ratio", "repeats: run-to-run variation, stdev / mean")
+
+
+def new_group(kind: str, plan_: Plan, suffix: str) -> GroupRecord:
+    gid = f"{plan_.run_name}-{suffix}-{secrets.token_hex(3)}"
+    return GroupRecord(kind=kind, id=gid, name=plan_.run_name, members=[], status="failed")
+
+
+def _finish(group: GroupRecord, runs: list[Run]) -> GroupRecord:
+    group.members = [GroupMember(r.run_id, r.group.role if r.group else "", r.group.index if r.group else None,
+                                 r.status) for r, _ in runs]
+    group.status = SUCCESS if runs and all(r.ok for r, _ in runs) and group.metrics else "failed"
+    return group
+
+
+def jain_fairness(values: list[float]) -> float:
+    """(sum x)^2 / (n * sum x^2): 1 when all tenants get the same, 1/n when one gets all."""
+    squares = sum(v * v for v in values)
+    return sum(values) ** 2 / (len(values) * squares) if squares else 0.0
+
+
+def window_overlap(windows: list[tuple[float, float]]) -> float:
+    """Time all tenants measured together, as a fraction of the longest window."""
+    common = min(end for _, end in windows) - max(start for start, _ in windows)
+    longest = max(end - start for start, end in windows)
+    return max(0.0, common) / longest if longest > 0 else 0.0
+
+
+def summarize_tenants(group: GroupRecord, alone: Result, tenants: list[Result]) -> None:
+    """The group's figures; none when the run alone or any tenant failed."""
+    if not alone.ok or not all(t.ok for t in tenants):
+        return
+    throughputs = [t.value("throughput") for t in tenants]
+    slowdowns = [alone.value("throughput") / t for t in throughputs]
+    group.details["slowdown"] = {t.run_id: s for t, s in zip(tenants, slowdowns)}
+    for metric, value in ((TENANTS, len(tenants)), (AGGREGATE_THROUGHPUT, sum(throughputs)),
+                          (ALONE_THROUGHPUT, alone.value("throughput")), (JAIN_FAIRNESS, jain_fairness(throughputs)),
+                          (MEAN_SLOWDOWN, statistics.fmean(slowdowns)), (MAX_SLOWDOWN, max(slowdowns)),
+                          (WINDOW_OVERLAP, window_overlap([tuple(t.measurement.window) for t in tenants]))):
+        group.set(metric, value)
+
+
+def run_tenants(plan_: Plan, progress: Progress) -> tuple[GroupRecord, list[Run]]:
+    """The run alone, then the tenants together. Call inside the backend's session."""
+    count = plan_.config.tenants
+    group = new_group("tenants", plan_, f"tenants{count}")
+    progress("alone (reference for slowdown)")
+    alone = launch(plan_, progress, GroupRef("tenants", group.id, "alone", None, count))
+    barrier_dir = plan_.results_dir / "runs" / f".barrier-{group.id}"
+    barrier_dir.mkdir(parents=True)
+    barrier = TenantBarrier(str(barrier_dir), min(BARRIER_TIMEOUT_S, plan_.config.timeout_s))
+
+    def launch_tenant(index: int) -> Run:
+        result, run_dir = launch(plan_, progress if index == 0 else lambda _: None,
+                                 GroupRef("tenants", group.id, "tenant", index, count), barrier)
+        if not result.ok:  # release the others from the barrier at once
+            (barrier_dir / f"failed-{index}").touch()
+        return result, run_dir
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        together = list(pool.map(launch_tenant, range(count)))
+    for marker in barrier_dir.iterdir():
+        marker.unlink()
+    barrier_dir.rmdir()
+    summarize_tenants(group, alone[0], [r for r, _ in together])
+    return _finish(group, [alone, *together]), [alone, *together]
+
+
+def summarize_repeats(group: GroupRecord, results: list[Result]) -> None:
+    if not results or not all(r.ok for r in results):
+        return
+    throughputs = [r.value("throughput") for r in results]
+    mean = statistics.fmean(throughputs)
+    stdev = statistics.stdev(throughputs) if len(throughputs) > 1 else 0.0
+    for metric, value in ((REPEATS, len(results)), (THROUGHPUT_MEAN, mean), (THROUGHPUT_STDEV, stdev),
+                          (THROUGHPUT_CV, stdev / mean)):
+        group.set(metric, value)
+
+
+def run_repeats(plan_: Plan, progress: Progress) -> tuple[GroupRecord, list[Run]]:
+    count = plan_.config.repeats
+    group = new_group("repeats", plan_, f"repeats{count}")
+    runs = []
+    for index in range(count):
+        progress(f"repeat {index + 1}/{count}")
+        runs.append(launch(plan_, progress, GroupRef("repeats", group.id, "repeat", index, count)))
+    summarize_repeats(group, [r for r, _ in runs])
+    return _finish(group, runs), runs
+
+
+def run_scaling(plan_: Plan, progress: Progress) -> tuple[Optional[GroupRecord], list[Run]]:
+    """A scenario with a reference (train_ddp): the reference run, then the run itself."""
+    reference_config = plan_.scenario.reference(plan_.config)
+    if reference_config is None:
+        return None, [launch(plan_, progress)]
+    group = new_group("scaling", plan_, "scaling")
+    progress("reference")
+    reference = launch(plan(reference_config), progress, GroupRef("scaling", group.id, "reference"))
+    progress("scaled")
+    run = launch(plan_, progress, GroupRef("scaling", group.id, "scaled"))
+    if reference[0].ok and run[0].ok:
+        plan_.scenario.summarize(reference[0], run[0], group)
+    return _finish(group, [reference, run]), [reference, run]
+
+
+def native_reference(plan_: Plan, progress: Progress) -> Optional[Result]:
+    """A probe on the bare GPU, for the share of compute a limited backend achieves. Run
+    before any daemon of the backend starts."""
+    if plan_.backend.name == "native" or not plan_.backend.compute_share() or not visible_gpus()[0]:
+        return None
+    native = dataclasses.replace(plan_.config, backend=BackendConfig(name="native"),
+                                 tracking=TrackingConfig(name="none"))
+    result, _ = launch(plan_diagnostic(native), progress)
+    return result if result.ok else None

@@ -1,0 +1,6 @@
+"""`python -m runners.worker <run-dir>/job.json`: the isolated worker process."""
+import sys
+
+from runners.worker.main import main
+
+sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,238 @@
+"""The isolated worker: `python -m runners.worker <run-dir>/job.json`.
+
+Runs one job in this fresh process (started with the backend's environment, so a
+virtualization layer is in place before CUDA initializes) and always writes
+result.json next to the job, once, also when the work fails. Needs only the framework
+and the standard library: no Hydra, no MLflow."""
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, NoReturn
+
+from runners import names, nvml, stats
+from runners.config import BenchConfig
+from runners.contracts import RESULT_FILE, SUCCESS, Job, Measurement, MemoryReading, Result
+from runners.scenarios import Scenario, scenarios
+from runners.worker import fingerprint, measure
+from runners.worker.frameworks import Framework, frameworks
+from runners.worker.gpu_peaks import peak_tflops
+
+
+def log(line: str) -> None:
+    print(f"[worker {time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+
+def _terminated(signum, frame):
+    raise SystemExit(f"worker stopped by {signal.Signals(signum).name}")
+
+
+def end_rank(code: int) -> NoReturn:
+    """How a torchrun rank ends, once its result file is written: after the other ranks (a
+    barrier, when this one succeeded), and without tearing down its process group. The gloo
+    group's destructor runs with the GIL held and joins a thread that may still need the GIL
+    to free the last collective's tensors: a rank hung there for good, one run in a few on a
+    loaded 2-core machine (pytorch/pytorch#56297; destroy_process_group() goes through the
+    same destructor). The operating system frees what the process held."""
+    import torch.distributed as dist
+
+    if code == 0 and dist.is_initialized():
+        with contextlib.suppress(Exception):  # a peer that already left: nothing is lost, the result is written
+            dist.barrier()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def wait_for_tenants(job: Job) -> None:
+    """A file barrier: every tenant of a group starts measuring at the same moment."""
+    if not job.barrier:
+        return
+    barrier, index, count = Path(job.barrier.dir), job.group.index, job.group.of
+    (barrier / f"ready-{index}").touch()
+    deadline = time.monotonic() + job.barrier.timeout_s
+    log(f"tenant {index}: waiting for {count} tenants")
+    while len(list(barrier.glob("ready-*"))) < count:
+        if any(barrier.glob("failed-*")):
+            raise RuntimeError("another tenant of the group failed before measuring")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the other tenants were not ready within {job.barrier.timeout_s:g} s")
+        time.sleep(0.01)
+
+
+def setup(job: Job, config: BenchConfig, state: dict[str, Any]):
+    """The zoo entry, the input shape and the configured framework adapter of a job."""
+    import zoo  # registers entries; frameworks are imported by the adapters themselves
+
+    workload = config.workload
+    entry = zoo.get(config.model.name)(job.model.size)
+    shape = zoo.InputShape(seq_len=workload.seq_len, image_size=workload.image_size)
+    framework = frameworks.get(entry.framework)(job.backend["device"], workload.precision.value,
+                                                config.backend.threads, workload.tf_mode.value,
+                                                workload.compile.value, config.model.weights)
+    state["framework"] = framework
+    return entry, shape, framework
+
+
+def run_parity(job: Job, result: Result, state: dict[str, Any]) -> None:
+    """Seeded outputs (saved as outputs.npy next to the result) and a short loss curve."""
+    import numpy as np
+
+    config = job.bench_config()
+    entry, shape, framework = setup(job, config, state)
+    log(f"parity: {entry.name} ({entry.size}), {job.parity_steps} training steps")
+    outputs, losses = framework.parity(entry, config.workload.batch_size, shape, config.seed, job.parity_steps)
+    np.save(Path(job.run_dir) / "outputs.npy", outputs)
+    result.details["parity"] = {"outputs_file": "outputs.npy", "outputs_shape": list(outputs.shape), "losses": losses}
+    result.status = SUCCESS
+
+
+def mfu(result: Result, scenario: Scenario, entry, shape, framework: Framework) -> None:
+    """Model FLOPs utilization, where the published FLOPs apply: a GPU run at the entry's
+    default size and input shape, of a kind that has a FLOPs factor."""
+    import zoo
+
+    if (scenario.flops_factor is None or entry.size != entry.default_size or shape != zoo.InputShape()
+            or not entry.flops_per_sample or framework.device != "cuda"):
+        return
+    achieved = entry.flops_per_sample * scenario.flops_factor * result.value("throughput") / 1e12
+    gpu = (framework.describe().get("cuda_device") or {}).get("name", "")
+    peak = peak_tflops(gpu, framework.precision)
+    result.details["mfu_basis"] = {"flops_per_sample": entry.flops_per_sample, "factor": scenario.flops_factor,
+                                   "peak_tflops": peak, "device": gpu}
+    result.set(names.ACHIEVED_TFLOPS, achieved)
+    result.set(names.MFU, achieved / peak if peak else None)
+
+
+def record_measurement(result: Result, m: measure.Measurement, batch_size: int, scenario: Scenario,
+                       spawned_at: float) -> float:
+    latency = stats.summarize_ms(m.step_times_ms)
+    device_latency = stats.summarize_ms(m.device_times_ms) if m.device_times_ms else {}
+    own = batch_size * len(m.step_times_ms) / (sum(m.step_times_ms) / 1e3)
+    throughput = scenario.throughput(own, result)
+    for metric, value in ((names.THROUGHPUT, throughput), (names.LATENCY_P50, latency["p50"]),
+                          (names.LATENCY_P90, latency["p90"]), (names.LATENCY_P99, latency["p99"]),
+                          (names.LATENCY_MEAN, latency["mean"]), (names.LATENCY_STDEV, latency["stdev"]),
+                          (names.DEVICE_P50, device_latency.get("p50")), (names.DEVICE_MEAN, device_latency.get("mean")),
+                          (names.TIME_TO_FIRST_STEP, m.first_step_done_at - spawned_at),
+                          (names.STEPS, len(m.step_times_ms)), (names.MEASURED_S, m.duration_s)):
+        result.set(metric, value)
+    result.measurement = Measurement(
+        warmup_steps=m.warmup_steps, steps=len(m.step_times_ms), duration_s=m.duration_s,
+        reached_minimums=m.reached_minimums, window=list(m.window),
+        ci_rel=m.ci_rel if m.ci_rel != float("inf") else None, step_times_ms=m.step_times_ms,
+        device_times_ms=m.device_times_ms)
+    return throughput
+
+
+def run_workload(job: Job, result: Result, state: dict[str, Any]) -> None:
+    config = job.bench_config()
+    workload = config.workload
+    scenario = scenarios.get(workload.kind)()
+    entry, shape, framework = setup(job, config, state)
+    device = framework.device
+
+    log(f"building {entry.name} ({entry.size}) for {workload.kind} on {device}")
+    step = scenario.build_step(framework, entry, workload, shape, config.seed)
+    result.model.params = framework.param_count()
+    sampler = nvml.MemorySampler() if device == "cuda" else contextlib.nullcontext()
+    timed = scenario.time_limited
+    with sampler:
+        m = measure.run(
+            step, framework.synchronize,
+            warmup_steps=workload.warmup_steps, min_steps=workload.min_steps,
+            min_duration_s=workload.min_duration_s if timed else 0.0,
+            max_duration_s=workload.max_duration_s if timed else float("inf"),
+            timer=framework.step_timer(), progress=log,
+            before_measuring=lambda: wait_for_tenants(job),
+            target_ci=workload.target_ci if timed else None,
+        )
+
+    if config.profile:
+        from runners.worker import profiler
+
+        log(f"profiling {config.profile_steps} more steps")
+        run_dir = Path(job.run_dir)
+        if entry.framework == "tensorflow":
+            profile = profiler.profile_tensorflow(step, framework.synchronize, config.profile_steps, run_dir)
+        else:
+            profile = profiler.profile_torch(step, framework.synchronize, config.profile_steps, device, run_dir)
+        result.details["profile"] = profile
+        for name, value in profile["per_step"].items():
+            result.set(profiler.PER_STEP[name], value)
+
+    readings = framework.memory() + (sampler.readings() if device == "cuda" else [])
+    readings.append({"source": "rusage.ru_maxrss", "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                     "scope": "host memory, peak resident set of the worker process"})
+    result.memory = [MemoryReading(**reading) for reading in readings]
+    result.memory_peak_source = result.memory[0].source
+    result.set(names.MEMORY_PEAK, result.memory[0].peak_mb)
+
+    throughput = record_measurement(result, m, workload.batch_size, scenario, job.spawned_at)
+    result.measurement.final_loss = framework.final_loss()
+    tokens = entry.items_per_sample(shape)
+    if tokens and workload.kind != "generate":
+        result.set(names.TOKENS_PER_S, throughput * tokens)
+    scenario.derive(result, framework, workload, m)
+    mfu(result, scenario, entry, shape, framework)
+    result.status = SUCCESS
+    log(f"{throughput:.2f} samples/s, p50 {result.value('latency_ms_p50'):.2f} ms over {len(m.step_times_ms)} steps")
+
+
+def run_diagnostic(job: Job, result: Result, state: dict[str, Any]) -> None:
+    from runners.diagnostics import diagnostics
+
+    diagnostics.get(job.task).run(job, result, log)
+
+
+TASKS: dict[str, Callable[[Job, Result, dict[str, Any]], None]] = {
+    "workload": run_workload, "parity": run_parity, "probe": run_diagnostic, "microbench": run_diagnostic}
+
+
+def record_environment(job: Job, result: Result, framework: Framework | None) -> None:
+    """What this process saw, whatever happened before: never raises."""
+    extra: dict[str, Any] = {"suite": job.suite}
+    with contextlib.suppress(Exception):
+        extra["framework"] = framework.describe() if framework else {}
+        gpu = extra["framework"].get("cuda_device")
+        result.device.name = gpu["name"] if gpu else fingerprint.cpu_model()
+    with contextlib.suppress(Exception):
+        if job.backend["device"] == "cuda":
+            extra["gpus"] = nvml.visible_gpus()[0]
+    with contextlib.suppress(Exception):
+        result.environment = fingerprint.collect(extra)
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _terminated)
+    job_path = Path(argv[0])
+    job = Job.load(job_path)
+    result = Result.for_job(job)
+    state: dict[str, Any] = {}
+    try:
+        TASKS[job.task](job, result, state)
+    except BaseException as exc:  # noqa: BLE001  (every failure becomes a recorded result)
+        tail = "".join(traceback.format_exception(exc)[-30:])
+        result.fail(type(exc).__name__, str(exc) or repr(exc), tail)
+        log(f"FAILED: {type(exc).__name__}: {exc}")
+        print(tail, file=sys.stderr, flush=True)
+    finally:
+        record_environment(job, result, state.get("framework"))
+        result.finished_at = time.time()
+        rank = int(os.environ.get("RANK", "0"))  # torchrun: rank 0 writes the run's result
+        result.write(job_path.parent / (RESULT_FILE if rank == 0 else f"result-rank{rank}.json"))
+    code = 0 if result.ok else 1
+    if _is_ranked(job):
+        end_rank(code)
+    return code
+
+
+def _is_ranked(job: Job) -> bool:
+    """A torchrun rank (the scenario's processes), which must leave through end_rank."""
+    return job.task == "workload" and "RANK" in os.environ and "LOCAL_RANK" in os.environ
