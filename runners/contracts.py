@@ -18,6 +18,7 @@ from runners.config import BenchConfig, from_plain, to_plain
 
 SCHEMA_VERSION = 2
 RESULT_FILE, LOG_FILE, JOB_FILE, LAUNCH_FILE = "result.json", "worker.log", "job.json", "launch.json"
+STOP_FILE = "stop.json"  # why the parent stopped the worker, read by the worker's SIGTERM handler
 SUCCESS, FAILED = "success", "failed"
 
 
@@ -29,13 +30,13 @@ class Metric:
 
     name: str
     unit: str
-    doc: str = ""
+    doc: str = field(default="", compare=False)
     registry: ClassVar[dict[str, "Metric"]] = {}
 
     def __post_init__(self) -> None:
         known = Metric.registry.setdefault(self.name, self)
         if known != self:
-            raise ValueError(f"metric {self.name!r} declared twice with different units or meaning")
+            raise ValueError(f"metric {self.name!r} declared twice with different units ({known.unit}, {self.unit})")
 
 
 @dataclass

@@ -57,3 +57,17 @@ def cli(results_dir):
 
 def run_dirs(results_dir: Path) -> list[Path]:
     return sorted((results_dir / "runs").glob("*")) if (results_dir / "runs").exists() else []
+
+
+def results_of(results_dir: Path) -> list:
+    """Every result file under results_dir/runs, as typed Results."""
+    from runners.contracts import RESULT_FILE, Result
+
+    return [Result.load(d / RESULT_FILE) for d in run_dirs(results_dir)]
+
+
+def groups_of(results_dir: Path) -> list:
+    """Every group record under results_dir/groups."""
+    from runners.contracts import GroupRecord
+
+    return [GroupRecord.load(p) for p in sorted((results_dir / "groups").glob("*.json"))]

@@ -91,7 +91,9 @@ def check_overrides(overrides: list[str], config_name: str = "bench") -> list[st
     chosen: dict[str, list[str]] = {}
     for override in parsed:
         key = override.key_or_group
-        if override.package is None and key in GROUPS and key in root.__dataclass_fields__:
+        if key in GROUPS and key not in root.__dataclass_fields__:
+            raise UnknownName("key", key, list(root.__dataclass_fields__))
+        if override.package is None and key in GROUPS:
             values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
             for value in values:
                 if str(value) not in group_options(key):

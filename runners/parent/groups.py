@@ -40,8 +40,8 @@ THROUGHPUT_CV = Metric("throughput_cv", "ratio", "repeats: run-to-run variation,
 
 
 def new_group(kind: str, plan_: Plan, suffix: str) -> GroupRecord:
-    gid = f"{plan_.run_name}-{suffix}-{secrets.token_hex(3)}"
-    return GroupRecord(kind=kind, id=gid, name=plan_.run_name, members=[], status="failed")
+    name = f"{plan_.run_name}-{suffix}"
+    return GroupRecord(kind=kind, id=f"{name}-{secrets.token_hex(3)}", name=name, members=[], status="failed")
 
 
 def _finish(group: GroupRecord, runs: list[Run]) -> GroupRecord:

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import psutil
 
 from runners import REPO_ROOT
-from runners.contracts import JOB_FILE, LAUNCH_FILE, LOG_FILE, RESULT_FILE, GroupRef, Result, TenantBarrier
+from runners.contracts import JOB_FILE, LAUNCH_FILE, LOG_FILE, RESULT_FILE, STOP_FILE, GroupRef, Result, TenantBarrier
 from runners.parent.plan import Plan
 from runners.redact import redact_env
 
@@ -122,6 +122,7 @@ def launch(plan: Plan, progress: Callable[[str], None] = lambda line: None, grou
     job.write(job_path)
     log_path = run_dir / LOG_FILE
     timeout_s = plan.config.timeout_s
+    timeout_message = f"worker exceeded timeout_s={timeout_s:g} and was stopped"
     timed_out = False
 
     with open(log_path, "wb") as log:
@@ -139,6 +140,8 @@ def launch(plan: Plan, progress: Callable[[str], None] = lambda line: None, grou
                 except subprocess.TimeoutExpired:
                     if time.monotonic() >= deadline:
                         timed_out = True
+                        # The worker records the reason itself when it still can; else the parent does below.
+                        (run_dir / STOP_FILE).write_text(json.dumps({"type": "Timeout", "message": timeout_message}))
                         _stop(proc)
                         break
                     progress(_last_line(log_path))
@@ -154,7 +157,7 @@ def launch(plan: Plan, progress: Callable[[str], None] = lambda line: None, grou
         return Result.load(result_path), run_dir
     result = Result.for_job(job)
     if timed_out:
-        result.fail("Timeout", f"worker exceeded timeout_s={timeout_s:g} and was killed", _tail(log_path))
+        result.fail("Timeout", timeout_message + " (killed: it did not end on SIGTERM)", _tail(log_path))
     elif code < 0:
         name = signal.Signals(-code).name
         hint = " (possibly the out-of-memory killer)" if name == "SIGKILL" else ""

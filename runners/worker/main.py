@@ -7,6 +7,7 @@ and the standard library: no Hydra, no MLflow."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -18,7 +19,7 @@ from typing import Any, Callable, NoReturn
 
 from runners import names, nvml, stats
 from runners.config import BenchConfig
-from runners.contracts import RESULT_FILE, SUCCESS, Job, Measurement, MemoryReading, Result
+from runners.contracts import RESULT_FILE, STOP_FILE, SUCCESS, Job, Measurement, MemoryReading, Result
 from runners.scenarios import Scenario, scenarios
 from runners.worker import fingerprint, measure
 from runners.worker.frameworks import Framework, frameworks
@@ -29,8 +30,23 @@ def log(line: str) -> None:
     print(f"[worker {time.strftime('%H:%M:%S')}] {line}", flush=True)
 
 
-def _terminated(signum, frame):
-    raise SystemExit(f"worker stopped by {signal.Signals(signum).name}")
+class Stopped(BaseException):
+    """The parent stopped this worker; why is in the run folder's stop file when it said."""
+
+    def __init__(self, error_type: str, message: str):
+        super().__init__(message)
+        self.error_type = error_type
+
+
+def _stopper(run_dir: Path):
+    def terminated(signum, frame):
+        try:
+            reason = json.loads((run_dir / STOP_FILE).read_text())
+            raise Stopped(reason["type"], reason["message"])
+        except (OSError, ValueError, KeyError):
+            raise Stopped("Stopped", f"worker stopped by {signal.Signals(signum).name}") from None
+
+    return terminated
 
 
 def end_rank(code: int) -> NoReturn:
@@ -210,8 +226,8 @@ def record_environment(job: Job, result: Result, framework: Framework | None) ->
 
 
 def main(argv: list[str]) -> int:
-    signal.signal(signal.SIGTERM, _terminated)
     job_path = Path(argv[0])
+    signal.signal(signal.SIGTERM, _stopper(job_path.parent))
     job = Job.load(job_path)
     result = Result.for_job(job)
     state: dict[str, Any] = {}
@@ -219,7 +235,7 @@ def main(argv: list[str]) -> int:
         TASKS[job.task](job, result, state)
     except BaseException as exc:  # noqa: BLE001  (every failure becomes a recorded result)
         tail = "".join(traceback.format_exception(exc)[-30:])
-        result.fail(type(exc).__name__, str(exc) or repr(exc), tail)
+        result.fail(getattr(exc, "error_type", type(exc).__name__), str(exc) or repr(exc), tail)
         log(f"FAILED: {type(exc).__name__}: {exc}")
         print(tail, file=sys.stderr, flush=True)
     finally:

@@ -1,7 +1,7 @@
 import pytest
 
 from runners.parent import compose
-from runners.config import BenchConfig, Precision, WorkloadKind, flatten
+from runners.config import BenchConfig, DiagnoseConfig, Precision, flatten
 from runners.errors import UsageError
 from zoo.registry import UnknownName
 
@@ -10,22 +10,54 @@ def test_defaults_compose_to_the_documented_job():
     config = compose.compose_config([])
     assert isinstance(config, BenchConfig)
     assert (config.model.name, config.workload.kind, config.backend.name, config.tracking.name) == (
-        "bert", WorkloadKind.infer, "auto", "mlflow")
+        "bert", "infer", "auto", "mlflow")
     assert config.workload.precision is Precision.fp32
 
 
 @pytest.mark.parametrize("group", compose.GROUPS)
 def test_every_shipped_option_composes(group):
+    root = "diagnose" if group == "diagnostic" else "bench"
     for option in compose.group_options(group):
-        config = compose.compose_config([f"{group}={option}"])
+        config = compose.compose_config([f"{group}={option}"], root)
         node = getattr(config, group)
-        assert (node.kind.value if group == "workload" else node.name) == option
+        assert (node.kind if group == "workload" else node.name) == option
+
+
+@pytest.mark.parametrize("root", sorted(compose.ROOTS))
+def test_every_command_config_composes_with_the_shared_results_dir_and_store(root, monkeypatch):
+    monkeypatch.setenv("VGPU_BENCH_RESULTS", "/somewhere/else")
+    config = compose.compose_config(["candidate='backend=cpu'"] if root == "parity" else [], root)
+    assert isinstance(config, compose.ROOTS[root])
+    assert config.results_dir == "/somewhere/else" and config.tracking.name == "mlflow"
+
+
+def test_a_scenario_s_own_knob_exists_only_where_it_applies():
+    assert compose.compose_config(["workload=generate", "workload.new_tokens=4"]).workload.new_tokens == 4
+    with pytest.raises(UnknownName, match="workload.new_tokens"):
+        compose.check_overrides(["workload=infer", "workload.new_tokens=4"])
+    with pytest.raises(UnknownName, match="workload.processes"):
+        compose.check_overrides(["workload.processes=2"])  # the default workload is infer
+
+
+def test_diagnostics_have_their_own_config_not_a_fake_model():
+    config = compose.command_config(["diagnostic=microbench", "backend=cpu"], "diagnose")
+    assert isinstance(config, DiagnoseConfig) and config.diagnostic.name == "microbench"
+    assert not hasattr(config, "model") and not hasattr(config, "workload")
+    with pytest.raises(UnknownName, match="unknown workload 'probe'"):
+        compose.check_overrides(["workload=probe"])
+
+
+def test_free_text_values_reach_a_command_whole():
+    argv = compose.quote_values(["baseline=label='release 2.4' backend=native", "tolerance=0.05"],
+                                ("baseline", "candidate"))
+    config = compose.command_config(argv, "analyze")
+    assert config.baseline == "label='release 2.4' backend=native" and config.tolerance == 0.05
 
 
 def test_overrides_reach_the_typed_config():
     config = compose.compose_config(["model=resnet50", "workload=train", "workload.batch_size=4",
                                      "workload.precision=bf16", "backend.threads=1", "label=x"])
-    assert config.model.name == "resnet50" and config.workload.kind is WorkloadKind.train
+    assert config.model.name == "resnet50" and config.workload.kind == "train"
     assert config.workload.batch_size == 4 and config.workload.precision is Precision.bf16
     assert config.backend.threads == 1 and config.label == "x"
 

@@ -1,4 +1,5 @@
 """The failure paths of the isolated worker, with the framework-free dummy workload."""
+import json
 import subprocess
 import sys
 import textwrap
@@ -7,7 +8,7 @@ import psutil
 import pytest
 
 from conftest import TINY
-from runners import results
+from runners.contracts import LAUNCH_FILE, LOG_FILE, RESULT_FILE, Result
 from runners.parent import compose
 from runners.parent.launch import _stop, launch
 from runners.parent.plan import plan
@@ -21,37 +22,39 @@ def _launch(results_dir, *overrides):
 
 def test_success_writes_a_complete_result(results_dir):
     result, run_dir = _launch(results_dir)
-    assert result["status"] == "success" and result["error"] is None
-    assert result["metrics"]["throughput"] > 0 and result["metrics"]["steps"] >= 2
-    assert results.load(run_dir / results.RESULT_FILE) == result
-    assert (run_dir / results.LOG_FILE).read_text().count("[worker") >= 2
+    assert result.ok and result.error is None
+    assert result.value("throughput") > 0 and result.value("steps") >= 2
+    assert Result.load(run_dir / RESULT_FILE) == result
+    assert (run_dir / LOG_FILE).read_text().count("[worker") >= 2
+    assert json.loads((run_dir / LAUNCH_FILE).read_text())["exit_code"] == 0
 
 
 def test_an_exception_is_recorded_with_its_traceback(results_dir):
     result, _ = _launch(results_dir, "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=raise")
-    assert result["status"] == "failed"
-    assert result["error"]["type"] == "RuntimeError"
-    assert "failed on purpose" in result["error"]["message"]
-    assert "dummy.py" in result["error"]["traceback"]
-    assert result["environment"]["host"]  # the fingerprint is written on failure too
+    assert result.status == "failed"
+    assert result.error.type == "RuntimeError"
+    assert "failed on purpose" in result.error.message
+    assert "dummy.py" in result.error.traceback
+    assert result.environment.host  # the fingerprint is written on failure too
 
 
 def test_an_exit_without_a_result_becomes_a_failed_result(results_dir):
     result, run_dir = _launch(results_dir, "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=exit")
-    assert result["error"]["type"] == "WorkerExited" and "code 3" in result["error"]["message"]
-    assert result["worker_exit_code"] == 3
-    assert results.load(run_dir / results.RESULT_FILE)["status"] == "failed"
+    assert result.error.type == "WorkerExited" and "code 3" in result.error.message
+    assert json.loads((run_dir / LAUNCH_FILE).read_text())["exit_code"] == 3
+    assert Result.load(run_dir / RESULT_FILE).status == "failed"
 
 
 def test_a_crash_names_the_signal(results_dir):
     result, _ = _launch(results_dir, "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=segfault")
-    assert result["error"]["type"] == "WorkerKilled" and "SIGSEGV" in result["error"]["message"]
+    assert result.error.type == "WorkerKilled" and "SIGSEGV" in result.error.message
 
 
 def test_a_hang_is_killed_at_the_timeout(results_dir):
-    result, _ = _launch(results_dir, "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=hang", "timeout_s=2")
-    assert result["error"]["type"] == "Timeout" and "timeout_s=2" in result["error"]["message"]
-    assert "building dummy" in result["error"]["traceback"]  # the log tail says where it was
+    result, run_dir = _launch(results_dir, "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=hang", "timeout_s=2")
+    assert result.error.type == "Timeout" and "timeout_s=2" in result.error.message
+    assert "dummy.py" in result.error.traceback  # the worker's own traceback says where it was
+    assert Result.load(run_dir / RESULT_FILE) == result  # written once, by the worker
 
 
 def test_stopping_a_worker_stops_descendants_in_sessions_of_their_own():
@@ -76,9 +79,9 @@ def test_stopping_a_worker_stops_descendants_in_sessions_of_their_own():
 
 def test_the_worker_gets_the_backend_environment(results_dir):
     result, _ = _launch(results_dir, "backend.threads=1", "backend.extra_env.SOME_SECRET=hidden")
-    assert result["backend"]["env"]["OMP_NUM_THREADS"] == "1"
-    assert result["backend"]["env"]["SOME_SECRET"] == "***"
-    assert result["backend"]["env"]["CUDA_VISIBLE_DEVICES"] == ""
+    assert result.backend["env"]["OMP_NUM_THREADS"] == "1"
+    assert result.backend["env"]["SOME_SECRET"] == "***"
+    assert result.backend["env"]["CUDA_VISIBLE_DEVICES"] == ""
 
 
 @pytest.mark.parametrize("module", ["runners.cli.bench", "runners.tracking.write"])

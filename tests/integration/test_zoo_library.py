@@ -89,23 +89,6 @@ def test_demo_runs_a_real_inference(tmp_path, args, expected):
     assert expected in done.stdout and "inference: median" in done.stdout
 
 
-def test_mfu_uses_the_published_flops_and_the_device_peak():
-    from runners.worker.main import mfu_metrics
-
-    class GPU:
-        device = "cuda"
-
-        def describe(self):
-            return {"cuda_device": {"name": "NVIDIA H100 80GB HBM3"}}
-
-    entry, result = zoo.get("resnet50")(), {}
-    metrics = mfu_metrics(entry, {"kind": "train", "precision": "bf16"}, zoo.InputShape(), result, GPU(), 2616.0)
-    assert metrics["achieved_tflops"] == pytest.approx(8.178368512e9 * 3 * 2616 / 1e12)
-    assert metrics["mfu"] == pytest.approx(metrics["achieved_tflops"] / 989.4)
-    assert mfu_metrics(zoo.get("resnet50")("tiny"), {"kind": "train", "precision": "bf16"}, zoo.InputShape(),
-                       {}, GPU(), 1.0) == {}  # figures hold for the default size only
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
 def test_tensorflow_execution_modes(cli, results_dir, mode):

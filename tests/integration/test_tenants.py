@@ -8,18 +8,6 @@ from conftest import TINY, run_dirs
 from runners.parent.groups import jain_fairness, window_overlap
 
 
-def test_jain_fairness_bounds():
-    assert jain_fairness([5.0, 5.0, 5.0]) == pytest.approx(1.0)
-    assert jain_fairness([9.0, 0.0, 0.0]) == pytest.approx(1 / 3)
-    assert jain_fairness([3.0, 1.0]) == pytest.approx(16 / 20)
-
-
-def test_window_overlap():
-    assert window_overlap([(0.0, 10.0), (0.0, 10.0)]) == 1.0
-    assert window_overlap([(0.0, 10.0), (5.0, 10.0)]) == 0.5
-    assert window_overlap([(0.0, 1.0), (2.0, 3.0)]) == 0.0
-
-
 def test_two_tenants_log_a_parent_with_aggregate_and_fairness(cli, results_dir):
     done = cli("model=bert", "backend=cpu", "tenants=2", *TINY, "workload.min_duration_s=1", "backend.threads=1")
     assert done.returncode == 0, done.stderr[-3000:]

@@ -42,3 +42,15 @@ def test_every_model_names_a_registered_framework():
 def test_hidden_entries_are_not_listed():
     assert "dummy" not in zoo.list()
     assert {"bert", "resnet50"} <= set(zoo.list())
+
+
+def test_every_registry_and_its_config_folder_name_the_same_things():
+    """One registration point: a model, scenario, backend or diagnostic registered in code
+    has its YAML file, and no YAML file names something unregistered."""
+    from runners.diagnostics import diagnostics
+    from runners.parent import compose
+    from runners.scenarios import scenarios
+
+    for group, registry in (("model", zoo.models), ("workload", scenarios), ("backend", backends),
+                            ("diagnostic", diagnostics)):
+        assert compose.group_options(group) == registry.names(), group

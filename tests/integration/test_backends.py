@@ -3,6 +3,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from runners.backends.mps import MpsConfig
 from runners.backends.hami import HamiConfig
 from runners.backends.vgpu import VgpuConfig
 from runners.config import parse_size_mib
+from runners.contracts import RESULT_FILE, Result
 from runners.errors import UsageError
 
 FAKE_MPS = """#!/bin/bash
@@ -59,7 +61,7 @@ def client_dir(tmp_path):
 
 def _only_result(results_dir):
     [run_dir] = run_dirs(results_dir)
-    return json.loads((run_dir / "result.json").read_text())
+    return Result.load(run_dir / RESULT_FILE)
 
 
 # -- environment composition ------------------------------------------------------------
@@ -143,7 +145,7 @@ def test_dry_run_shows_the_daemon_start_and_stop(cli):
     (["backend=cpu", "backend.gmem_mib=1"], "unknown key 'backend.gmem_mib'"),
     (["backend=mps", "backend.sm_percent=150"], "backend.sm_percent must be a percentage in 1..100"),
     (["backend=vgpu", "backend.controller=nohost"], "backend.controller must be host:port"),
-    (["workload=probe", "backend=cpu"], "workload=probe measures a GPU's quotas"),
+    (["workload=probe", "backend=cpu"], "unknown workload 'probe'"),
     (["tenants=0"], "tenants must be >= 1"),
 ])
 def test_missing_runtimes_and_bad_knobs_are_one_line_and_exit_2(cli, results_dir, args, expected):
@@ -158,8 +160,8 @@ def test_vgpu_runs_with_a_client_directory_and_records_it(cli, results_dir, clie
                "backend.extra_env.ORION_SECRET_KEY=k", *TINY)
     assert done.returncode == 0, done.stderr
     result = _only_result(results_dir)
-    assert result["backend"]["name"] == "vgpu" and result["backend"]["version"] == "libcudart.so.12"
-    env = result["backend"]["env"]
+    assert result.backend["name"] == "vgpu" and result.backend["version"] == "libcudart.so.12"
+    env = result.backend["env"]
     assert env["LD_LIBRARY_PATH"].split(":")[0] == str(client_dir) and env["ORION_GMEM"] == "2048"
     assert env["ORION_SECRET_KEY"] == "***"
     assert "=k" not in (run_dirs(results_dir)[0] / "job.json").read_text()
@@ -181,8 +183,8 @@ def test_mps_daemon_is_started_and_always_stopped(cli, results_dir, fake_bin, fa
     pipe = results_dir / "backends" / "mps" / "pipe"
     assert _mps_calls(fake_bin) == [f"args=[-d] stdin=[] pipe=[{pipe}]", f"args=[] stdin=[quit] pipe=[{pipe}]"]
     result = _only_result(results_dir)
-    assert (result["error"] or {}).get("type") == error
-    assert result["backend"]["env"]["CUDA_MPS_PIPE_DIRECTORY"] == str(pipe)
+    assert (result.error.type if result.error else None) == error
+    assert result.backend["env"]["CUDA_MPS_PIPE_DIRECTORY"] == str(pipe)
 
 
 def test_mps_daemon_is_stopped_on_ctrl_c(results_dir, fake_bin):
@@ -237,6 +239,22 @@ def test_hami_library_is_really_preloaded_into_the_worker(cli, results_dir, tmp_
                "backend.sm_limit=50", *TINY)
     assert done.returncode == 0, done.stderr
     result = _only_result(results_dir)
-    assert str(library) in result["environment"]["gpu_libraries_loaded"]
-    assert result["backend"]["env"]["CUDA_DEVICE_MEMORY_LIMIT"] == "2g"
-    assert (result["backend"]["memory_quota_mb"], result["backend"]["compute_share"]) == (2048, 50)
+    assert str(library) in result.environment.gpu_libraries_loaded
+    assert result.backend["env"]["CUDA_DEVICE_MEMORY_LIMIT"] == "2g"
+    assert (result.backend["memory_quota_mb"], result.backend["compute_share"]) == (2048, 50)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["diagnostic=probe", "backend=cpu"], "diagnostic=probe measures a GPU backend"),
+    (["diagnostic=microbench", "backend=cpu"], "diagnostic=microbench measures a GPU backend"),
+    (["diagnostic=quota", "backend=cpu"], "unknown diagnostic 'quota'"),
+    (["diagnostic=probe", "model=bert"], "unknown key 'model'"),
+])
+def test_diagnostics_refuse_what_they_cannot_measure_in_one_line(results_dir, args, expected):
+    from conftest import REPO
+
+    env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
+    done = subprocess.run([sys.executable, "-m", "runners.cli.diagnose", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and expected in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert not run_dirs(results_dir)

@@ -1,0 +1,127 @@
+"""Comparisons, regression gating and repeats end to end: real runs, the real MLflow store,
+the real command line. Verdicts are asserted only where the effect is far beyond any timing
+noise (a workload 20 times slower); the statistics are tested in tests/unit."""
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import REPO, TINY
+
+
+@pytest.fixture
+def analyze(results_dir):
+    def run(*args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        return subprocess.run([sys.executable, "-m", "runners.cli.analyze", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+    return run
+
+
+def _rows(results_dir):
+    [table] = sorted((results_dir / "tables").glob("*.csv"))[-1:]
+    return list(csv.DictReader(table.open()))
+
+
+SLOW = "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=sleep:0.02"  # 20 x the tiny dummy's 1 ms step
+
+
+def test_a_comparison_writes_its_tables_and_an_mlflow_run(cli, analyze, results_dir):
+    for label in ("one", "two"):
+        done = cli("model=dummy", "backend=cpu", f"label={label}", *TINY)
+        assert done.returncode == 0, done.stderr
+    done = analyze("compare", "baseline=label=one", "candidate=label=two")
+    assert done.returncode == 0, done.stderr
+    [row] = _rows(results_dir)  # whatever the timing noise said: verdicts are tested on synthetic data
+    assert row["verdict"] in ("equivalent", "inconclusive", "slower", "faster") and row["model"] == "dummy"
+    assert {p.suffix for p in (results_dir / "tables").iterdir()} == {".md", ".csv", ".html"}
+    client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
+    [comparison] = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id],
+                                      filter_string="tags.kind = 'comparison'")
+    assert comparison.data.metrics["pairs"] == 1
+    assert {a.path.rsplit(".", 1)[1] for a in client.list_artifacts(comparison.info.run_id)} == {"md", "csv", "html"}
+    # One run a side, no measured run-to-run variation: the table says the interval is too narrow.
+    assert row["baseline_run_cv"] == "" and "run-to-run variation unknown" in done.stdout
+
+
+def test_single_runs_use_the_run_to_run_variation_measured_with_repeats(cli, analyze, results_dir):
+    for label in ("one", "two"):
+        assert cli("model=dummy", "backend=cpu", f"label={label}", *TINY).returncode == 0
+    assert cli("model=dummy", "backend=cpu", "label=calibration", "repeats=3", *TINY).returncode == 0
+    done = analyze("compare", "baseline=label=one", "candidate=label=two")
+    assert done.returncode == 0, done.stderr
+    [row] = _rows(results_dir)
+    client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
+    [group] = [r for r in client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id])
+               if "throughput_cv" in r.data.metrics]
+    assert float(row["baseline_run_cv"]) == pytest.approx(group.data.metrics["throughput_cv"])
+    assert row["baseline_run_cv_runs"] == row["candidate_run_cv_runs"] == "3"
+    assert "run-to-run variation unknown" not in done.stdout
+
+
+def test_a_release_twenty_times_slower_is_slower_and_fails_the_gate(cli, analyze, results_dir):
+    assert cli("model=dummy", "backend=cpu", "label=release 2.3", *TINY).returncode == 0
+    assert cli("model=dummy", "backend=cpu", "label=release 2.4", *TINY, SLOW).returncode == 0
+    done = analyze("compare", "baseline=label='release 2.3'", "candidate=label='release 2.4'")
+    assert done.returncode == 0 and _rows(results_dir)[0]["verdict"] == "slower", done.stdout + done.stderr
+    gate = analyze("regressions", "baseline=label='release 2.3'")  # later runs vs the baseline
+    assert gate.returncode == 1
+    assert "REGRESSION: dummy/infer/fp32/2/tiny" in gate.stderr
+    # pinned: the same gate without naming the baseline again
+    assert analyze("pin-baseline", "baseline=label='release 2.3'").returncode == 0
+    assert analyze("regressions").returncode == 1
+
+
+def test_pairs_missing_on_one_side_are_listed(cli, analyze, results_dir):
+    assert cli("model=dummy", "backend=cpu", "label=a", *TINY).returncode == 0
+    assert cli("model=dummy", "workload=train", "backend=cpu", "label=b", *TINY).returncode == 0
+    done = analyze("compare", "baseline=label=a", "candidate=label=b")
+    assert "dummy/infer/fp32/2/tiny: only in baseline" in done.stdout
+    assert "dummy/train/fp32/2/tiny: only in candidate" in done.stdout
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["compare", "baseline=backend", "candidate=backend=cpu"], "a side is key=value filters"),
+    (["compare", "baseline=colour=blue", "candidate=backend=cpu"], "unknown side key 'colour'"),
+    (["compare", "baseline=label='unclosed", "candidate=backend=cpu"], "a side is key=value filters"),
+    (["compare", "baseline=backend=cpu"], "compare needs a candidate"),
+    (["regressions"], "no baseline"),
+    (["compare", "baseline=backend=cpu", "candidate=backend=cpu", "tolerance=2"], "tolerance"),
+    (["compare", "baseline=backend=cpu", "candidate=backend=cpu", "tolernce=0.1"], "Did you mean 'tolerance'"),
+    (["contrast", "baseline=backend=cpu"], "one of compare, regressions, pin-baseline, report"),
+])
+def test_bad_comparison_input_is_one_line_and_exit_2(analyze, args, expected):
+    done = analyze(*args)
+    assert done.returncode == 2 and expected in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_repeats_report_run_to_run_variation(cli, results_dir):
+    done = cli("model=dummy", "backend=cpu", "repeats=3", *TINY)
+    assert done.returncode == 0, done.stderr
+    assert "run-to-run variation (CV)" in done.stderr
+    client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id])
+    [parent] = [r for r in runs if "throughput_cv" in r.data.metrics]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.data.metrics["repeats"] == 3 and len(children) == 3
+    assert {c.data.tags["group_id"] for c in children} == {parent.data.tags["group"]}
+    assert {c.data.tags["group_kind"] for c in children} == {"repeats"}
+
+
+def test_version_1_results_ingest_and_compare(results_dir, analyze):
+    """Result files of schema 1 (made before the typed contracts) load, log and pair."""
+    from conftest import REPO
+
+    env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run([sys.executable, "-m", "runners.cli.sync", f"dir={REPO / 'tests' / 'data' / 'v1'}"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "4 logged" in done.stdout, done.stdout + done.stderr
+    done = analyze("compare", "baseline=label=v1-0", "candidate=label=v1-1")
+    assert done.returncode == 0, done.stderr
+    [row] = _rows(results_dir)
+    assert row["baseline_runs"] == row["candidate_runs"] == "2" and row["model"] == "dummy"

@@ -1,0 +1,53 @@
+"""The figures of a group of runs, on synthetic results."""
+import pytest
+
+from runners import names
+from runners.contracts import GroupRecord, Measurement, ModelRecord, Result
+from runners.parent.groups import jain_fairness, summarize_repeats, summarize_tenants, window_overlap
+
+
+def _result(run_id: str, throughput: float, window=(0.0, 10.0)) -> Result:
+    result = Result(run_id=run_id, run_name="m-infer-cpu", config_hash="h", task="workload", workload="infer",
+                    model=ModelRecord("m", "tiny", "python", "t"), backend={"name": "cpu", "device": "cpu"},
+                    device=None, config={}, status="success")
+    result.set(names.THROUGHPUT, throughput)
+    result.measurement = Measurement(0, 1, 1.0, True, list(window), None, [1.0])
+    return result
+
+
+def test_jain_fairness_bounds():
+    assert jain_fairness([5.0, 5.0, 5.0]) == pytest.approx(1.0)
+    assert jain_fairness([9.0, 0.0, 0.0]) == pytest.approx(1 / 3)
+    assert jain_fairness([3.0, 1.0]) == pytest.approx(16 / 20)
+
+
+def test_window_overlap():
+    assert window_overlap([(0.0, 10.0), (0.0, 10.0)]) == 1.0
+    assert window_overlap([(0.0, 10.0), (5.0, 10.0)]) == 0.5
+    assert window_overlap([(0.0, 1.0), (2.0, 3.0)]) == 0.0
+
+
+def test_tenant_figures_are_the_group_s_and_the_runs_stay_as_written():
+    alone, tenants = _result("a", 100.0), [_result("t0", 40.0), _result("t1", 60.0, (5.0, 15.0))]
+    group = GroupRecord("tenants", "g", "m-infer-cpu-tenants2", [], "failed")
+    summarize_tenants(group, alone, tenants)
+    assert group.value("aggregate_throughput") == 100.0 and group.value("alone_throughput") == 100.0
+    assert group.value("mean_slowdown") == pytest.approx((100 / 40 + 100 / 60) / 2)
+    assert group.details["slowdown"] == {"t0": pytest.approx(2.5), "t1": pytest.approx(100 / 60)}
+    assert group.value("window_overlap") == 0.5
+    assert all("slowdown" not in t.metrics for t in tenants)
+
+
+def test_a_failed_member_leaves_the_group_without_figures():
+    failed = _result("t1", 60.0)
+    failed.status = "failed"
+    group = GroupRecord("tenants", "g", "n", [], "failed")
+    summarize_tenants(group, _result("a", 100.0), [_result("t0", 40.0), failed])
+    assert group.metrics == {}
+
+
+def test_repeats_give_the_run_to_run_variation():
+    group = GroupRecord("repeats", "g", "n", [], "failed")
+    summarize_repeats(group, [_result("r0", 90.0), _result("r1", 110.0)])
+    assert group.value("throughput_mean") == 100.0 and group.value("repeats") == 2
+    assert group.value("throughput_cv") == pytest.approx(14.142135 / 100, rel=1e-5)
