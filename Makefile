@@ -18,7 +18,7 @@ DIAGNOSE_OVERRIDES = $(if $(backend),backend=$(backend)) $(ARGS)
 # A side of a comparison or a parity check: free text, passed whole (the command quotes it for Hydra).
 SIDES = $(if $(baseline),"baseline=$(baseline)") $(if $(candidate),"candidate=$(candidate)") $(if $(tolerance),tolerance=$(tolerance))
 
-.PHONY: help setup bench sweep probe profile microbench sync ingest mlflow-server demo docs compare regressions pin-baseline parity report bench-overhead test test-deps ui clean
+.PHONY: help setup lint format bench sweep probe profile microbench sync ingest mlflow-server demo docs compare regressions pin-baseline parity report bench-overhead test test-deps ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -85,8 +85,17 @@ sync: setup ## log every result that could not reach the tracking store when it 
 ingest: setup ## load result files from a directory into MLflow, skipping those already there: make ingest DIR=<dir>
 	@$(PY) -m runners.cli.sync "dir=$(DIR)" $(ARGS)
 
-test: setup test-deps ## run the test suite (CPU; GPU tests skip without a GPU)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+test: setup test-deps lint ## lint, then the unit tests (fast, no subprocess), then the integration tests
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+	$(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
+
+lint: setup ## ruff: the formatter's check and the linter (make format applies the formatter)
+	$(VENV)/bin/ruff format --check --quiet runners zoo tests || { echo "run: make format"; exit 1; }
+	$(VENV)/bin/ruff check --quiet runners zoo tests
+
+format: setup ## apply ruff's formatter and safe lint fixes
+	$(VENV)/bin/ruff format --quiet runners zoo tests
+	$(VENV)/bin/ruff check --fix --quiet runners zoo tests
 
 # Two tests use real system programs: the report opened in headless Chromium, and the
 # team server on a real PostgreSQL. Install Debian's packages where this user may (root

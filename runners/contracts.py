@@ -158,9 +158,11 @@ class Job:
     def bench_config(self) -> BenchConfig:
         """The typed config again, with its backend's own schema."""
         from runners.backends import backends
+        from runners.scenarios import scenarios
 
-        backend_class = backends.get(self.config["backend"]["name"]).config_class
-        return from_plain(BenchConfig, self.config, {("backend",): backend_class})
+        own = {("backend",): backends.get(self.config["backend"]["name"]).config_class,
+               ("workload",): scenarios.get(self.config["workload"]["kind"]).config_class}
+        return from_plain(BenchConfig, self.config, own)
 
     def write(self, path: Path) -> None:
         _write_json(path, to_plain(self))

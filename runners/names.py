@@ -24,6 +24,7 @@ MFU = Metric("mfu", "ratio", "achieved TFLOP/s over the device's peak (GPU, defa
 
 def all_metrics() -> dict[str, Metric]:
     """Every declared metric, by name (for the schema documentation and its test)."""
+    import runners.analysis.parity  # noqa: F401
     import runners.diagnostics.microbench  # noqa: F401
     import runners.diagnostics.probe  # noqa: F401
     import runners.parent.groups  # noqa: F401

@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
+import hydra
+
 from runners.config import BenchConfig
 from runners.contracts import GroupRecord, find_successful
 from runners.errors import USER_ERRORS, UsageError, one_line
@@ -198,23 +200,23 @@ def _end_sweep(session: Session, config: Optional[BenchConfig]) -> None:
         console.print(f"[yellow]warning:[/] could not close the sweep's MLflow run: {exc}")
 
 
+@hydra.main(config_path=str(compose.CONFIG_DIR), config_name="bench", version_base="1.3")
+def _hydra_task(cfg) -> None:
+    """One job as Hydra's launcher runs it (at module level: cluster launchers pickle it)."""
+    session = Session()
+    try:
+        run_plan(plan(compose.to_config(cfg)), session)
+    except USER_ERRORS as exc:  # e.g. a daemon that would not start: nothing ran
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+    print_summary(session.finished)
+
+
 def _through_hydra(flags: list[str], overrides: list[str]) -> None:
     """Hydra's own runtime, for its launchers (a cluster) and its own flags (--help, --cfg)."""
-    import hydra
-
-    @hydra.main(config_path="../../configs", config_name="bench", version_base="1.3")
-    def task(cfg) -> None:
-        session = Session()
-        try:
-            run_plan(plan(compose.to_config(cfg)), session)
-        except USER_ERRORS as exc:  # e.g. a daemon that would not start: nothing ran
-            print(f"error: {one_line(exc)}", file=sys.stderr)
-            sys.exit(2)
-        print_summary(session.finished)
-
     compose.register()
     sys.argv = [sys.argv[0], *flags, *overrides]
-    task()
+    _hydra_task()
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -255,4 +257,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Through the importable module, not __main__: cluster launchers pickle the task by reference.
+    from runners.cli.bench import main as importable_main
+
+    sys.exit(importable_main())

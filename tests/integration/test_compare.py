@@ -70,7 +70,7 @@ def test_a_release_twenty_times_slower_is_slower_and_fails_the_gate(cli, analyze
     assert done.returncode == 0 and _rows(results_dir)[0]["verdict"] == "slower", done.stdout + done.stderr
     gate = analyze("regressions", "baseline=label='release 2.3'")  # later runs vs the baseline
     assert gate.returncode == 1
-    assert "REGRESSION: dummy/infer/fp32/2/tiny" in gate.stderr
+    assert "REGRESSION: dummy/infer/fp32/bs2/tiny" in gate.stderr
     # pinned: the same gate without naming the baseline again
     assert analyze("pin-baseline", "baseline=label='release 2.3'").returncode == 0
     assert analyze("regressions").returncode == 1

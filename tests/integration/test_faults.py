@@ -11,13 +11,13 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, TINY, run_dirs
+from conftest import REPO, TINY, results_of, run_dirs
 
 
 def _sync(results_dir, *args):
     env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "runners.tracking.sync", *args], cwd=REPO, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "runners.cli.sync", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=300)
 
 
@@ -38,7 +38,7 @@ def test_runs_made_while_the_store_was_unreachable_are_synced_exactly_once(cli, 
     assert first.returncode == 0 and first.stdout.startswith("2 logged"), first.stdout + first.stderr
     assert not list(results_dir.glob("runs/*/UNSYNCED"))
     assert _sync(results_dir).stdout.startswith("0 logged, 0 already")  # nothing left to sync
-    again = _sync(results_dir, "--dir", str(results_dir / "runs"))  # ingesting the same files again
+    again = _sync(results_dir, f"dir={results_dir / 'runs'}")  # ingesting the same files again
     assert again.stdout.startswith("0 logged, 2 already in the store")
     assert sorted(r.data.tags["run_id"] for r in _logged(results_dir)) == sorted(d.name for d in run_dirs(results_dir))
 
@@ -61,9 +61,9 @@ def test_a_run_whose_logging_was_cut_short_is_logged_again_whole(cli, results_di
 def test_ingest_loads_result_files_from_elsewhere(cli, results_dir, tmp_path):
     remote = tmp_path / "cluster-node"
     assert cli("model=dummy", "backend=cpu", "tracking=none", *TINY, f"results_dir={remote}").returncode == 0
-    done = _sync(results_dir, "--dir", str(remote))
+    done = _sync(results_dir, f"dir={remote}")
     assert done.stdout.startswith("1 logged") and len(_logged(results_dir)) == 1
-    assert _sync(results_dir, "--dir", str(tmp_path / "nowhere")).returncode == 2
+    assert _sync(results_dir, f"dir={tmp_path / 'nowhere'}").returncode == 2
 
 
 def test_an_interrupted_sweep_resumes_only_what_did_not_finish(results_dir):
@@ -79,15 +79,15 @@ def test_an_interrupted_sweep_resumes_only_what_did_not_finish(results_dir):
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "resume=true" in stderr
-    results = [json.loads(p.read_text()) for p in results_dir.glob("runs/*/result.json")]
-    finished = {r["config_hash"] for r in results if r["status"] == "success"}
+    results = results_of(results_dir)
+    finished = {r.config_hash for r in results if r.ok}
     assert len(finished) == 1 and len(results) == 2  # one done, one stopped (and recorded as failed)
 
     resumed = subprocess.run(args + ["resume=true"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert resumed.stderr.count("skipped, already done") == 1
-    results = [json.loads(p.read_text()) for p in results_dir.glob("runs/*/result.json")]
-    successes = [r["config_hash"] for r in results if r["status"] == "success"]
+    results = results_of(results_dir)
+    successes = [r.config_hash for r in results if r.ok]
     assert len(successes) == 3 and len(set(successes)) == 3  # each configuration exactly once
 
 
@@ -108,9 +108,9 @@ def test_two_sweeps_at_once_against_one_sqlite_store_lose_nothing(results_dir):
 
 def _open_store(results_dir: str) -> str:
     from runners.config import TrackingConfig
-    from runners.tracking.write import _client
+    from runners.tracking.write import client_for
 
-    return _client(TrackingConfig(), Path(results_dir))[1]
+    return client_for(TrackingConfig(), Path(results_dir))[1]
 
 
 def test_processes_opening_a_new_sqlite_store_at_once_share_one_working_store(results_dir):

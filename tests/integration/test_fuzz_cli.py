@@ -1,7 +1,10 @@
 """Property-based test of the command line: any override either is accepted, or is
 refused with one clear line and exit code 2; never a traceback."""
+import os
 import subprocess
 import sys
+import tempfile
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,19 +35,21 @@ OVERRIDE = st.one_of(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(OVERRIDE, max_size=4), st.booleans())
 def test_any_override_is_accepted_or_refused_cleanly(overrides, multirun):
-    try:
-        bench.validate([o for o in overrides if not o.startswith("-")], multirun=multirun)
-    except (UsageError, UnknownName) as exc:
-        message = str(exc)
-        assert message and "\n" not in message and "Traceback" not in message
+    with tempfile.TemporaryDirectory() as results, mock.patch.dict(os.environ, {"VGPU_BENCH_RESULTS": results}):
+        try:
+            bench.validate([o for o in overrides if not o.startswith("-")], multirun=multirun)
+        except (UsageError, UnknownName) as exc:
+            message = str(exc)
+            assert message and "\n" not in message and "Traceback" not in message
 
 
-def test_the_real_command_line_never_shows_a_traceback():
+def test_the_real_command_line_never_shows_a_traceback(tmp_path):
     samples = [["workload.batch_size=${oc.env:NOPE}"], ["+nope=1"], ["~model"], ["model=[a,b]"], ["seed=1e400"],
                ["workload.precision=\x01"], ["model@pkg=bert"], ["backend.extra_env=[1]"], ["label={a: 1}"], ["="]]
     for overrides in samples:
         done = subprocess.run([sys.executable, "-m", "runners.cli.bench", *overrides, "dry_run=true"], cwd=REPO,
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "VGPU_BENCH_RESULTS": str(tmp_path)})
         assert "Traceback" not in done.stderr, (overrides, done.stderr[-1500:])
         if done.returncode != 0:
             assert done.returncode == 2 and done.stderr.count("\n") == 1, (overrides, done.stderr)

@@ -1,9 +1,7 @@
 """The native GPU path (skipped without an NVIDIA GPU)."""
-import json
-
 import pytest
 
-from conftest import TINY, has_gpu, run_dirs
+from conftest import TINY, has_gpu, results_of
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not has_gpu(), reason="needs an NVIDIA GPU")]
 
@@ -13,23 +11,22 @@ def test_native_runs_record_device_time_and_gpu_memory(cli, results_dir, precisi
     done = cli("--multirun", "model=bert,resnet50", "workload=infer,train", "backend=native",
                f"workload.precision={precision}", *TINY)
     assert done.returncode == 0, done.stderr[-3000:]
-    for run_dir in run_dirs(results_dir):
-        result = json.loads((run_dir / "result.json").read_text())
-        assert result["device"]["kind"] == "cuda" and result["backend"]["name"] == "native"
-        measurement = result["measurement"]
-        assert len(measurement["device_times_ms"]) == len(measurement["step_times_ms"])
+    for result in results_of(results_dir):
+        assert result.device.kind == "cuda" and result.backend["name"] == "native"
+        measurement = result.measurement
+        assert len(measurement.device_times_ms) == len(measurement.step_times_ms)
         # a synchronized wall time can never be shorter than the GPU time inside it
-        assert all(w >= d * 0.99 for w, d in zip(measurement["step_times_ms"], measurement["device_times_ms"]))
-        sources = {m["source"] for m in result["memory"]}
+        assert all(w >= d * 0.99 for w, d in zip(measurement.step_times_ms, measurement.device_times_ms))
+        sources = {m.source for m in result.memory}
         assert {"torch.cuda.max_memory_allocated", "rusage.ru_maxrss"} <= sources
-        assert result["memory_peak_source"] == "torch.cuda.max_memory_allocated"
-        assert result["environment"]["gpus"][0]["driver_version"]
+        assert result.memory_peak_source == "torch.cuda.max_memory_allocated"
+        assert result.environment.gpus[0]["driver_version"]
 
 
 def test_auto_picks_the_gpu(cli, results_dir):
     assert cli("model=dummy", *TINY, "tracking=none").returncode == 0
-    result = json.loads((run_dirs(results_dir)[0] / "result.json").read_text())
-    assert result["backend"]["name"] == "native" and result["backend"]["requested"] == "auto"
+    [result] = results_of(results_dir)
+    assert result.backend["name"] == "native" and result.backend["requested"] == "auto"
 
 
 def _mps_available() -> bool:
@@ -49,9 +46,8 @@ def test_mps_shares_slow_bert_training_monotonically(cli, results_dir):
                *TINY, "model.size=base", "workload.batch_size=32", "workload.min_duration_s=3")
     assert done.returncode == 0, done.stderr[-3000:]
     by_share = {}
-    for run_dir in run_dirs(results_dir):
-        result = json.loads((run_dir / "result.json").read_text())
-        by_share[result["backend"]["compute_share"]] = result["metrics"]["throughput"]
+    for result in results_of(results_dir):
+        by_share[result.backend["compute_share"]] = result.value("throughput")
     assert by_share[100.0] > by_share[25.0]
 
 
@@ -63,10 +59,19 @@ def test_tenants_under_mps(cli, results_dir, tenants):
 
 
 @needs_mps
-def test_memory_probe_sees_the_mps_limit(cli, results_dir):
-    done = cli("workload=probe", "backend=mps", "backend.memory_limit=4G", "workload.min_duration_s=3")
+def test_memory_probe_sees_the_mps_limit(results_dir):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
+    done = subprocess.run([sys.executable, "-m", "runners.cli.diagnose", "diagnostic=probe", "backend=mps",
+                           "backend.memory_limit=4G", "diagnostic.duration_s=3"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    [run_dir] = run_dirs(results_dir)
-    probe = json.loads((run_dir / "result.json").read_text())["probe"]
+    [result] = results_of(results_dir)
+    probe = result.details["probe"]
     assert probe["memory_quota_mb"] == 4096
     assert probe["filled_before_failure_mb"] <= 4096 * 1.05 and probe["fill_outcome"] == "OutOfMemoryError"

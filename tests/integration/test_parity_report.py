@@ -9,7 +9,7 @@ import tempfile
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, TINY
+from conftest import REPO, groups_of, results_of, TINY
 
 BERT = ["model=bert", "model.size=tiny", "workload.batch_size=2", "workload.seq_len=16"]
 
@@ -22,22 +22,27 @@ def _python(module, *args, results_dir):
 
 
 def test_parity_passes_identical_runs_and_fails_a_perturbed_one(results_dir):
-    same = _python("runners.cli.parity", "--baseline", "backend=cpu", "--candidate", "backend=cpu", *BERT,
+    same = _python("runners.cli.parity", "baseline=backend=cpu", "candidate=backend=cpu", *BERT,
                    results_dir=results_dir)
     assert same.returncode == 0, same.stdout + same.stderr
     assert "outputs: max abs err 0" in same.stdout and "parity-bert: PASS" in same.stdout
-    perturbed = _python("runners.cli.parity", "--candidate", "backend=cpu seed=1", *BERT, results_dir=results_dir)
+    perturbed = _python("runners.cli.parity", "candidate=backend=cpu seed=1", *BERT, results_dir=results_dir)
     assert perturbed.returncode == 1 and "parity-bert: FAIL" in perturbed.stdout
     client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id],
                               filter_string="tags.kind = 'parity'")
     assert sorted(r.data.tags["verdict"] for r in runs) == ["fail", "pass"]
     assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]
+    # The verdict is the pair's record; each run's own result file is left as its worker wrote it.
+    records = groups_of(results_dir)
+    assert sorted(g.details["verdict"] for g in records) == ["fail", "pass"]
+    assert all(g.kind == "parity" and [m.role for m in g.members] == ["baseline", "candidate"] for g in records)
+    assert all("verdict" not in r.details["parity"] for r in results_of(results_dir))
 
 
 def test_parity_bad_input_is_one_line(results_dir):
     # In the order `make parity model=bert candidate=... ARGS=...` passes them: overrides around the options.
-    done = _python("runners.cli.parity", BERT[0], "--candidate", "backend=vgpuu", *BERT[1:], results_dir=results_dir)
+    done = _python("runners.cli.parity", BERT[0], "candidate=backend=vgpuu", *BERT[1:], results_dir=results_dir)
     assert done.returncode == 2 and done.stderr.startswith("error: unknown backend 'vgpuu'")
 
 
@@ -49,7 +54,7 @@ def _chromium():
 def test_report_plots_render_in_a_headless_browser(cli, results_dir):
     for label in ("base", "cand"):
         assert cli("model=dummy", "backend=cpu", f"label={label}", *TINY).returncode == 0
-    done = _python("runners.cli.analyze", "report", "--baseline", "label=base", "--candidate", "label=cand",
+    done = _python("runners.cli.analyze", "report", "baseline=label=base", "candidate=label=cand",
                    results_dir=results_dir)
     assert done.returncode == 0, done.stderr
     page = done.stdout.split("report: ", 1)[1].strip()
@@ -74,6 +79,6 @@ def test_parity_uses_the_given_weights(results_dir, tmp_path):
 
     other = tmp_path / "other.pt"
     torch.save(zoo.load("bert", size="tiny", seed=5).model.state_dict(), other)
-    done = _python("runners.cli.parity", "--baseline", "backend=cpu", "--candidate", f"backend=cpu model.weights={other}",
+    done = _python("runners.cli.parity", "baseline=backend=cpu", f"candidate=backend=cpu model.weights={other}",
                    *BERT, results_dir=results_dir)
     assert done.returncode == 1 and "parity-bert: FAIL" in done.stdout  # other weights, other outputs

@@ -5,6 +5,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import TINY, has_gpu, run_dirs
+from runners.contracts import RESULT_FILE, Result
 
 BERT = ["model=bert", "backend=cpu", *TINY]
 
@@ -13,15 +14,16 @@ def test_profile_logs_a_trace_a_table_and_per_step_counts(cli, results_dir):
     done = cli(*BERT, "profile=true", "profile_steps=2")
     assert done.returncode == 0, done.stderr[-2000:]
     run_dir = run_dirs(results_dir)[0]
-    result = json.loads((run_dir / "result.json").read_text())
-    assert result["profile"]["steps"] == 2 and result["metrics"]["prof_cpu_ops"] > 50
+    result = Result.load(run_dir / RESULT_FILE)
+    assert result.details["profile"]["steps"] == 2 and result.value("prof_cpu_ops") > 50
+    assert result.metrics["prof_cpu_ops"].unit == "count/step"
     trace = json.loads((run_dir / "trace.json").read_text())
     assert any(e.get("cat") == "cpu_op" for e in trace["traceEvents"])  # a real Chrome trace
     assert "Self CPU" in (run_dir / "top_ops.txt").read_text()
     client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
     [run] = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id])
     assert {"trace.json", "top_ops.txt"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert run.data.metrics["prof_cpu_ops"] == result["metrics"]["prof_cpu_ops"]
+    assert run.data.metrics["prof_cpu_ops"] == result.value("prof_cpu_ops")
 
 
 @pytest.mark.slow
@@ -31,13 +33,13 @@ def test_inductor_runs_on_cpu_and_fuses_operators(cli, results_dir):
         assert done.returncode == 0, done.stderr[-2000:]
     ops = {}
     for run_dir in run_dirs(results_dir):
-        result = json.loads((run_dir / "result.json").read_text())
-        ops[result["config"]["workload"]["compile"]] = result["metrics"]["prof_cpu_ops"]
+        result = Result.load(run_dir / RESULT_FILE)
+        ops[result.config["workload"]["compile"]] = result.value("prof_cpu_ops")
     assert ops["inductor"] < ops["none"] / 2
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["workload=microbench", "backend=cpu"], "workload=microbench measures what a GPU backend adds"),
+    (["workload=microbench", "backend=cpu"], "unknown workload 'microbench'"),
     (["workload.compile=cudagraphs", "backend=cpu"], "workload.compile=cudagraphs captures CUDA graphs"),
     (["model=keras_bert", "workload.compile=inductor", "backend=cpu"], "workload.compile applies to PyTorch models"),
     (["workload.compile=jit", "backend=cpu"], "invalid value for workload.compile"),

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, TINY, run_dirs
+from conftest import REPO, TINY, groups_of, results_of, run_dirs
 
 
 def _unresolvable_hostname() -> tuple[str, ...]:
@@ -32,16 +32,17 @@ def test_train_ddp_runs_two_cpu_processes_and_reports_scaling(cli, results_dir):
     done = cli("model=bert", "workload=train_ddp", "backend=cpu", *TINY, "workload.min_steps=3",
                "timeout_s=240", timeout=600, prefix=_unresolvable_hostname())
     assert done.returncode == 0, done.stderr[-3000:]
-    results = {len(r["ddp"]["per_rank_throughput"]): r for r in
-               (json.loads((d / "result.json").read_text()) for d in run_dirs(results_dir))}
+    results = {len(r.details["ddp"]["per_rank_throughput"]): r for r in results_of(results_dir)}
     one, two = results[1], results[2]
-    assert two["ddp"]["world_size"] == 2 and two["ddp"]["backend"] == "gloo"
-    assert two["metrics"]["throughput"] == pytest.approx(sum(two["ddp"]["per_rank_throughput"]))
-    assert two["metrics"]["scaling_efficiency"] == pytest.approx(
-        two["metrics"]["throughput"] / (2 * one["metrics"]["throughput"]))
+    assert (one.group.role, two.group.role) == ("reference", "scaled")
+    assert two.details["ddp"]["world_size"] == 2 and two.details["ddp"]["backend"] == "gloo"
+    assert two.value("throughput") == pytest.approx(sum(two.details["ddp"]["per_rank_throughput"]))
+    [group] = groups_of(results_dir)  # the efficiency belongs to the pair, not to either run
+    assert group.kind == "scaling" and "scaling_efficiency" not in two.metrics
+    assert group.value("scaling_efficiency") == pytest.approx(two.value("throughput") / (2 * one.value("throughput")))
     assert any(p.name == "result-rank1.json" for d in run_dirs(results_dir) for p in d.iterdir())
     # The reference and each rank ran with the same share of the cores (threads as torch saw them).
-    assert one["environment"]["framework"]["threads"] == two["environment"]["framework"]["threads"] == max(
+    assert one.environment.framework["threads"] == two.environment.framework["threads"] == max(
         1, len(os.sched_getaffinity(0)) // 2)
     assert "scaling efficiency" in done.stderr
     # The share of the cores is part of the planned configuration: resume finds the run by it.

@@ -1,11 +1,9 @@
 """Every shipped model x workload x backend option runs end to end on tiny shapes (CPU)."""
-import json
-
 import pytest
 from mlflow.tracking import MlflowClient
 
 import zoo
-from conftest import TINY, has_gpu, run_dirs
+from conftest import TINY, has_gpu, results_of, run_dirs
 from runners.parent import compose
 
 
@@ -18,20 +16,20 @@ def test_every_shipped_config_runs_on_tiny_shapes(cli, results_dir):
     done = cli("--multirun", f"model={models}", f"workload={workloads}", f"backend={backends}", *TINY, timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-    results = [json.loads((d / "result.json").read_text()) for d in run_dirs(results_dir)]
+    results = results_of(results_dir)
     expected = len(compose.group_options("model")) * len(workloads.split(",")) * len(backends.split(","))
     assert len(results) == expected
     for result in results:
-        assert result["status"] == "success", result["error"]
-        assert result["model"]["size"] == "tiny" and result["metrics"]["throughput"] > 0
-        entry = zoo.get(result["model"]["name"])
+        assert result.ok, result.error
+        assert result.model.size == "tiny" and result.value("throughput") > 0
+        entry = zoo.get(result.model.name)
         if entry.inputs == "text":
-            assert result["metrics"]["tokens_per_s"] == pytest.approx(result["metrics"]["throughput"] * 16)
+            assert result.value("tokens_per_s") == pytest.approx(result.value("throughput") * 16)
         if entry.framework == "pytorch":
-            assert result["model"]["params"] > 0
-            assert result["environment"]["framework"]["torch"]
-        if result["workload"] == "train" and entry.framework == "pytorch":
-            assert result["measurement"]["final_loss"] > 0
+            assert result.model.params > 0
+            assert result.environment.framework["torch"]
+        if result.workload == "train" and entry.framework == "pytorch":
+            assert result.measurement.final_loss > 0
 
     client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id])

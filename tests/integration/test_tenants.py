@@ -1,34 +1,35 @@
 """Multi-tenant runs on the CPU (tenants share its cores)."""
-import json
-
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import TINY, run_dirs
+from conftest import TINY, groups_of, results_of, run_dirs
 from runners.parent.groups import jain_fairness, window_overlap
 
 
 def test_two_tenants_log_a_parent_with_aggregate_and_fairness(cli, results_dir):
     done = cli("model=bert", "backend=cpu", "tenants=2", *TINY, "workload.min_duration_s=1", "backend.threads=1")
     assert done.returncode == 0, done.stderr[-3000:]
-    results = [json.loads((d / "result.json").read_text()) for d in run_dirs(results_dir)]
-    roles = sorted((r["tenant"]["role"], r["tenant"]["index"] if r["tenant"]["index"] is not None else -1)
-                   for r in results)
+    results = results_of(results_dir)
+    roles = sorted((r.group.role, r.group.index if r.group.index is not None else -1) for r in results)
     assert roles == [("alone", -1), ("tenant", 0), ("tenant", 1)]
-    tenants = [r for r in results if r["tenant"]["role"] == "tenant"]
-    alone = next(r for r in results if r["tenant"]["role"] == "alone")
-    for tenant in tenants:
-        assert tenant["metrics"]["slowdown"] == pytest.approx(alone["metrics"]["throughput"] / tenant["metrics"]["throughput"])
+    tenants = [r for r in results if r.group.role == "tenant"]
+    alone = next(r for r in results if r.group.role == "alone")
+    [group] = groups_of(results_dir)
+    assert group.kind == "tenants" and sorted(m.run_id for m in group.members) == sorted(r.run_id for r in results)
+    for tenant in tenants:  # the group's figure, never written into the tenant's own result
+        assert group.details["slowdown"][tenant.run_id] == pytest.approx(alone.value("throughput") / tenant.value("throughput"))
+        assert "slowdown" not in tenant.metrics
     # the barrier made them measure together
-    assert window_overlap([tuple(t["measurement"]["window"]) for t in tenants]) > 0.5
+    assert window_overlap([tuple(t.measurement.window) for t in tenants]) > 0.5
 
     client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id])
     [parent] = [r for r in runs if "aggregate_throughput" in r.data.metrics]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert parent.info.run_name == "bert-infer-cpu-x2" and len(children) == 3
+    assert parent.info.run_name == "bert-infer-cpu-tenants2" and len(children) == 3
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {f"{group.id}.json"}
     metrics = parent.data.metrics
-    assert metrics["aggregate_throughput"] == pytest.approx(sum(t["metrics"]["throughput"] for t in tenants))
+    assert metrics["aggregate_throughput"] == pytest.approx(sum(t.value("throughput") for t in tenants))
     assert 0.5 <= metrics["jain_fairness"] <= 1.0 and metrics["tenants"] == 2
     assert {c.info.run_name for c in children} == {"bert-infer-cpu-alone", "bert-infer-cpu-t0", "bert-infer-cpu-t1"}
 

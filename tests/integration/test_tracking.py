@@ -3,7 +3,7 @@ import json
 
 from mlflow.tracking import MlflowClient
 
-from conftest import TINY, run_dirs
+from conftest import TINY, results_of, run_dirs
 
 METRICS = {"throughput", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean",
            "memory_peak_mb", "time_to_first_step_s"}
@@ -28,7 +28,11 @@ def test_a_run_is_logged_with_params_metrics_tags_and_artifacts(cli, results_dir
     assert run.data.tags["label"] == "t1" and run.data.tags["status"] == "success"
     assert run.data.params["workload.batch_size"] == "2" and run.data.params["model.resolved_size"] == "tiny"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"result.json", "worker.log", "config.json"} <= artifacts
+    assert {"result.json", "worker.log", "job.json", "launch.json"} <= artifacts
+    # The run's times are the worker's, so MLflow's duration is how long the worker ran.
+    [result] = results_of(results_dir)
+    assert run.info.start_time == int(result.started_at * 1000) and run.info.end_time == int(result.finished_at * 1000)
+    assert (run.info.end_time - run.info.start_time) / 1e3 >= result.value("measured_s")
     local = client.download_artifacts(run.info.run_id, "result.json")
     assert json.load(open(local))["run_id"] == run_dirs(results_dir)[0].name
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import zoo
-from conftest import REPO, TINY, run_dirs
+from conftest import REPO, TINY, results_of, run_dirs
 
 
 def test_load_gives_model_batch_factory_and_loss_without_any_runner():
@@ -60,10 +60,9 @@ def test_a_run_can_use_local_pretrained_weights(cli, results_dir, tmp_path):
 def test_generate_reports_time_to_first_token_and_tokens_per_second(cli, results_dir, model):
     done = cli(f"model={model}", "workload=generate", "backend=cpu", *TINY, "workload.new_tokens=4")
     assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads((run_dirs(results_dir)[0] / "result.json").read_text())
-    metrics = result["metrics"]
-    assert metrics["ttft_ms_p50"] > 0 and metrics["tpot_ms_mean"] > 0
-    assert metrics["output_tokens_per_s"] == pytest.approx(metrics["throughput"] * 4)
+    [result] = results_of(results_dir)
+    assert result.value("ttft_ms_p50") > 0 and result.value("tpot_ms_mean") > 0
+    assert result.value("output_tokens_per_s") == pytest.approx(result.value("throughput") * 4)
     assert "ttft" in done.stderr and "tokens/s" in done.stderr
 
 
@@ -95,6 +94,6 @@ def test_tensorflow_execution_modes(cli, results_dir, mode):
     done = cli("model=keras_mobilenet_v2", "workload=train", "backend=cpu", "tracking=none", *TINY,
                f"workload.tf_mode={mode}")
     assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads((run_dirs(results_dir)[0] / "result.json").read_text())
-    assert result["environment"]["framework"]["mode"] == mode and result["model"]["framework"] == "tensorflow"
-    assert result["measurement"]["final_loss"] > 0
+    [result] = results_of(results_dir)
+    assert result.environment.framework["mode"] == mode and result.model.framework == "tensorflow"
+    assert result.measurement.final_loss > 0
