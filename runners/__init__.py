@@ -11,6 +11,7 @@
 
 Modules at this level (config, contracts, names, errors, redact, stats, nvml, suite) are
 shared by every process and need nothing but the standard library."""
+
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -3,6 +3,7 @@
 anything is launched. Standard library only: the worker rebuilds the same dataclasses
 from its job file (`from_plain`). Backends and scenarios extend the base classes here
 with their own knobs (runners/backends/, runners/scenarios/)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,8 +62,10 @@ class WorkloadConfig:
     compile: Compile = Compile.none  # PyTorch models: none, inductor or cudagraphs
 
     def __post_init__(self) -> None:
-        _check(self.target_ci is None or 0 < self.target_ci < 1,
-               f"workload.target_ci must be a fraction in (0, 1) such as 0.01, got {self.target_ci}")
+        _check(
+            self.target_ci is None or 0 < self.target_ci < 1,
+            f"workload.target_ci must be a fraction in (0, 1) such as 0.01, got {self.target_ci}",
+        )
         for name in ("batch_size", "seq_len", "image_size", "min_steps"):
             _check(getattr(self, name) >= 1, f"workload.{name} must be >= 1, got {getattr(self, name)}")
         _check(self.warmup_steps >= 0, f"workload.warmup_steps must be >= 0, got {self.warmup_steps}")
@@ -91,7 +94,7 @@ def parse_size_mib(text: str, key: str) -> int:
     units = {"": 1, "m": 1, "mb": 1, "mib": 1, "g": 1024, "gb": 1024, "gib": 1024, "t": 2**20}
     value = str(text).strip().lower()
     number = value.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = value[len(number):]
+    unit = value[len(number) :]
     _check(bool(number) and unit in units, f"{key} must be a size such as 4g or 4096m, got {text!r}")
     try:
         mib = float(number) * units[unit]

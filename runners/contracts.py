@@ -2,7 +2,10 @@
 worker, job.json) and a `Result` (worker -> everything else, result.json), plus the
 `GroupRecord` of a group of runs (tenants, repeats, a scaling reference, a parity pair).
 docs/results_schema.md documents every field; tests/unit/test_schema_doc.py keeps the two
-in step. Standard library only: the worker may run where nothing but the framework is."""
+in step. Standard library only: the worker may run where nothing but the framework is.
+One module on purpose (about 350 lines): every record that crosses a process boundary is
+here, so the whole contract reads in one sitting."""
+
 from __future__ import annotations
 
 import json
@@ -160,8 +163,10 @@ class Job:
         from runners.backends import backends
         from runners.scenarios import scenarios
 
-        own = {("backend",): backends.get(self.config["backend"]["name"]).config_class,
-               ("workload",): scenarios.get(self.config["workload"]["kind"]).config_class}
+        own = {
+            ("backend",): backends.get(self.config["backend"]["name"]).config_class,
+            ("workload",): scenarios.get(self.config["workload"]["kind"]).config_class,
+        }
         return from_plain(BenchConfig, self.config, own)
 
     def write(self, path: Path) -> None:
@@ -199,10 +204,19 @@ class Result:
     @classmethod
     def for_job(cls, job: Job) -> "Result":
         """The skeleton of a result for `job`, before anything ran."""
-        return cls(run_id=job.run_id, run_name=job.run_name, config_hash=job.config_hash, task=job.task,
-                   workload=job.config["workload"]["kind"], model=job.model, backend=job.backend,
-                   device=DeviceRecord(job.backend["device"]), config=job.config, group=job.group,
-                   started_at=job.spawned_at or time.time())
+        return cls(
+            run_id=job.run_id,
+            run_name=job.run_name,
+            config_hash=job.config_hash,
+            task=job.task,
+            workload=job.config["workload"]["kind"],
+            model=job.model,
+            backend=job.backend,
+            device=DeviceRecord(job.backend["device"]),
+            config=job.config,
+            group=job.group,
+            started_at=job.spawned_at or time.time(),
+        )
 
     @property
     def ok(self) -> bool:
@@ -269,11 +283,21 @@ def _from_version_1(old: dict[str, Any]) -> dict[str, Any]:
     new["task"] = workload if workload in ("probe", "microbench") else ("parity" if old.get("parity") else "workload")
     tenant, repeat = old.get("tenant"), old.get("repeat")
     if tenant:
-        new["group"] = {"kind": "tenants", "id": tenant["group"], "role": tenant["role"], "index": tenant.get("index"),
-                        "of": tenant.get("of")}
+        new["group"] = {
+            "kind": "tenants",
+            "id": tenant["group"],
+            "role": tenant["role"],
+            "index": tenant.get("index"),
+            "of": tenant.get("of"),
+        }
     elif repeat:
-        new["group"] = {"kind": "repeats", "id": repeat["group"], "role": "repeat", "index": repeat["index"],
-                        "of": repeat["of"]}
+        new["group"] = {
+            "kind": "repeats",
+            "id": repeat["group"],
+            "role": "repeat",
+            "index": repeat["index"],
+            "of": repeat["of"],
+        }
     environment = dict(old.get("environment") or {})
     new["environment"] = {k: v for k, v in environment.items() if k in Environment.__dataclass_fields__}
     new["config_hash"] = old.get("config_hash") or ""

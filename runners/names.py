@@ -1,6 +1,7 @@
 """The metrics every timed scenario records. Scenarios, diagnostics, the profiler and the
 group modes declare their own next to the code that computes them; `Metric.registry`
 holds them all, and `all_metrics()` imports every module that declares one."""
+
 from __future__ import annotations
 
 from runners.contracts import Metric

@@ -1,5 +1,6 @@
 """NVML readings (device view). Optional: without a driver or nvidia-ml-py, nothing is read.
 Under an interception layer (HAMi-core) NVML shows the quota, not the board."""
+
 from __future__ import annotations
 
 import os
@@ -92,9 +93,11 @@ class MemorySampler:
     def readings(self) -> list[dict[str, Any]]:
         out = []
         if self.peak_process_mb is not None:
-            out.append({"source": "nvml.process_used", "peak_mb": self.peak_process_mb,
-                        "scope": "this process on the device"})
+            out.append(
+                {"source": "nvml.process_used", "peak_mb": self.peak_process_mb, "scope": "this process on the device"}
+            )
         if self.peak_device_mb is not None:
-            out.append({"source": "nvml.device_used", "peak_mb": self.peak_device_mb,
-                        "scope": "whole device, all processes"})
+            out.append(
+                {"source": "nvml.device_used", "peak_mb": self.peak_device_mb, "scope": "whole device, all processes"}
+            )
         return out

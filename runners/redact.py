@@ -1,5 +1,6 @@
 """Keep secrets out of results, logs and MLflow: values of variables whose names look
 like credentials, and passwords inside URIs."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Summary statistics of per-step times (standard library only)."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Which suite ran: its version and commit (recorded with every job)."""
+
 from __future__ import annotations
 
 import importlib.metadata

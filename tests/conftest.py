@@ -9,8 +9,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Small enough for a 2-core CI machine; every shipped model takes these.
 TINY = [
-    "model.size=tiny", "workload.batch_size=2", "workload.seq_len=16", "workload.image_size=32",
-    "workload.warmup_steps=1", "workload.min_steps=2", "workload.min_duration_s=0",
+    "model.size=tiny",
+    "workload.batch_size=2",
+    "workload.seq_len=16",
+    "workload.image_size=32",
+    "workload.warmup_steps=1",
+    "workload.min_steps=2",
+    "workload.min_duration_s=0",
 ]
 
 
@@ -24,6 +29,7 @@ def has_gpu() -> bool:
 def repo_stays_clean():
     """Tests write under their own temporary results dir: an MLflow experiment made without
     the suite's artifact location once left artifacts in ./mlruns, and they got committed."""
+
     def entries() -> set[str]:
         return {str(p.relative_to(REPO)) for d in (REPO, REPO / "results") for p in d.iterdir()}
 
@@ -44,13 +50,20 @@ def results_dir(tmp_path):
 def cli(results_dir):
     """Run `python -m runners.cli.bench` as a user would, against a temporary results dir."""
 
-    def run(*args: str, timeout: float = 600, env: dict | None = None,
-            prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    def run(
+        *args: str, timeout: float = 600, env: dict | None = None, prefix: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess:
         full_env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
         full_env.pop("MLFLOW_TRACKING_URI", None)  # the test's own store, unless the test sets one
         full_env.update(env or {})
-        return subprocess.run([*prefix, sys.executable, "-m", "runners.cli.bench", *args], cwd=REPO, env=full_env,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [*prefix, sys.executable, "-m", "runners.cli.bench", *args],
+            cwd=REPO,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     return run
 

@@ -8,14 +8,15 @@ usable without the runners:
     batch = m.make_batch(4)
     loss = m.loss(m.model, batch)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-from zoo.base import InputShape, ZooModel, models
 import zoo.entries  # noqa: F401,E402  (registers the entries)
+from zoo.base import InputShape, ZooModel, models
 from zoo.registry import UnknownName
 
 
@@ -48,8 +49,13 @@ class Loaded:
         return self.entry.loss(model, batch)
 
 
-def load(name: str, size: Optional[str] = None, weights: Optional[str | Path] = None,
-         shape: InputShape = InputShape(), seed: int = 0) -> Loaded:
+def load(
+    name: str,
+    size: Optional[str] = None,
+    weights: Optional[str | Path] = None,
+    shape: InputShape = InputShape(),
+    seed: int = 0,
+) -> Loaded:
     """Build `name` at `size` (its real size by default) with random weights seeded by
     `seed`, or with pretrained weights from a local file or directory."""
     entry = get(name)(size)
@@ -70,8 +76,14 @@ def load(name: str, size: Optional[str] = None, weights: Optional[str | Path] = 
 
 def card(entry: type[ZooModel]) -> dict[str, Any]:
     """What `python -m zoo list --json` prints for one entry."""
-    return {"name": entry.name, "framework": entry.framework, "task": entry.task, "params": entry.params,
-            "flops_per_sample": entry.flops_per_sample, "workloads": [*entry.workloads]}
+    return {
+        "name": entry.name,
+        "framework": entry.framework,
+        "task": entry.task,
+        "params": entry.params,
+        "flops_per_sample": entry.flops_per_sample,
+        "workloads": [*entry.workloads],
+    }
 
 
 __all__ = ["InputShape", "Loaded", "UnknownName", "ZooModel", "card", "get", "list", "load", "models"]

@@ -1,4 +1,5 @@
 """`python -m zoo list [--json]` and `python -m zoo cards` (the Markdown of docs/zoo.md)."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,27 +11,44 @@ import zoo
 
 def cards_markdown() -> str:
     """docs/zoo.md, generated from the registry (`make docs`)."""
-    lines = ["# The model zoo", "",
-             "Generated from the registry by `make docs`; do not edit by hand. Figures are for one sample at the",
-             "default size and input shape (224x224 images, 128 tokens), forward pass, in FLOPs (2 per multiply-add);",
-             "tests recompute them from the models and check them against the upstream figures named here.", "",
-             "| model | framework | task | params | GFLOPs/sample | workloads |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# The model zoo",
+        "",
+        "Generated from the registry by `make docs`; do not edit by hand. Figures are for one sample at the",
+        "default size and input shape (224x224 images, 128 tokens), forward pass, in FLOPs (2 per multiply-add);",
+        "tests recompute them from the models and check them against the upstream figures named here.",
+        "",
+        "| model | framework | task | params | GFLOPs/sample | workloads |",
+        "|---|---|---|---|---|---|",
+    ]
     entries = [zoo.get(n) for n in zoo.list()]
     for e in entries:
-        lines.append(f"| [{e.name}](#{e.name}) | {e.framework} | {e.task} | {e.params:,} | "
-                     f"{e.flops_per_sample / 1e9:,.3f} | {', '.join(e.workloads)} |")
+        lines.append(
+            f"| [{e.name}](#{e.name}) | {e.framework} | {e.task} | {e.params:,} | "
+            f"{e.flops_per_sample / 1e9:,.3f} | {', '.join(e.workloads)} |"
+        )
     for e in entries:
         sizes = ", ".join(f"`{s}`" + (" (default)" if s == e.default_size else "") for s in e.sizes)
-        shape = {"text": "workload.seq_len (tokens)", "image": "workload.image_size (pixels per side)",
-                 "tabular": "13 dense + categorical features per sample"}.get(e.inputs, e.inputs)
-        lines += ["", f"## {e.name}", "", e.summary, "",
-                  f"- framework: {e.framework}; task: {e.task}; workloads: {', '.join(e.workloads)}",
-                  f"- sizes: {sizes}",
-                  f"- input: {shape}" + (f", at most {e.max_seq_len:,} tokens" if e.max_seq_len else "")
-                  + (f", at least {e.min_image_size} pixels" if e.min_image_size else ""),
-                  f"- parameters: {e.params:,}; forward FLOPs per sample: {e.flops_per_sample:,.0f}",
-                  f"- checked against: {e.source}",
-                  f"- run it: `make bench model={e.name} workload=train` (CPU: `ARGS=\"model.size=tiny\"`)"]
+        shape = {
+            "text": "workload.seq_len (tokens)",
+            "image": "workload.image_size (pixels per side)",
+            "tabular": "13 dense + categorical features per sample",
+        }.get(e.inputs, e.inputs)
+        lines += [
+            "",
+            f"## {e.name}",
+            "",
+            e.summary,
+            "",
+            f"- framework: {e.framework}; task: {e.task}; workloads: {', '.join(e.workloads)}",
+            f"- sizes: {sizes}",
+            f"- input: {shape}"
+            + (f", at most {e.max_seq_len:,} tokens" if e.max_seq_len else "")
+            + (f", at least {e.min_image_size} pixels" if e.min_image_size else ""),
+            f"- parameters: {e.params:,}; forward FLOPs per sample: {e.flops_per_sample:,.0f}",
+            f"- checked against: {e.source}",
+            f'- run it: `make bench model={e.name} workload=train` (CPU: `ARGS="model.size=tiny"`)',
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -55,8 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     for column in ("name", "framework", "task", "params", "GFLOPs/sample", "workloads"):
         table.add_column(column, justify="right" if column in ("params", "GFLOPs/sample") else "left")
     for c in cards:
-        table.add_row(c["name"], c["framework"], c["task"], f"{c['params']:,}", f"{c['flops_per_sample'] / 1e9:,.3f}",
-                      ", ".join(c["workloads"]))
+        table.add_row(
+            c["name"],
+            c["framework"],
+            c["task"],
+            f"{c['params']:,}",
+            f"{c['flops_per_sample'] / 1e9:,.3f}",
+            ", ".join(c["workloads"]),
+        )
     Console(width=140).print(table)
     return 0
 

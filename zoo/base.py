@@ -3,6 +3,7 @@ computes its loss; device placement, precision and timing belong to the runner.
 
 Entries are imported by the orchestrating process to list and validate them, so
 framework imports happen inside the methods, never at module level."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,11 +50,13 @@ class ZooModel:
         """Raise ValueError for an input shape this architecture cannot take."""
         if self.inputs == "text" and self.max_seq_len and shape.seq_len + new_tokens > self.max_seq_len:
             extra = f" + {new_tokens} new tokens" if new_tokens else ""
-            raise ValueError(f"workload.seq_len={shape.seq_len}{extra} exceeds {self.name}'s maximum of "
-                             f"{self.max_seq_len}")
+            raise ValueError(
+                f"workload.seq_len={shape.seq_len}{extra} exceeds {self.name}'s maximum of {self.max_seq_len}"
+            )
         if self.inputs == "image" and self.min_image_size and shape.image_size < self.min_image_size:
-            raise ValueError(f"workload.image_size={shape.image_size} is below {self.name}'s minimum of "
-                             f"{self.min_image_size}")
+            raise ValueError(
+                f"workload.image_size={shape.image_size} is below {self.name}'s minimum of {self.min_image_size}"
+            )
 
     def items_per_sample(self, shape: InputShape) -> Optional[int]:
         """Tokens per sample for text models (for tokens/s); None otherwise."""

@@ -1,6 +1,7 @@
 """`make demo model=<name> input=<image file or sentence> [weights=<local path>]`: a short
 real inference with the zoo alone, printing the predictions and the timing. Without
 weights the model is random (predictions meaningless, timing real)."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,9 @@ def image_batch(path: Path, size: int, channels_last: bool):
 
 
 def token_ids(text: str, vocab: int, weights: Path | None) -> tuple[list[int], str]:
-    has_tokenizer = bool(weights and weights.is_dir()
-                         and (any(weights.glob("tokenizer*")) or (weights / "vocab.txt").exists()))
+    has_tokenizer = bool(
+        weights and weights.is_dir() and (any(weights.glob("tokenizer*")) or (weights / "vocab.txt").exists())
+    )
     if has_tokenizer:
         from transformers import AutoTokenizer
 
@@ -62,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     loaded = zoo.load(args.model, size=args.size, weights=weights)
     entry, model = loaded.entry, loaded.model
-    print(f"{entry.name} ({entry.size}, {entry.framework}): built in {time.perf_counter() - began:.2f} s, "
-          f"{'weights from ' + str(weights) if weights else 'random weights (no weights given)'}")
+    print(
+        f"{entry.name} ({entry.size}, {entry.framework}): built in {time.perf_counter() - began:.2f} s, "
+        f"{'weights from ' + str(weights) if weights else 'random weights (no weights given)'}"
+    )
     if entry.inputs == "image":
         data = image_batch(Path(args.input), 224, channels_last=entry.framework == "tensorflow")
         note = f"image {args.input}"

@@ -1,6 +1,7 @@
 """Recount an entry's parameters and forward FLOPs per sample from the model itself, at
 its default size and input shape. PyTorch models are built on the meta device (no
 memory, no weights); FLOPs come from torch's FlopCounterMode (2 per multiply-add)."""
+
 from __future__ import annotations
 
 from zoo.base import InputShape, ZooModel

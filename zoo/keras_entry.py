@@ -1,4 +1,5 @@
 """Keras (TensorFlow) entries: batches are seeded numpy arrays; the adapter runs them."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,12 +38,15 @@ class KerasImageClassifier(KerasModel):
 
         size = shape.image_size
         return getattr(keras.applications, self.application)(
-            weights=None, input_shape=(size, size, 3), classifier_activation=None, **self.settings)
+            weights=None, input_shape=(size, size, 3), classifier_activation=None, **self.settings
+        )
 
     def make_batch(self, batch_size, shape, seed):
         import numpy as np
 
         rng = np.random.default_rng(seed)
         size = shape.image_size
-        return {"x": rng.standard_normal((batch_size, size, size, 3), dtype=np.float32),
-                "y": rng.integers(0, self.settings.get("classes", 1000), batch_size).astype(np.int32)}
+        return {
+            "x": rng.standard_normal((batch_size, size, size, 3), dtype=np.float32),
+            "y": rng.integers(0, self.settings.get("classes", 1000), batch_size).astype(np.int32),
+        }

@@ -1,5 +1,6 @@
 """The one registry pattern of the suite: models, frameworks and backends are all
 looked up by name here, and a misspelt name is answered with the valid ones."""
+
 from __future__ import annotations
 
 import difflib
@@ -33,7 +34,7 @@ class Registry(Generic[T]):
         self._entries: dict[str, T] = {}
 
     def register(self, cls: T) -> T:
-        name = getattr(cls, "name")
+        name = cls.name
         if name in self._entries:
             raise ValueError(f"{self.kind} '{name}' is registered twice")
         self._entries[name] = cls
@@ -53,4 +54,3 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[T]:
         return iter(self._entries[n] for n in self.names())
-

@@ -1,4 +1,5 @@
 """Helpers shared by the PyTorch entries. Imported only inside a worker (imports torch)."""
+
 from __future__ import annotations
 
 import glob

@@ -1,4 +1,5 @@
 """Image classifiers from torchvision, random weights, a seeded batch of images."""
+
 from __future__ import annotations
 
 from zoo.base import InputShape, TorchModel
@@ -29,8 +30,10 @@ class TorchvisionClassifier(TorchModel):
 
         g = generator(seed)
         size = shape.image_size
-        return {"images": torch.randn(batch_size, 3, size, size, generator=g),
-                "labels": torch.randint(0, self.num_classes(), (batch_size,), generator=g)}
+        return {
+            "images": torch.randn(batch_size, 3, size, size, generator=g),
+            "labels": torch.randint(0, self.num_classes(), (batch_size,), generator=g),
+        }
 
     def forward(self, model, batch):
         return model(batch["images"])

@@ -1,4 +1,5 @@
 """Language models from transformers, random weights from their published configurations."""
+
 from __future__ import annotations
 
 from zoo.base import InputShape, TorchModel

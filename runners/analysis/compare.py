@@ -1,6 +1,7 @@
 """Pair the runs of two sides and decide, per pair, whether the candidate is faster,
 slower or equivalent to the baseline, with a 95% confidence interval on the throughput
 ratio; `inconclusive` when the noise is too large to decide."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -46,8 +47,11 @@ class Row:
     @property
     def run_noise_unknown(self) -> bool:
         """A side has one run and no measured run-to-run variation: the interval is too narrow."""
-        return ((self.baseline_runs == 1 or self.candidate_runs == 1)
-                and self.baseline_run_cv is None and self.candidate_run_cv is None)
+        return (
+            (self.baseline_runs == 1 or self.candidate_runs == 1)
+            and self.baseline_run_cv is None
+            and self.candidate_run_cv is None
+        )
 
     @property
     def overhead_pct(self) -> float:
@@ -89,10 +93,14 @@ class Comparison:
         return any(row.run_noise_unknown for row in self.rows)
 
 
-def throughput_ratio_ci(baseline: list[tuple[int, list[float]]], candidate: list[tuple[int, list[float]]],
-                        samples: int = BOOTSTRAP_SAMPLES, seed: int = 0,
-                        baseline_noise: Optional[RunNoise] = None,
-                        candidate_noise: Optional[RunNoise] = None) -> tuple[float, float, float]:
+def throughput_ratio_ci(
+    baseline: list[tuple[int, list[float]]],
+    candidate: list[tuple[int, list[float]]],
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+    baseline_noise: Optional[RunNoise] = None,
+    candidate_noise: Optional[RunNoise] = None,
+) -> tuple[float, float, float]:
     """Ratio of candidate to baseline throughput and its 95% bootstrap interval.
 
     Each side is a list of runs (batch size, per-step times). The bootstrap resamples
@@ -179,13 +187,23 @@ def _estimate(store: Store, b: list[Run], base_micro: list[Run], cand_micro: lis
     profiled = next((r for r in b if any(k.startswith("prof_") for k in r.metrics)), None)
     if not profiled or not base_micro or not cand_micro:
         return None
-    found = estimate({k: v for k, v in profiled.metrics.items() if k.startswith("prof_")}, base_micro[0].metrics,
-                     cand_micro[0].metrics, profiled.metrics.get("latency_ms_mean", 0.0))
+    found = estimate(
+        {k: v for k, v in profiled.metrics.items() if k.startswith("prof_")},
+        base_micro[0].metrics,
+        cand_micro[0].metrics,
+        profiled.metrics.get("latency_ms_mean", 0.0),
+    )
     return found["estimated_overhead_pct"] if found else None
 
 
-def compare_runs(store: Store, baseline_runs: list[Run], candidate_runs: list[Run], tolerance: float,
-                 baseline: str = "", candidate: str = "") -> Comparison:
+def compare_runs(
+    store: Store,
+    baseline_runs: list[Run],
+    candidate_runs: list[Run],
+    tolerance: float,
+    baseline: str = "",
+    candidate: str = "",
+) -> Comparison:
     base_micro = [r for r in baseline_runs if _is_micro(r)]
     cand_micro = [r for r in candidate_runs if _is_micro(r)]
     base = _group(store, [r for r in baseline_runs if not _is_micro(r)])
@@ -197,31 +215,51 @@ def compare_runs(store: Store, baseline_runs: list[Run], candidate_runs: list[Ru
         # Where only one side's configuration was measured, the other's noise is taken to be alike:
         # the same machine, and an unmeasured variation is not an absent one.
         b_noise, c_noise = b_noise or c_noise, c_noise or b_noise
-        ratio, low, high = throughput_ratio_ci([_steps(store, r) for r in b], [_steps(store, r) for r in c],
-                                               baseline_noise=b_noise, candidate_noise=c_noise)
-        rows.append(Row(
-            *key,
-            baseline_throughput=float(np.mean([r.metrics["throughput"] for r in b])),
-            candidate_throughput=float(np.mean([r.metrics["throughput"] for r in c])),
-            ratio=ratio, ci_low=low, ci_high=high,
-            p50_ratio=_metric_ratio(b, c, "latency_ms_p50"),
-            p99_ratio=_metric_ratio(b, c, "latency_ms_p99"),
-            memory_diff_mb=float(np.mean([r.metrics.get("memory_peak_mb", np.nan) for r in c])
-                                 - np.mean([r.metrics.get("memory_peak_mb", np.nan) for r in b])),
-            verdict=verdict(low, high, tolerance),
-            baseline_runs=len(b), candidate_runs=len(c),
-            baseline_run_id=b[0].tags["run_id"], candidate_run_id=c[0].tags["run_id"],
-            estimated_overhead_pct=_estimate(store, b, base_micro, cand_micro),
-            baseline_run_cv=b_noise and b_noise[0], baseline_run_cv_runs=b_noise and b_noise[1],
-            candidate_run_cv=c_noise and c_noise[0], candidate_run_cv_runs=c_noise and c_noise[1],
-        ))
+        ratio, low, high = throughput_ratio_ci(
+            [_steps(store, r) for r in b],
+            [_steps(store, r) for r in c],
+            baseline_noise=b_noise,
+            candidate_noise=c_noise,
+        )
+        rows.append(
+            Row(
+                *key,
+                baseline_throughput=float(np.mean([r.metrics["throughput"] for r in b])),
+                candidate_throughput=float(np.mean([r.metrics["throughput"] for r in c])),
+                ratio=ratio,
+                ci_low=low,
+                ci_high=high,
+                p50_ratio=_metric_ratio(b, c, "latency_ms_p50"),
+                p99_ratio=_metric_ratio(b, c, "latency_ms_p99"),
+                memory_diff_mb=float(
+                    np.mean([r.metrics.get("memory_peak_mb", np.nan) for r in c])
+                    - np.mean([r.metrics.get("memory_peak_mb", np.nan) for r in b])
+                ),
+                verdict=verdict(low, high, tolerance),
+                baseline_runs=len(b),
+                candidate_runs=len(c),
+                baseline_run_id=b[0].tags["run_id"],
+                candidate_run_id=c[0].tags["run_id"],
+                estimated_overhead_pct=_estimate(store, b, base_micro, cand_micro),
+                baseline_run_cv=b_noise and b_noise[0],
+                baseline_run_cv_runs=b_noise and b_noise[1],
+                candidate_run_cv=c_noise and c_noise[0],
+                candidate_run_cv_runs=c_noise and c_noise[1],
+            )
+        )
     missing = [f"{'/'.join(k)}: only in baseline" for k in sorted(set(base) - set(cand))]
     missing += [f"{'/'.join(k)}: only in candidate" for k in sorted(set(cand) - set(base))]
     return Comparison(baseline, candidate, tolerance, rows, missing, _micro_rows(base_micro, cand_micro))
 
 
-def compare(store: Store, baseline: dict[str, str], candidate: Optional[dict[str, str]], tolerance: float,
-            baseline_spec: str, candidate_spec: str) -> Comparison:
+def compare(
+    store: Store,
+    baseline: dict[str, str],
+    candidate: Optional[dict[str, str]],
+    tolerance: float,
+    baseline_spec: str,
+    candidate_spec: str,
+) -> Comparison:
     """`candidate` None: every other run started after the baseline's (the regression gate)."""
     baseline_runs = store.runs(baseline)
     if candidate is not None:
@@ -231,6 +269,7 @@ def compare(store: Store, baseline: dict[str, str], candidate: Optional[dict[str
         for run in baseline_runs:
             newest.setdefault(run.key, run.start_time)
         ids = {r.mlflow_id for r in baseline_runs}
-        candidate_runs = [r for r in store.runs({}) if r.mlflow_id not in ids
-                          and r.key in newest and r.start_time > newest[r.key]]
+        candidate_runs = [
+            r for r in store.runs({}) if r.mlflow_id not in ids and r.key in newest and r.start_time > newest[r.key]
+        ]
     return compare_runs(store, baseline_runs, candidate_runs, tolerance, baseline_spec, candidate_spec)

@@ -1,6 +1,7 @@
 """`make report`: one self-contained HTML page (plots embedded as PNG) comparing a
 baseline and a candidate: throughput, latency distributions, memory, overhead,
 parity verdicts, and the environment fingerprints of both sides."""
+
 from __future__ import annotations
 
 import base64
@@ -65,15 +66,33 @@ def _latency(store: Store, comparison: Comparison) -> str:
 def _overhead(comparison: Comparison) -> str:
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(comparison.rows)), 4))
     values = [r.overhead_pct for r in comparison.rows]
-    errors = [[(r.ratio - r.ci_low) * 100 for r in comparison.rows], [(r.ci_high - r.ratio) * 100 for r in comparison.rows]]
+    errors = [
+        [(r.ratio - r.ci_low) * 100 for r in comparison.rows],
+        [(r.ci_high - r.ratio) * 100 for r in comparison.rows],
+    ]
     # overhead = (1 - ratio): the interval flips
-    ax.bar(range(len(values)), values, yerr=[errors[1], errors[0]], capsize=4,
-           color=["#c44e52" if r.verdict == "slower" else "#55a868" if r.verdict == "faster" else "#999"
-                  for r in comparison.rows])
-    estimated = [(i, r.estimated_overhead_pct) for i, r in enumerate(comparison.rows) if r.estimated_overhead_pct is not None]
+    ax.bar(
+        range(len(values)),
+        values,
+        yerr=[errors[1], errors[0]],
+        capsize=4,
+        color=[
+            "#c44e52" if r.verdict == "slower" else "#55a868" if r.verdict == "faster" else "#999"
+            for r in comparison.rows
+        ],
+    )
+    estimated = [
+        (i, r.estimated_overhead_pct) for i, r in enumerate(comparison.rows) if r.estimated_overhead_pct is not None
+    ]
     if estimated:  # what the profile and the microbenchmarks predict, beside what was measured
-        ax.scatter([i for i, _ in estimated], [v for _, v in estimated], marker="D", color="black", zorder=3,
-                   label="estimated from profile + microbenchmarks")
+        ax.scatter(
+            [i for i, _ in estimated],
+            [v for _, v in estimated],
+            marker="D",
+            color="black",
+            zorder=3,
+            label="estimated from profile + microbenchmarks",
+        )
         ax.legend()
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(values)), _labels(comparison), fontsize=8)
@@ -83,16 +102,26 @@ def _overhead(comparison: Comparison) -> str:
 
 
 def _parity_rows(store: Store) -> list[list[str]]:
-    runs = store.client.search_runs([store.experiment_id], filter_string="tags.kind = 'parity'",
-                                    order_by=["attributes.start_time DESC"], max_results=200)
-    return [[r.data.tags.get(k, "") for k in ("model", "baseline", "candidate", "precision", "verdict")]
-            + [f"{r.data.metrics.get('outputs_max_abs_err', float('nan')):.3g}"] for r in runs]
+    runs = store.client.search_runs(
+        [store.experiment_id],
+        filter_string="tags.kind = 'parity'",
+        order_by=["attributes.start_time DESC"],
+        max_results=200,
+    )
+    return [
+        [r.data.tags.get(k, "") for k in ("model", "baseline", "candidate", "precision", "verdict")]
+        + [f"{r.data.metrics.get('outputs_max_abs_err', float('nan')):.3g}"]
+        for r in runs
+    ]
 
 
 def _fingerprint(store: Store, run_id: str) -> str:
     result = store.result(store.run(run_id))
-    return json.dumps(to_plain({"backend": result.backend, "device": result.device, "environment": result.environment}),
-                      indent=1, sort_keys=True)
+    return json.dumps(
+        to_plain({"backend": result.backend, "device": result.device, "environment": result.environment}),
+        indent=1,
+        sort_keys=True,
+    )
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -106,37 +135,62 @@ def render(store: Store, comparison: Comparison) -> str:
     plots = []
     if rows:
         plots = [
-            ("Throughput", _bars(comparison, [r.baseline_throughput for r in rows], [r.candidate_throughput for r in rows],
-                                 "samples/s", "Throughput, baseline vs candidate")),
+            (
+                "Throughput",
+                _bars(
+                    comparison,
+                    [r.baseline_throughput for r in rows],
+                    [r.candidate_throughput for r in rows],
+                    "samples/s",
+                    "Throughput, baseline vs candidate",
+                ),
+            ),
             ("Latency", _latency(store, comparison)),
             ("Memory", _memory(store, comparison)),
             ("Overhead", _overhead(comparison)),
         ]
-    figures = "".join(f"<h2>{name}</h2><img class='plot' alt='{name}' src='data:image/png;base64,{data}'>"
-                      for name, data in plots)
+    figures = "".join(
+        f"<h2>{name}</h2><img class='plot' alt='{name}' src='data:image/png;base64,{data}'>" for name, data in plots
+    )
     parity = _parity_rows(store)
-    parity_html = _table(["model", "baseline", "candidate", "precision", "verdict", "outputs max abs err"], parity) \
-        if parity else "<p>No parity checks recorded (make parity).</p>"
+    parity_html = (
+        _table(["model", "baseline", "candidate", "precision", "verdict", "outputs max abs err"], parity)
+        if parity
+        else "<p>No parity checks recorded (make parity).</p>"
+    )
     fingerprints = ""
     if rows:
-        fingerprints = ("<div class='sides'><div><h3>baseline</h3><pre>"
-                        + html.escape(_fingerprint(store, rows[0].baseline_run_id)) + "</pre></div><div><h3>candidate</h3><pre>"
-                        + html.escape(_fingerprint(store, rows[0].candidate_run_id)) + "</pre></div></div>")
+        fingerprints = (
+            "<div class='sides'><div><h3>baseline</h3><pre>"
+            + html.escape(_fingerprint(store, rows[0].baseline_run_id))
+            + "</pre></div><div><h3>candidate</h3><pre>"
+            + html.escape(_fingerprint(store, rows[0].candidate_run_id))
+            + "</pre></div></div>"
+        )
     missing = "".join(f"<li>{html.escape(m)}</li>" for m in comparison.missing)
     # The page reports on itself how many plots decoded, so a headless browser can check them.
-    check = ("<script>window.addEventListener('load',()=>{const i=[...document.querySelectorAll('img.plot')];"
-             "document.body.dataset.plotsTotal=i.length;"
-             "document.body.dataset.plotsRendered=i.filter(x=>x.complete&&x.naturalWidth>0).length;});</script>")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>vgpu-bench report</title><style>"
-            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #999;"
-            "padding:3px 8px}img{max-width:100%}.sides{display:flex;gap:2em}pre{font-size:11px;background:#f6f6f6}"
-            f"</style></head><body><h1>vgpu-bench report</h1><p>{html.escape(title(comparison))}, "
-            f"generated {time.strftime('%Y-%m-%d %H:%M:%S')}</p>"
-            + _table(list(COLUMNS), [table_cells(r) for r in rows])
-            + (f"<p>Not paired:</p><ul>{missing}</ul>" if missing else "")
-            + (f"<p>Note: {html.escape(NOISE_NOTE)}</p>" if comparison.run_noise_unknown else "")
-            + figures + "<h2>Numerical parity</h2>" + parity_html
-            + "<h2>Environment fingerprints</h2>" + fingerprints + check + "</body></html>")
+    check = (
+        "<script>window.addEventListener('load',()=>{const i=[...document.querySelectorAll('img.plot')];"
+        "document.body.dataset.plotsTotal=i.length;"
+        "document.body.dataset.plotsRendered=i.filter(x=>x.complete&&x.naturalWidth>0).length;});</script>"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>vgpu-bench report</title><style>"
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #999;"
+        "padding:3px 8px}img{max-width:100%}.sides{display:flex;gap:2em}pre{font-size:11px;background:#f6f6f6}"
+        f"</style></head><body><h1>vgpu-bench report</h1><p>{html.escape(title(comparison))}, "
+        f"generated {time.strftime('%Y-%m-%d %H:%M:%S')}</p>"
+        + _table(list(COLUMNS), [table_cells(r) for r in rows])
+        + (f"<p>Not paired:</p><ul>{missing}</ul>" if missing else "")
+        + (f"<p>Note: {html.escape(NOISE_NOTE)}</p>" if comparison.run_noise_unknown else "")
+        + figures
+        + "<h2>Numerical parity</h2>"
+        + parity_html
+        + "<h2>Environment fingerprints</h2>"
+        + fingerprints
+        + check
+        + "</body></html>"
+    )
 
 
 def _memory(store: Store, comparison: Comparison) -> str:

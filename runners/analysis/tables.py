@@ -1,4 +1,5 @@
 """A comparison as tables: console cells, Markdown, CSV and HTML files."""
+
 from __future__ import annotations
 
 import csv
@@ -10,26 +11,60 @@ from pathlib import Path
 
 from runners.analysis.compare import Comparison, MicroRow, Row
 
-COLUMNS = ("model", "workload", "precision", "batch", "size", "baseline /s", "candidate /s", "ratio [95% CI]",
-           "p50 ratio", "p99 ratio", "memory diff MiB", "overhead % measured", "overhead % estimated", "verdict",
-           "runs b/c", "run-to-run CV b/c")
+COLUMNS = (
+    "model",
+    "workload",
+    "precision",
+    "batch",
+    "size",
+    "baseline /s",
+    "candidate /s",
+    "ratio [95% CI]",
+    "p50 ratio",
+    "p99 ratio",
+    "memory diff MiB",
+    "overhead % measured",
+    "overhead % estimated",
+    "verdict",
+    "runs b/c",
+    "run-to-run CV b/c",
+)
 MICRO_COLUMNS = ("microbenchmark", "baseline", "candidate", "ratio", "")
 
 
 def table_cells(row: Row) -> list[str]:
-    return [row.model, row.workload, row.precision, row.batch_size, row.size, f"{row.baseline_throughput:.2f}",
-            f"{row.candidate_throughput:.2f}", f"{row.ratio:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]",
-            f"{row.p50_ratio:.3f}", f"{row.p99_ratio:.3f}", f"{row.memory_diff_mb:+.1f}", f"{row.overhead_pct:+.1f}",
-            "-" if row.estimated_overhead_pct is None else f"{row.estimated_overhead_pct:+.1f}", row.verdict,
-            f"{row.baseline_runs}/{row.candidate_runs}",
-            "/".join("unknown" if cv is None else f"{cv:.1%} (n={n})" for cv, n in (
-                (row.baseline_run_cv, row.baseline_run_cv_runs), (row.candidate_run_cv, row.candidate_run_cv_runs)))]
+    return [
+        row.model,
+        row.workload,
+        row.precision,
+        row.batch_size,
+        row.size,
+        f"{row.baseline_throughput:.2f}",
+        f"{row.candidate_throughput:.2f}",
+        f"{row.ratio:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]",
+        f"{row.p50_ratio:.3f}",
+        f"{row.p99_ratio:.3f}",
+        f"{row.memory_diff_mb:+.1f}",
+        f"{row.overhead_pct:+.1f}",
+        "-" if row.estimated_overhead_pct is None else f"{row.estimated_overhead_pct:+.1f}",
+        row.verdict,
+        f"{row.baseline_runs}/{row.candidate_runs}",
+        "/".join(
+            "unknown" if cv is None else f"{cv:.1%} (n={n})"
+            for cv, n in (
+                (row.baseline_run_cv, row.baseline_run_cv_runs),
+                (row.candidate_run_cv, row.candidate_run_cv_runs),
+            )
+        ),
+    ]
 
 
-NOISE_NOTE = ("run-to-run variation unknown for pairs with one run on a side: their interval holds only the "
-              "step-to-step noise of one run, and can call a difference that another run would not repeat. "
-              "Measure it once per configuration and machine with repeats=N (e.g. repeats=5); later "
-              "comparisons use it.")
+NOISE_NOTE = (
+    "run-to-run variation unknown for pairs with one run on a side: their interval holds only the "
+    "step-to-step noise of one run, and can call a difference that another run would not repeat. "
+    "Measure it once per configuration and machine with repeats=N (e.g. repeats=5); later "
+    "comparisons use it."
+)
 
 
 def micro_cells(row: MicroRow) -> list[str]:
@@ -37,8 +72,10 @@ def micro_cells(row: MicroRow) -> list[str]:
 
 
 def title(comparison: Comparison) -> str:
-    return (f"candidate `{comparison.candidate or 'later runs'}` vs baseline `{comparison.baseline}` "
-            f"(tolerance {comparison.tolerance:.0%})")
+    return (
+        f"candidate `{comparison.candidate or 'later runs'}` vs baseline `{comparison.baseline}` "
+        f"(tolerance {comparison.tolerance:.0%})"
+    )
 
 
 def to_markdown(comparison: Comparison) -> str:
@@ -49,14 +86,24 @@ def to_markdown(comparison: Comparison) -> str:
     if comparison.run_noise_unknown:
         lines += ["", f"Note: {NOISE_NOTE}"]
     if comparison.micro:
-        lines += ["", "## Microbenchmarks", "", "| " + " | ".join(MICRO_COLUMNS) + " |", "|" + "---|" * len(MICRO_COLUMNS)]
+        lines += [
+            "",
+            "## Microbenchmarks",
+            "",
+            "| " + " | ".join(MICRO_COLUMNS) + " |",
+            "|" + "---|" * len(MICRO_COLUMNS),
+        ]
         lines += ["| " + " | ".join(micro_cells(row)) + " |" for row in comparison.micro]
     return "\n".join(lines) + "\n"
 
 
 def to_csv(comparison: Comparison) -> str:
     out = io.StringIO()
-    fields = list(asdict(comparison.rows[0]).keys()) if comparison.rows else [f.name for f in Row.__dataclass_fields__.values()]
+    fields = (
+        list(asdict(comparison.rows[0]).keys())
+        if comparison.rows
+        else [f.name for f in Row.__dataclass_fields__.values()]
+    )
     writer = csv.DictWriter(out, fieldnames=fields)
     writer.writeheader()
     for row in comparison.rows:
@@ -67,29 +114,46 @@ def to_csv(comparison: Comparison) -> str:
 def to_html(comparison: Comparison) -> str:
     colors = {"slower": "#fdd", "faster": "#dfd", "equivalent": "#fff", "inconclusive": "#ffd"}
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    body = "".join(f"<tr style='background:{colors[row.verdict]}'>" +
-                   "".join(f"<td>{html.escape(cell)}</td>" for cell in table_cells(row)) + "</tr>"
-                   for row in comparison.rows)
+    body = "".join(
+        f"<tr style='background:{colors[row.verdict]}'>"
+        + "".join(f"<td>{html.escape(cell)}</td>" for cell in table_cells(row))
+        + "</tr>"
+        for row in comparison.rows
+    )
     missing = "".join(f"<li>{html.escape(m)}</li>" for m in comparison.missing)
     micro = ""
     if comparison.micro:
-        micro = ("<h2>Microbenchmarks</h2><table><tr>" + "".join(f"<th>{c}</th>" for c in MICRO_COLUMNS) + "</tr>"
-                 + "".join("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in micro_cells(r)) + "</tr>"
-                           for r in comparison.micro) + "</table>")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>vgpu-bench comparison</title>"
-            f"<style>body{{font-family:sans-serif}}table{{border-collapse:collapse}}td,th{{border:1px solid #999;"
-            f"padding:4px 8px;text-align:right}}</style></head><body><h1>{html.escape(title(comparison))}</h1>"
-            f"<table><tr>{head}</tr>{body}</table>"
-            + (f"<p>Not paired (present on one side only):</p><ul>{missing}</ul>" if missing else "")
-            + (f"<p>Note: {html.escape(NOISE_NOTE)}</p>" if comparison.run_noise_unknown else "")
-            + micro + "</body></html>")
+        micro = (
+            "<h2>Microbenchmarks</h2><table><tr>"
+            + "".join(f"<th>{c}</th>" for c in MICRO_COLUMNS)
+            + "</tr>"
+            + "".join(
+                "<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in micro_cells(r)) + "</tr>"
+                for r in comparison.micro
+            )
+            + "</table>"
+        )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>vgpu-bench comparison</title>"
+        f"<style>body{{font-family:sans-serif}}table{{border-collapse:collapse}}td,th{{border:1px solid #999;"
+        f"padding:4px 8px;text-align:right}}</style></head><body><h1>{html.escape(title(comparison))}</h1>"
+        f"<table><tr>{head}</tr>{body}</table>"
+        + (f"<p>Not paired (present on one side only):</p><ul>{missing}</ul>" if missing else "")
+        + (f"<p>Note: {html.escape(NOISE_NOTE)}</p>" if comparison.run_noise_unknown else "")
+        + micro
+        + "</body></html>"
+    )
 
 
 def write_tables(comparison: Comparison, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     paths = []
-    for suffix, text in ((".md", to_markdown(comparison)), (".csv", to_csv(comparison)), (".html", to_html(comparison))):
+    for suffix, text in (
+        (".md", to_markdown(comparison)),
+        (".csv", to_csv(comparison)),
+        (".html", to_html(comparison)),
+    ):
         path = stem.with_suffix(suffix)
         path.write_text(text)
         paths.append(path)

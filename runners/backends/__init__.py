@@ -6,6 +6,7 @@ daemon started before the runs and always stopped after them, (3) a preflight th
 fails with one line when the runtime is missing, and (4) what it records: its kind,
 version and every variable applied (secrets redacted). Add one by subclassing
 Backend in a module of this package and registering it (docs/backends.md)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -68,9 +69,16 @@ class Backend:
 
     def describe(self) -> dict[str, Any]:
         """The backend's part of the result (secret values redacted)."""
-        return {"name": self.name, "requested": self.requested, "device": self.device, "kind": self.summary,
-                "version": self.version(), "env": redact_env(self.environment()),
-                "memory_quota_mb": self.memory_quota_mb(), "compute_share": self.compute_share()}
+        return {
+            "name": self.name,
+            "requested": self.requested,
+            "device": self.device,
+            "kind": self.summary,
+            "version": self.version(),
+            "env": redact_env(self.environment()),
+            "memory_quota_mb": self.memory_quota_mb(),
+            "compute_share": self.compute_share(),
+        }
 
 
 def prepend_path(variable: str, *entries: str) -> str:

@@ -1,6 +1,7 @@
 """HAMi-core: CUDA and NVML interception by a preloaded library (libvgpu.so). Memory
 over the quota fails with out-of-memory, cuMemGetInfo and NVML report the quota, and
 compute is limited by a token bucket charged per kernel launch."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,8 +22,10 @@ class HamiConfig(BackendConfig):
         super().__post_init__()
         if self.memory_limit is not None:
             parse_size_mib(self.memory_limit, "backend.memory_limit")
-        _check(self.sm_limit is None or 1 <= self.sm_limit <= 100,
-               f"backend.sm_limit must be a percentage in 1..100, got {self.sm_limit}")
+        _check(
+            self.sm_limit is None or 1 <= self.sm_limit <= 100,
+            f"backend.sm_limit must be a percentage in 1..100, got {self.sm_limit}",
+        )
 
 
 @backends.register
@@ -34,8 +37,10 @@ class HamiBackend(Backend):
 
     def preflight(self):
         if not Path(self.config.library).is_file():
-            raise UsageError(f"backend 'hami' needs HAMi-core's library, but {self.config.library} does not exist; "
-                             f"build libvgpu.so from HAMi-core and set backend.library=<path>")
+            raise UsageError(
+                f"backend 'hami' needs HAMi-core's library, but {self.config.library} does not exist; "
+                f"build libvgpu.so from HAMi-core and set backend.library=<path>"
+            )
 
     def environment(self):
         import os
@@ -52,7 +57,11 @@ class HamiBackend(Backend):
         return Path(self.config.library).resolve().name if Path(self.config.library).exists() else None
 
     def memory_quota_mb(self):
-        return float(parse_size_mib(self.config.memory_limit, "backend.memory_limit")) if self.config.memory_limit else None
+        return (
+            float(parse_size_mib(self.config.memory_limit, "backend.memory_limit"))
+            if self.config.memory_limit
+            else None
+        )
 
     def compute_share(self):
         return float(self.config.sm_limit) if self.config.sm_limit else None

@@ -1,4 +1,5 @@
 """The host CPU and the bare GPU."""
+
 from runners.backends import Backend, UsageError, backends
 from runners.nvml import visible_gpus
 

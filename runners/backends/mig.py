@@ -1,5 +1,6 @@
 """MIG: a hardware partition of the GPU, selected with CUDA_VISIBLE_DEVICES=MIG-<uuid>.
 The suite never enables MIG or creates instances: it uses the ones that exist."""
+
 from __future__ import annotations
 
 import re
@@ -50,8 +51,10 @@ class MigBackend(Backend):
     def preflight(self):
         instances = mig_instances()
         if not instances:
-            raise UsageError("backend 'mig' found no MIG instance (`nvidia-smi -L` lists none: MIG mode is off, or "
-                             "no NVIDIA driver); the suite never enables MIG, ask the GPU's administrator")
+            raise UsageError(
+                "backend 'mig' found no MIG instance (`nvidia-smi -L` lists none: MIG mode is off, or "
+                "no NVIDIA driver); the suite never enables MIG, ask the GPU's administrator"
+            )
         if self._selected() is None:
             valid = ", ".join(f"{n} ({i['profile']} on GPU {i['gpu']}: {i['uuid']})" for n, i in enumerate(instances))
             raise UsageError(f"backend.instance={self.config.instance} is no MIG instance here. Valid: {valid}")

@@ -1,6 +1,7 @@
 """NVIDIA MPS: one control daemon per GPU; workers become its clients through a shared
 pipe directory. The suite starts a daemon of its own (pipes and logs under results/),
 always stops it with `quit`, and refuses to run beside a daemon it did not start."""
+
 from __future__ import annotations
 
 import contextlib
@@ -25,8 +26,10 @@ class MpsConfig(BackendConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(self.sm_percent is None or 1 <= self.sm_percent <= 100,
-               f"backend.sm_percent must be a percentage in 1..100, got {self.sm_percent}")
+        _check(
+            self.sm_percent is None or 1 <= self.sm_percent <= 100,
+            f"backend.sm_percent must be a percentage in 1..100, got {self.sm_percent}",
+        )
         if self.memory_limit is not None:
             for part in self.memory_limit.split(","):
                 parse_size_mib(part.split("=")[-1], "backend.memory_limit")
@@ -75,14 +78,18 @@ class MpsBackend(Backend):
 
     def preflight(self):
         if not self._control():
-            raise UsageError(f"backend 'mps' needs {self.config.control} (NVIDIA driver utilities) on PATH, "
-                             f"but it is not there; install the driver utilities or set backend.control=<path>")
+            raise UsageError(
+                f"backend 'mps' needs {self.config.control} (NVIDIA driver utilities) on PATH, "
+                f"but it is not there; install the driver utilities or set backend.control=<path>"
+            )
         foreign = running_mps_daemons()
         if foreign:
             pid, pipe = foreign[0]
-            raise UsageError(f"an MPS daemon the suite did not start already runs (pid {pid}, pipes in {pipe}); "
-                             f"stop it with `echo quit | CUDA_MPS_PIPE_DIRECTORY={pipe.split(' ')[0]} "
-                             f"nvidia-cuda-mps-control` or use backend=native")
+            raise UsageError(
+                f"an MPS daemon the suite did not start already runs (pid {pid}, pipes in {pipe}); "
+                f"stop it with `echo quit | CUDA_MPS_PIPE_DIRECTORY={pipe.split(' ')[0]} "
+                f"nvidia-cuda-mps-control` or use backend=native"
+            )
 
     def environment(self):
         env = self._daemon_env()
@@ -106,8 +113,10 @@ class MpsBackend(Backend):
         self.log_dir.mkdir(parents=True, exist_ok=True)
         started = subprocess.run([control, "-d"], env=env, capture_output=True, text=True, timeout=60)
         if started.returncode != 0:
-            raise UsageError(f"could not start the MPS daemon ({control} -d exited {started.returncode}: "
-                             f"{(started.stderr or started.stdout).strip()[:300]}); see {self.log_dir}")
+            raise UsageError(
+                f"could not start the MPS daemon ({control} -d exited {started.returncode}: "
+                f"{(started.stderr or started.stdout).strip()[:300]}); see {self.log_dir}"
+            )
         try:
             yield
         finally:

@@ -2,6 +2,7 @@
 replaces the CUDA runtime library and forwards every CUDA call to a GPU server. The
 client directory goes first in LD_LIBRARY_PATH (applications must load libcudart
 dynamically); ORION_* variables select the vGPUs."""
+
 from __future__ import annotations
 
 import re
@@ -24,8 +25,10 @@ class VgpuConfig(BackendConfig):
         super().__post_init__()
         _check(self.vgpus >= 1, f"backend.vgpus must be >= 1, got {self.vgpus}")
         _check(self.gmem_mib is None or self.gmem_mib >= 1, f"backend.gmem_mib must be >= 1, got {self.gmem_mib}")
-        _check(self.controller is None or re.fullmatch(r"[\w.\-\[\]:]+:\d+", self.controller) is not None,
-               f"backend.controller must be host:port, got {self.controller!r}")
+        _check(
+            self.controller is None or re.fullmatch(r"[\w.\-\[\]:]+:\d+", self.controller) is not None,
+            f"backend.controller must be host:port, got {self.controller!r}",
+        )
 
 
 @backends.register
@@ -42,11 +45,14 @@ class VgpuBackend(Backend):
         if not self._runtimes():
             raise UsageError(
                 f"backend 'vgpu' needs the vGPU client runtime, but {self.config.client_dir} holds no libcudart.so*; "
-                f"install the client there or point to it with backend.client_dir=<dir>")
+                f"install the client there or point to it with backend.client_dir=<dir>"
+            )
 
     def environment(self):
-        env = {"LD_LIBRARY_PATH": prepend_path("LD_LIBRARY_PATH", self.config.client_dir),
-               "ORION_VGPU": str(self.config.vgpus)}
+        env = {
+            "LD_LIBRARY_PATH": prepend_path("LD_LIBRARY_PATH", self.config.client_dir),
+            "ORION_VGPU": str(self.config.vgpus),
+        }
         if self.config.gmem_mib:
             env["ORION_GMEM"] = str(self.config.gmem_mib)
         if self.config.controller:

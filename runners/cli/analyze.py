@@ -2,6 +2,7 @@
 (make compare, make regressions, make pin-baseline, make report): read recorded runs,
 never run any. A side is space-separated key=value filters, a value with spaces quoted:
 baseline="label='release 2.4' backend=native"."""
+
 from __future__ import annotations
 
 import sys
@@ -45,12 +46,21 @@ def _print(comparison: comparing.Comparison) -> None:
 def _record(store: Store, comparison: comparing.Comparison, kind: str) -> list[Path]:
     paths = tables.write_tables(comparison, store.results_dir / "tables")
     verdicts = [row.verdict for row in comparison.rows]
-    metrics = {"pairs": len(comparison.rows), "missing_pairs": len(comparison.missing),
-               **{v: verdicts.count(v) for v in ("slower", "faster", "equivalent", "inconclusive")}}
+    metrics = {
+        "pairs": len(comparison.rows),
+        "missing_pairs": len(comparison.missing),
+        **{v: verdicts.count(v) for v in ("slower", "faster", "equivalent", "inconclusive")},
+    }
     name = f"{kind}-{comparison.candidate or 'later'}-vs-{comparison.baseline}".replace(" ", "_")[:250]
-    log_summary(name, {"kind": "comparison", "baseline": comparison.baseline, "candidate": comparison.candidate},
-                metrics, not (kind == "regressions" and comparison.regressions), store.tracking, store.results_dir,
-                tuple(paths))
+    log_summary(
+        name,
+        {"kind": "comparison", "baseline": comparison.baseline, "candidate": comparison.candidate},
+        metrics,
+        not (kind == "regressions" and comparison.regressions),
+        store.tracking,
+        store.results_dir,
+        tuple(paths),
+    )
     return paths
 
 
@@ -60,7 +70,7 @@ def _baseline(spec: str, results_dir: Path) -> str:
     pinned = results_dir / PINNED
     if pinned.exists():
         return pinned.read_text().strip()
-    raise UsageError("no baseline: pass baseline=\"label=release-2.3\" (or any tags), or pin one with make pin-baseline")
+    raise UsageError('no baseline: pass baseline="label=release-2.3" (or any tags), or pin one with make pin-baseline')
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -69,8 +79,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not argv or argv[0] not in COMMANDS:
             raise UsageError(f"the first word is the command: one of {', '.join(COMMANDS)}")
         command = argv[0]
-        config: AnalyzeConfig = compose.command_config(compose.quote_values(argv[1:], ("baseline", "candidate")),
-                                                       "analyze")
+        config: AnalyzeConfig = compose.command_config(
+            compose.quote_values(argv[1:], ("baseline", "candidate")), "analyze"
+        )
         results_dir = Path(config.results_dir).resolve()
         if command == "pin-baseline":
             parse_side(config.baseline)
@@ -80,11 +91,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 0
         baseline = _baseline(config.baseline, results_dir)
         if command in ("compare", "report") and not config.candidate:
-            raise UsageError(f"{command} needs a candidate, e.g. candidate=\"backend=vgpu\"")
+            raise UsageError(f'{command} needs a candidate, e.g. candidate="backend=vgpu"')
         candidate = parse_side(config.candidate) if config.candidate else None
         store = Store(config.tracking, results_dir)
-        comparison = comparing.compare(store, parse_side(baseline), candidate, config.tolerance, baseline,
-                                       config.candidate)
+        comparison = comparing.compare(
+            store, parse_side(baseline), candidate, config.tolerance, baseline, config.candidate
+        )
         if command == "report":
             from runners.analysis import report
 
@@ -98,8 +110,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"wrote {path}")
     if command == "regressions" and comparison.regressions:
         for row in comparison.regressions:
-            print(f"REGRESSION: {row.model}/{row.workload}/{row.precision}/bs{row.batch_size}/{row.size}: "
-                  f"throughput x{row.ratio:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]", file=sys.stderr)
+            print(
+                f"REGRESSION: {row.model}/{row.workload}/{row.precision}/bs{row.batch_size}/{row.size}: "
+                f"throughput x{row.ratio:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]",
+                file=sys.stderr,
+            )
         return 1
     return 0
 

@@ -5,6 +5,7 @@ Every job is composed, validated and planned first: bad input exits 2 with one l
 before anything runs. Then each plan runs: worker -> result file -> MLflow, and a summary
 table is printed at the end. A sweep that names a Hydra launcher (hydra/launcher=slurm,
 local, ray) is handed to Hydra, which runs each job where the launcher puts it."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,11 +26,23 @@ from runners.parent.console import Finished, console, print_summary, progress, s
 from runners.parent.launch import launch, plan_text
 from runners.parent.plan import Plan, plan
 from runners.redact import redact_value
-from zoo.registry import UnknownName
 
 MIN_FREE_MB = 200
-_HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
-                           "--config-dir", "-cd", "--info", "-i", "--experimental-rerun"}
+_HYDRA_FLAGS_WITH_VALUE = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--info",
+    "-i",
+    "--experimental-rerun",
+}
 
 
 @dataclasses.dataclass
@@ -46,20 +59,29 @@ class Session:
 
             results_dir = Path(config.results_dir).resolve()
             try:
-                log_result(finished.result, finished.run_dir, config.tracking, results_dir,
-                           parent_run_id=parent or self.sweep_run)
+                log_result(
+                    finished.result,
+                    finished.run_dir,
+                    config.tracking,
+                    results_dir,
+                    parent_run_id=parent or self.sweep_run,
+                )
             except Exception as exc:  # the result file is kept either way, marked for `make sync`
                 mark_unsynced(finished.run_dir, exc)
                 finished.tracked = False
-                console.print(f"[yellow]warning:[/] could not log {finished.run_dir.name} to MLflow at "
-                              f"{redact_value(tracking_uri(config.tracking, results_dir))}: {exc}; the result is "
-                              f"kept in {finished.run_dir}, marked unsynced: `make sync` logs it later")
+                console.print(
+                    f"[yellow]warning:[/] could not log {finished.run_dir.name} to MLflow at "
+                    f"{redact_value(tracking_uri(config.tracking, results_dir))}: {exc}; the result is "
+                    f"kept in {finished.run_dir}, marked unsynced: `make sync` logs it later"
+                )
         self.finished.append(finished)
         result = finished.result
         extra = ""
         if "ttft_ms_p50" in result.metrics:
-            extra = (f" (ttft p50 {result.value('ttft_ms_p50'):.1f} ms, {result.value('tpot_ms_mean', 0):.2f} ms per "
-                     f"output token, {result.value('output_tokens_per_s'):.1f} output tokens/s)")
+            extra = (
+                f" (ttft p50 {result.value('ttft_ms_p50'):.1f} ms, {result.value('tpot_ms_mean', 0):.2f} ms per "
+                f"output token, {result.value('output_tokens_per_s'):.1f} output tokens/s)"
+            )
         console.print(f"{result.display_name}: {status_line(result)}{extra} -> {finished.run_dir}")
         return finished
 
@@ -75,8 +97,10 @@ class Session:
                 try:
                     parent = log_group(group, runs[0][0], config.tracking, results_dir, self.sweep_run)
                 except Exception as exc:
-                    console.print(f"[yellow]warning:[/] could not log group {group.id} to MLflow: {exc}; "
-                                  f"its runs are still logged, or marked unsynced")
+                    console.print(
+                        f"[yellow]warning:[/] could not log group {group.id} to MLflow: {exc}; "
+                        f"its runs are still logged, or marked unsynced"
+                    )
         for result, run_dir in runs:
             self.track(config, Finished(result, run_dir, True), parent)
 
@@ -86,15 +110,21 @@ def _describe_group(group: GroupRecord, config: BenchConfig) -> Optional[str]:
         return None
     v = group.value
     if group.kind == "tenants":
-        return (f"{group.id}: aggregate {v('aggregate_throughput'):.2f} samples/s over {config.tenants} tenants, "
-                f"alone {v('alone_throughput'):.2f}, mean slowdown {v('mean_slowdown'):.2f}x, "
-                f"Jain fairness {v('jain_fairness'):.3f}, window overlap {v('window_overlap'):.0%}")
+        return (
+            f"{group.id}: aggregate {v('aggregate_throughput'):.2f} samples/s over {config.tenants} tenants, "
+            f"alone {v('alone_throughput'):.2f}, mean slowdown {v('mean_slowdown'):.2f}x, "
+            f"Jain fairness {v('jain_fairness'):.3f}, window overlap {v('window_overlap'):.0%}"
+        )
     if group.kind == "repeats":
-        return (f"{group.id}: {config.repeats} runs, throughput {v('throughput_mean'):.2f} samples/s, "
-                f"run-to-run variation (CV) {v('throughput_cv'):.1%}")
+        return (
+            f"{group.id}: {config.repeats} runs, throughput {v('throughput_mean'):.2f} samples/s, "
+            f"run-to-run variation (CV) {v('throughput_cv'):.1%}"
+        )
     if group.kind == "scaling":
-        return (f"{group.id}: {config.workload.processes} processes, scaling efficiency "
-                f"{v('scaling_efficiency'):.0%} (one process {v('single_process_throughput'):.2f} samples/s)")
+        return (
+            f"{group.id}: {config.workload.processes} processes, scaling efficiency "
+            f"{v('scaling_efficiency'):.0%} (one process {v('single_process_throughput'):.2f} samples/s)"
+        )
     return None
 
 
@@ -133,12 +163,16 @@ def check_output_dir(results_dir: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=results_dir, prefix=".write-check-"):
             pass
     except OSError as exc:
-        raise UsageError(f"results_dir {results_dir} is not writable ({exc.strerror or exc}); "
-                         f"choose another with results_dir=<path> or VGPU_BENCH_RESULTS") from None
+        raise UsageError(
+            f"results_dir {results_dir} is not writable ({exc.strerror or exc}); "
+            f"choose another with results_dir=<path> or VGPU_BENCH_RESULTS"
+        ) from None
     free_mb = shutil.disk_usage(results_dir).free / 2**20
     if free_mb < MIN_FREE_MB:
-        raise UsageError(f"results_dir {results_dir} has {free_mb:.0f} MiB free, less than the {MIN_FREE_MB} MiB "
-                         f"a run may need; free some space or choose another results_dir")
+        raise UsageError(
+            f"results_dir {results_dir} has {free_mb:.0f} MiB free, less than the {MIN_FREE_MB} MiB "
+            f"a run may need; free some space or choose another results_dir"
+        )
 
 
 def validate(overrides: list[str], multirun: bool) -> tuple[list[str], list[Plan]]:
@@ -194,8 +228,7 @@ def _end_sweep(session: Session, config: Optional[BenchConfig]) -> None:
 
     failed = sum(not row.result.ok for row in session.finished)
     try:
-        end_sweep(session.sweep_run, len(session.finished), failed, config.tracking,
-                  Path(config.results_dir).resolve())
+        end_sweep(session.sweep_run, len(session.finished), failed, config.tracking, Path(config.results_dir).resolve())
     except Exception as exc:
         console.print(f"[yellow]warning:[/] could not close the sweep's MLflow run: {exc}")
 
@@ -250,8 +283,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         _end_sweep(session, sweep_config)
     print_summary(session.finished)
     if interrupted:
-        print(f"interrupted: {len(session.finished)} finished run(s) kept; run the same command with resume=true "
-              f"to run only what did not finish", file=sys.stderr)
+        print(
+            f"interrupted: {len(session.finished)} finished run(s) kept; run the same command with resume=true "
+            f"to run only what did not finish",
+            file=sys.stderr,
+        )
         return 130
     return 0 if all(row.result.ok and row.tracked for row in session.finished) else 1
 

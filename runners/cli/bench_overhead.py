@@ -5,6 +5,7 @@ hand-written loop, alternating the order of rounds so machine drift hits all ali
 and prints suite throughput / bare throughput (the goal is >= 0.99). It also runs the
 adapter's step in a plain untimed loop: suite / untimed isolates what the per-step
 timing and synchronization cost, apart from how the step itself is written."""
+
 from __future__ import annotations
 
 import statistics
@@ -57,8 +58,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         return args.batch_size * steps / (time.perf_counter() - began)
 
     def suite(seconds: float) -> float:
-        m = measure.run(suite_step, framework.synchronize, warmup_steps=0, min_steps=1,
-                        min_duration_s=seconds, max_duration_s=seconds * 10)
+        m = measure.run(
+            suite_step,
+            framework.synchronize,
+            warmup_steps=0,
+            min_steps=1,
+            min_duration_s=seconds,
+            max_duration_s=seconds * 10,
+        )
         return args.batch_size * len(m.step_times_ms) / (sum(m.step_times_ms) / 1e3)  # as results report it
 
     paths = {"bare": bare, "untimed": untimed, "suite": suite}
@@ -67,19 +74,23 @@ def main(argv: Optional[list[str]] = None) -> int:
     rounds: list[dict[str, float]] = []
     order_of = list(paths)
     for round_ in range(args.rounds):
-        order = order_of[round_ % 3:] + order_of[:round_ % 3]  # rotate which path goes first
+        order = order_of[round_ % 3 :] + order_of[: round_ % 3]  # rotate which path goes first
         rounds.append({name: paths[name](args.seconds) for name in order})
         r = rounds[-1]
-        print(f"round {round_ + 1}: bare {r['bare']:.1f}, untimed {r['untimed']:.1f}, suite {r['suite']:.1f} samples/s",
-              flush=True)
+        print(
+            f"round {round_ + 1}: bare {r['bare']:.1f}, untimed {r['untimed']:.1f}, suite {r['suite']:.1f} samples/s",
+            flush=True,
+        )
 
     def summary(other: str) -> str:
         ratios = [r["suite"] / r[other] for r in rounds]
         half = 1.96 * statistics.stdev(ratios) / len(ratios) ** 0.5 if len(ratios) > 1 else float("nan")
         return f"median {statistics.median(ratios):.4f}, mean {statistics.fmean(ratios):.4f} +- {half:.4f} (95% CI)"
 
-    print(f"{args.model} ({args.size}) infer, batch {args.batch_size}, {device} ({torch.get_num_threads()} threads), "
-          f"{args.rounds} rounds of {args.seconds:g} s:")
+    print(
+        f"{args.model} ({args.size}) infer, batch {args.batch_size}, {device} ({torch.get_num_threads()} threads), "
+        f"{args.rounds} rounds of {args.seconds:g} s:"
+    )
     print(f"  suite/bare hand-written loop: {summary('bare')}  (goal >= 0.99)")
     print(f"  suite/untimed same step:      {summary('untimed')}  (the cost of per-step timing and sync)")
     return 0

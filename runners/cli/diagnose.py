@@ -2,6 +2,7 @@
 (`make probe`, `make microbench`): a diagnostic of a GPU backend itself, no model. The
 probe with a compute share configured also probes the bare GPU first, and its group
 record holds the share achieved."""
+
 from __future__ import annotations
 
 import sys
@@ -10,12 +11,11 @@ from typing import Optional
 from runners.config import DiagnoseConfig
 from runners.contracts import GroupRef, Result
 from runners.diagnostics.probe import COMPUTE_SHARE_ACHIEVED
-from runners.errors import USER_ERRORS, UsageError, one_line
+from runners.errors import USER_ERRORS, one_line
 from runners.parent import compose, groups
 from runners.parent.console import print_summary, progress
 from runners.parent.launch import launch, plan_text
 from runners.parent.plan import plan_diagnostic
-from zoo.registry import UnknownName
 
 SHARE_TOLERANCE_PCT = 10.0  # the compute share holds when achieved within this many points of configured
 
@@ -52,8 +52,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         configured = plan_.backend.compute_share()
         achieved, holds = compute_share(reference, result, configured)
         group.set(COMPUTE_SHARE_ACHIEVED, achieved)
-        group.details.update(compute_share_configured=configured, compute_share_holds=holds,
-                             native_reference_run=reference.run_id)
+        group.details.update(
+            compute_share_configured=configured, compute_share_holds=holds, native_reference_run=reference.run_id
+        )
     session.record_group(config, group and groups._finish(group, [(result, run_dir)]), [(result, run_dir)])
     print_summary(session.finished)
     return 0 if all(row.result.ok and row.tracked for row in session.finished) else 1

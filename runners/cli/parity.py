@@ -3,6 +3,7 @@
 baseline (native, or the CPU without a GPU) and a candidate; compares the outputs and the
 training loss over K steps within a tolerance for the precision, and records a pass/fail
 verdict as the pair's group record (results/groups/, and the MLflow parent run)."""
+
 from __future__ import annotations
 
 import secrets
@@ -18,7 +19,6 @@ from runners.parent import compose
 from runners.parent.console import progress
 from runners.parent.launch import launch
 from runners.parent.plan import Plan, plan
-from zoo.registry import UnknownName
 
 
 def _key(arg: str) -> str:
@@ -72,11 +72,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     group.write(cand_plan.results_dir)
 
     passed = group.details["verdict"] == "pass"
-    print(f"{name}: baseline `{baseline_spec}` vs candidate `{config.candidate}` ({precision}, "
-          f"tolerance atol {TOLERANCES[precision][0]:g} + rtol {TOLERANCES[precision][1]:g})")
+    print(
+        f"{name}: baseline `{baseline_spec}` vs candidate `{config.candidate}` ({precision}, "
+        f"tolerance atol {TOLERANCES[precision][0]:g} + rtol {TOLERANCES[precision][1]:g})"
+    )
     for check in checks:
-        print(f"  {check.name}: max abs err {check.max_abs_err:.3g} (bound {check.bound:.3g}), "
-              f"max rel err {check.max_rel_err:.3g} -> {'pass' if check.passed else 'FAIL'}")
+        print(
+            f"  {check.name}: max abs err {check.max_abs_err:.3g} (bound {check.bound:.3g}), "
+            f"max rel err {check.max_rel_err:.3g} -> {'pass' if check.passed else 'FAIL'}"
+        )
     for result, _ in (base, cand):
         if result.error:
             print(f"  {result.run_name} failed: {result.error.type}: {result.error.message}")
@@ -85,11 +89,25 @@ def main(argv: Optional[list[str]] = None) -> int:
     if cand_plan.config.tracking.name == "mlflow":
         from runners.tracking.write import log_result, log_summary
 
-        tags = {"kind": "parity", "group": group_id, "model": cand_plan.entry.name, "baseline": baseline_spec,
-                "candidate": config.candidate, "precision": precision, "verdict": group.details["verdict"],
-                "status": group.status}
-        parent = log_summary(name, tags, {k: q.value for k, q in group.metrics.items()}, passed,
-                             cand_plan.config.tracking, cand_plan.results_dir, (group.path(cand_plan.results_dir),))
+        tags = {
+            "kind": "parity",
+            "group": group_id,
+            "model": cand_plan.entry.name,
+            "baseline": baseline_spec,
+            "candidate": config.candidate,
+            "precision": precision,
+            "verdict": group.details["verdict"],
+            "status": group.status,
+        }
+        parent = log_summary(
+            name,
+            tags,
+            {k: q.value for k, q in group.metrics.items()},
+            passed,
+            cand_plan.config.tracking,
+            cand_plan.results_dir,
+            (group.path(cand_plan.results_dir),),
+        )
         for (result, run_dir), side in ((base, base_plan), (cand, cand_plan)):
             log_result(result, run_dir, side.config.tracking, side.results_dir, parent_run_id=parent)
     return 0 if passed else 1

@@ -2,6 +2,7 @@
 (the store was unreachable or locked when it ran); `make ingest DIR=<dir>` logs every
 result file under a directory (a GPU host without MLflow, a cluster whose nodes could not
 reach the store). Both are idempotent."""
+
 from __future__ import annotations
 
 import sys

@@ -2,6 +2,7 @@
 workload (`make probe`, `make microbench`; configs/diagnostic/). Each runs in a worker on
 the backend's GPU, like a workload, and its figures are metrics of a Result, so
 comparisons and overhead attribution read them like any other run."""
+
 from __future__ import annotations
 
 from typing import Any, Callable, ClassVar

@@ -10,6 +10,7 @@ backend's GPU; every figure is a metric, so `make compare` compares them too.
 - memcpy: bandwidth from 4 KiB to 1 GiB, host to device and back from pinned and pageable
   memory, and device to device;
 - GEMM: bf16 and fp32 matrix multiplication throughput."""
+
 from __future__ import annotations
 
 import ctypes
@@ -24,17 +25,27 @@ from runners.diagnostics import Diagnostic, diagnostics
 
 SIZES = [4 << 10, 64 << 10, 1 << 20, 16 << 20, 256 << 20, 1 << 30]  # 4 KiB .. 1 GiB
 LABEL = {4 << 10: "4k", 64 << 10: "64k", 1 << 20: "1m", 16 << 20: "16m", 256 << 20: "256m", 1 << 30: "1g"}
-FIGURES = {m.name: m for m in [
-    Metric("context_s", "s", "microbench: worker spawn to the first completed kernel"),
-    Metric("launch_us", "us", "microbench: host time per launch of an empty kernel, back to back"),
-    Metric("launch_sync_us", "us", "microbench: one empty kernel plus a synchronize"),
-    Metric("malloc_us", "us", "microbench: cudaMalloc of 1 MiB"),
-    Metric("free_us", "us", "microbench: cudaFree of 1 MiB"),
-    *[Metric(f"{direction}_{memory}_{LABEL[size]}_gbps", "GB/s", f"microbench: {direction} copy bandwidth")
-      for size in SIZES for direction in ("h2d", "d2h") for memory in ("pinned", "pageable")],
-    *[Metric(f"d2d_{LABEL[size]}_gbps", "GB/s", "microbench: device-to-device copy bandwidth") for size in SIZES],
-    *[Metric(f"gemm_{dtype}_tflops", "TFLOP/s", f"microbench: {dtype} 8192^3 matmul") for dtype in ("bf16", "fp32")],
-]}
+FIGURES = {
+    m.name: m
+    for m in [
+        Metric("context_s", "s", "microbench: worker spawn to the first completed kernel"),
+        Metric("launch_us", "us", "microbench: host time per launch of an empty kernel, back to back"),
+        Metric("launch_sync_us", "us", "microbench: one empty kernel plus a synchronize"),
+        Metric("malloc_us", "us", "microbench: cudaMalloc of 1 MiB"),
+        Metric("free_us", "us", "microbench: cudaFree of 1 MiB"),
+        *[
+            Metric(f"{direction}_{memory}_{LABEL[size]}_gbps", "GB/s", f"microbench: {direction} copy bandwidth")
+            for size in SIZES
+            for direction in ("h2d", "d2h")
+            for memory in ("pinned", "pageable")
+        ],
+        *[Metric(f"d2d_{LABEL[size]}_gbps", "GB/s", "microbench: device-to-device copy bandwidth") for size in SIZES],
+        *[
+            Metric(f"gemm_{dtype}_tflops", "TFLOP/s", f"microbench: {dtype} 8192^3 matmul")
+            for dtype in ("bf16", "fp32")
+        ],
+    ]
+}
 
 
 def _timed(fn: Callable[[], None], sync: Callable[[], None], min_s: float = 0.2, min_reps: int = 5) -> float:
@@ -94,12 +105,18 @@ def run(job: Job, result: Result, log: Callable[[str], None]) -> None:
     for size in SIZES:
         device_a = torch.empty(size, dtype=torch.uint8, device="cuda")
         device_b = torch.empty(size, dtype=torch.uint8, device="cuda")
-        for kind, host in (("pinned", torch.empty(size, dtype=torch.uint8, pin_memory=True)),
-                           ("pageable", torch.empty(size, dtype=torch.uint8))):
-            metrics[f"h2d_{kind}_{LABEL[size]}_gbps"] = size / _timed(lambda: device_a.copy_(host, non_blocking=True), sync) / 1e9
-            metrics[f"d2h_{kind}_{LABEL[size]}_gbps"] = size / _timed(lambda: host.copy_(device_a, non_blocking=True), sync) / 1e9
+        for kind, host in (
+            ("pinned", torch.empty(size, dtype=torch.uint8, pin_memory=True)),
+            ("pageable", torch.empty(size, dtype=torch.uint8)),
+        ):
+            metrics[f"h2d_{kind}_{LABEL[size]}_gbps"] = (
+                size / _timed(lambda d=device_a, h=host: d.copy_(h, non_blocking=True), sync) / 1e9
+            )
+            metrics[f"d2h_{kind}_{LABEL[size]}_gbps"] = (
+                size / _timed(lambda d=device_a, h=host: h.copy_(d, non_blocking=True), sync) / 1e9
+            )
             del host
-        metrics[f"d2d_{LABEL[size]}_gbps"] = size / _timed(lambda: device_b.copy_(device_a), sync) / 1e9
+        metrics[f"d2d_{LABEL[size]}_gbps"] = size / _timed(lambda a=device_a, b=device_b: b.copy_(a), sync) / 1e9
         del device_a, device_b
         torch.cuda.empty_cache()
         log(f"memcpy {LABEL[size]}: h2d pinned {metrics[f'h2d_pinned_{LABEL[size]}_gbps']:.1f} GB/s")
@@ -107,7 +124,7 @@ def run(job: Job, result: Result, log: Callable[[str], None]) -> None:
     for dtype, name in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
         n = 8192
         a, b = torch.randn(n, n, device="cuda", dtype=dtype), torch.randn(n, n, device="cuda", dtype=dtype)
-        seconds = _timed(lambda: a @ b, sync, min_s=2.0)
+        seconds = _timed(lambda a=a, b=b: a @ b, sync, min_s=2.0)
         metrics[f"gemm_{name}_tflops"] = 2 * n**3 / seconds / 1e12
     log(f"GEMM bf16 {metrics['gemm_bf16_tflops']:.0f} TFLOP/s, fp32 {metrics['gemm_fp32_tflops']:.1f} TFLOP/s")
 

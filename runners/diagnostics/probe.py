@@ -7,6 +7,7 @@ the quota (a crash or a hang is recorded as the run's failure). Compute: the
 throughput of back-to-back matrix multiplications, launched without synchronizing,
 over a window of several seconds (an interception layer's token bucket charges per
 launch, so short or synchronized tests look unthrottled)."""
+
 from __future__ import annotations
 
 import time
@@ -102,13 +103,24 @@ def run(job: Job, result: Result, log: Callable[[str], None]) -> None:
         verdicts["memory_total_matches_quota"] = abs(total_mb - quota) <= 0.05 * quota
         verdicts["over_quota_fails_cleanly"] = outcome == "OutOfMemoryError" and held <= quota * 1.02
     result.details["probe"] = {
-        "memory_quota_mb": quota, "memory_total_seen_mb": total_mb, "memory_free_seen_mb": free / 2**20,
-        "largest_allocation_mb": largest, "filled_before_failure_mb": held, "fill_outcome": outcome,
-        "compute_tflops": tflops, "compute_window_s": seconds, "compute_share_configured": share,
+        "memory_quota_mb": quota,
+        "memory_total_seen_mb": total_mb,
+        "memory_free_seen_mb": free / 2**20,
+        "largest_allocation_mb": largest,
+        "filled_before_failure_mb": held,
+        "fill_outcome": outcome,
+        "compute_tflops": tflops,
+        "compute_window_s": seconds,
+        "compute_share_configured": share,
         "verdicts": verdicts,
     }
-    for metric, value in ((MEMORY_TOTAL_SEEN, total_mb), (LARGEST_ALLOCATION, largest),
-                          (FILLED_BEFORE_FAILURE, held), (COMPUTE_TFLOPS, tflops), (names.MEASURED_S, time.time() - t0)):
+    for metric, value in (
+        (MEMORY_TOTAL_SEEN, total_mb),
+        (LARGEST_ALLOCATION, largest),
+        (FILLED_BEFORE_FAILURE, held),
+        (COMPUTE_TFLOPS, tflops),
+        (names.MEASURED_S, time.time() - t0),
+    ):
         result.set(metric, value)
     result.memory = [MemoryReading("torch.cuda.mem_get_info", total_mb, "total the process sees")]
     result.status = SUCCESS

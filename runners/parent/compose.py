@@ -2,6 +2,7 @@
 wrong in it into one line a user can act on. Each command has a root config in configs/
 (bench, diagnose, analyze, parity, sync, bench_overhead) typed by a dataclass of
 runners/config.py; all of them include configs/shared (results dir, tracking store)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,14 +17,19 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from runners import REPO_ROOT, config as schemas
+from runners import REPO_ROOT
+from runners import config as schemas
 from runners.errors import UsageError
 from zoo.registry import UnknownName
 
 CONFIG_DIR = REPO_ROOT / "configs"
 ROOTS: dict[str, type] = {
-    "bench": schemas.BenchConfig, "diagnose": schemas.DiagnoseConfig, "analyze": schemas.AnalyzeConfig,
-    "parity": schemas.ParityConfig, "sync": schemas.SyncConfig, "bench_overhead": schemas.OverheadConfig,
+    "bench": schemas.BenchConfig,
+    "diagnose": schemas.DiagnoseConfig,
+    "analyze": schemas.AnalyzeConfig,
+    "parity": schemas.ParityConfig,
+    "sync": schemas.SyncConfig,
+    "bench_overhead": schemas.OverheadConfig,
 }
 GROUPS = ("model", "workload", "backend", "tracking", "diagnostic")
 _registered = False
@@ -34,8 +40,10 @@ def _typed_groups() -> dict[str, dict[str, type]]:
     from runners.backends import backends
     from runners.scenarios import scenarios
 
-    return {"backend": {b.name: b.config_class for b in backends},
-            "workload": {s.name: s.config_class for s in scenarios}}
+    return {
+        "backend": {b.name: b.config_class for b in backends},
+        "workload": {s.name: s.config_class for s in scenarios},
+    }
 
 
 def register() -> None:
@@ -99,14 +107,19 @@ def check_overrides(overrides: list[str], config_name: str = "bench") -> list[st
                 if str(value) not in group_options(key):
                     raise UnknownName(key, value, group_options(key))
             chosen[key] = [str(v) for v in values]
-    typed = {group: _merged_schema(options, chosen.get(group), root, group)
-             for group, options in _typed_groups().items()}
+    typed = {
+        group: _merged_schema(options, chosen.get(group), root, group) for group, options in _typed_groups().items()
+    }
     ready = []
     for override, text in zip(parsed, overrides):
         key = override.key_or_group
         if key not in GROUPS and not key.startswith("hydra"):
-            if (_check_key(key, root, typed) and not override.is_add() and not override.is_force_add()
-                    and not override.is_delete()):
+            if (
+                _check_key(key, root, typed)
+                and not override.is_add()
+                and not override.is_force_add()
+                and not override.is_delete()
+            ):
                 text = "++" + text  # a new entry of a dict such as backend.extra_env needs no '+'
         ready.append(text)
     return ready

@@ -1,4 +1,5 @@
 """What the user sees: a live status line while a worker runs, a table at the end."""
+
 from __future__ import annotations
 
 import contextlib
@@ -28,6 +29,7 @@ class Finished:
 def progress(run_name: str) -> Iterator[Callable[[str], None]]:
     started = time.monotonic()
     with console.status(f"{run_name}: starting worker") as status:
+
         def update(line: str) -> None:
             status.update(f"{run_name} [{time.monotonic() - started:.0f}s] {line}")
 
@@ -57,11 +59,15 @@ def summary_table(rows: list[Finished]) -> Table:
         status = result.status if not result.error else f"failed: {result.error.type}"
         name = result.model.name if result.model else result.task
         table.add_row(
-            name + (f" ({result.display_name[len(result.run_name) + 1:]})" if result.group else ""),
-            result.workload or result.task, result.backend["name"], str(result.device.name or "-"),
+            name + (f" ({result.display_name[len(result.run_name) + 1 :]})" if result.group else ""),
+            result.workload or result.task,
+            result.backend["name"],
+            str(result.device.name or "-"),
             f"{_fmt(throughput.value if throughput else None)} {throughput.unit if throughput else ''}".strip(),
-            _fmt(result.value("latency_ms_p50")), _fmt(result.value("latency_ms_p99")),
-            _fmt(result.value("memory_peak_mb"), 0), status,
+            _fmt(result.value("latency_ms_p50")),
+            _fmt(result.value("latency_ms_p99")),
+            _fmt(result.value("memory_peak_mb"), 0),
+            status,
         )
     return table
 

@@ -7,6 +7,7 @@ run). The runs' own result files are never rewritten.
 - repeats=N: the same run N times in a row, for the run-to-run variation;
 - a scenario's reference (train_ddp: the same training on one process, for the scaling
   efficiency) and a diagnostic's (the probe on the bare GPU, for the compute share)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,8 +46,10 @@ def new_group(kind: str, plan_: Plan, suffix: str) -> GroupRecord:
 
 
 def _finish(group: GroupRecord, runs: list[Run]) -> GroupRecord:
-    group.members = [GroupMember(r.run_id, r.group.role if r.group else "", r.group.index if r.group else None,
-                                 r.status) for r, _ in runs]
+    group.members = [
+        GroupMember(r.run_id, r.group.role if r.group else "", r.group.index if r.group else None, r.status)
+        for r, _ in runs
+    ]
     group.status = SUCCESS if runs and all(r.ok for r, _ in runs) and group.metrics else "failed"
     return group
 
@@ -71,10 +74,15 @@ def summarize_tenants(group: GroupRecord, alone: Result, tenants: list[Result]) 
     throughputs = [t.value("throughput") for t in tenants]
     slowdowns = [alone.value("throughput") / t for t in throughputs]
     group.details["slowdown"] = {t.run_id: s for t, s in zip(tenants, slowdowns)}
-    for metric, value in ((TENANTS, len(tenants)), (AGGREGATE_THROUGHPUT, sum(throughputs)),
-                          (ALONE_THROUGHPUT, alone.value("throughput")), (JAIN_FAIRNESS, jain_fairness(throughputs)),
-                          (MEAN_SLOWDOWN, statistics.fmean(slowdowns)), (MAX_SLOWDOWN, max(slowdowns)),
-                          (WINDOW_OVERLAP, window_overlap([tuple(t.measurement.window) for t in tenants]))):
+    for metric, value in (
+        (TENANTS, len(tenants)),
+        (AGGREGATE_THROUGHPUT, sum(throughputs)),
+        (ALONE_THROUGHPUT, alone.value("throughput")),
+        (JAIN_FAIRNESS, jain_fairness(throughputs)),
+        (MEAN_SLOWDOWN, statistics.fmean(slowdowns)),
+        (MAX_SLOWDOWN, max(slowdowns)),
+        (WINDOW_OVERLAP, window_overlap([tuple(t.measurement.window) for t in tenants])),
+    ):
         group.set(metric, value)
 
 
@@ -89,8 +97,12 @@ def run_tenants(plan_: Plan, progress: Progress) -> tuple[GroupRecord, list[Run]
     barrier = TenantBarrier(str(barrier_dir), min(BARRIER_TIMEOUT_S, plan_.config.timeout_s))
 
     def launch_tenant(index: int) -> Run:
-        result, run_dir = launch(plan_, progress if index == 0 else lambda _: None,
-                                 GroupRef("tenants", group.id, "tenant", index, count), barrier)
+        result, run_dir = launch(
+            plan_,
+            progress if index == 0 else lambda _: None,
+            GroupRef("tenants", group.id, "tenant", index, count),
+            barrier,
+        )
         if not result.ok:  # release the others from the barrier at once
             (barrier_dir / f"failed-{index}").touch()
         return result, run_dir
@@ -110,8 +122,12 @@ def summarize_repeats(group: GroupRecord, results: list[Result]) -> None:
     throughputs = [r.value("throughput") for r in results]
     mean = statistics.fmean(throughputs)
     stdev = statistics.stdev(throughputs) if len(throughputs) > 1 else 0.0
-    for metric, value in ((REPEATS, len(results)), (THROUGHPUT_MEAN, mean), (THROUGHPUT_STDEV, stdev),
-                          (THROUGHPUT_CV, stdev / mean)):
+    for metric, value in (
+        (REPEATS, len(results)),
+        (THROUGHPUT_MEAN, mean),
+        (THROUGHPUT_STDEV, stdev),
+        (THROUGHPUT_CV, stdev / mean),
+    ):
         group.set(metric, value)
 
 
@@ -146,7 +162,8 @@ def native_reference(plan_: Plan, progress: Progress) -> Optional[Result]:
     before any daemon of the backend starts."""
     if plan_.backend.name == "native" or not plan_.backend.compute_share() or not visible_gpus()[0]:
         return None
-    native = dataclasses.replace(plan_.config, backend=BackendConfig(name="native"),
-                                 tracking=TrackingConfig(name="none"))
+    native = dataclasses.replace(
+        plan_.config, backend=BackendConfig(name="native"), tracking=TrackingConfig(name="none")
+    )
     result, _ = launch(plan_diagnostic(native), progress)
     return result if result.ok else None

@@ -2,6 +2,7 @@
 session, started with the backend's environment and killed at its deadline. The worker
 writes the result; the parent writes one only when the worker could not (timeout, crash),
 so every result file is written exactly once. How the worker ended goes to launch.json."""
+
 from __future__ import annotations
 
 import contextlib
@@ -85,30 +86,47 @@ def worker_command(job_path: Path, ranks: Optional[int] = None) -> list[str]:
         return [sys.executable, "-m", "runners.worker", str(job_path)]
     # One node, rendezvous on loopback said explicitly: `--standalone` advertises the host's
     # name, and where that name does not resolve (containers, CI sandboxes) every rank waits forever.
-    return [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--rdzv-backend=c10d",
-            "--rdzv-endpoint=127.0.0.1:0", "--local-addr=127.0.0.1", f"--nproc-per-node={ranks}",
-            "-m", "runners.worker", str(job_path)]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        "--rdzv-backend=c10d",
+        "--rdzv-endpoint=127.0.0.1:0",
+        "--local-addr=127.0.0.1",
+        f"--nproc-per-node={ranks}",
+        "-m",
+        "runners.worker",
+        str(job_path),
+    ]
 
 
 def plan_text(plan: Plan) -> str:
     """What a run would do, for `dry_run=true`: nothing is started or written."""
     backend, config = plan.backend, plan.config
-    lines = [f"dry run: {plan.run_name} (nothing is started)",
-             f"  backend: {backend.name} ({backend.summary}), device {backend.device}"
-             + (f", requested {backend.requested}" if backend.requested != backend.name else ""),
-             f"  preflight: {'FAILS: ' + plan.preflight_error if plan.preflight_error else 'ok'}",
-             f"  worker: {' '.join(worker_command(plan.results_dir / 'runs' / '<run-id>' / JOB_FILE, plan.ranks))}",
-             f"  cwd: {REPO_ROOT}; timeout: {config.timeout_s:g} s; tenants: {getattr(config, 'tenants', 1)}",
-             "  environment changes:"]
+    lines = [
+        f"dry run: {plan.run_name} (nothing is started)",
+        f"  backend: {backend.name} ({backend.summary}), device {backend.device}"
+        + (f", requested {backend.requested}" if backend.requested != backend.name else ""),
+        f"  preflight: {'FAILS: ' + plan.preflight_error if plan.preflight_error else 'ok'}",
+        f"  worker: {' '.join(worker_command(plan.results_dir / 'runs' / '<run-id>' / JOB_FILE, plan.ranks))}",
+        f"  cwd: {REPO_ROOT}; timeout: {config.timeout_s:g} s; tenants: {getattr(config, 'tenants', 1)}",
+        "  environment changes:",
+    ]
     lines += [f"    {k}={v}" for k, v in redact_env(backend.environment()).items()] or ["    (none)"]
     for phase, commands in backend.daemon_commands().items():
         lines += [f"  daemon {phase}: {command}" for command in commands]
     return "\n".join(lines)
 
 
-def launch(plan: Plan, progress: Callable[[str], None] = lambda line: None, group: Optional[GroupRef] = None,
-           barrier: Optional[TenantBarrier] = None, task: Optional[str] = None,
-           parity_steps: int = 0) -> tuple[Result, Path]:
+def launch(
+    plan: Plan,
+    progress: Callable[[str], None] = lambda line: None,
+    group: Optional[GroupRef] = None,
+    barrier: Optional[TenantBarrier] = None,
+    task: Optional[str] = None,
+    parity_steps: int = 0,
+) -> tuple[Result, Path]:
     """Run `plan` in a worker; return its result and run directory. `group` says which run
     of a group this is, `barrier` makes tenants start measuring together, `task` replaces
     the plan's own (parity)."""
@@ -128,8 +146,12 @@ def launch(plan: Plan, progress: Callable[[str], None] = lambda line: None, grou
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             worker_command(job_path, plan.ranks if job.task == "workload" else None),
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=worker_env(plan), cwd=REPO_ROOT, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=worker_env(plan),
+            cwd=REPO_ROOT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout_s
         try:
@@ -151,8 +173,9 @@ def launch(plan: Plan, progress: Callable[[str], None] = lambda line: None, grou
 
     result_path = run_dir / RESULT_FILE
     code = proc.returncode
-    (run_dir / LAUNCH_FILE).write_text(json.dumps({"exit_code": code, "timed_out": timed_out,
-                                                   "timeout_s": timeout_s, "ended_at": time.time()}))
+    (run_dir / LAUNCH_FILE).write_text(
+        json.dumps({"exit_code": code, "timed_out": timed_out, "timeout_s": timeout_s, "ended_at": time.time()})
+    )
     if result_path.exists():  # the worker's own record stands, whatever happened after it was written
         return Result.load(result_path), run_dir
     result = Result.for_job(job)

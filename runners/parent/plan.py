@@ -1,6 +1,7 @@
 """config -> plan: check everything that can be checked without running, and say what
 the worker will be asked (the Job). Bad input raises UsageError or UnknownName, printed
 as one line; a dry run keeps a failing preflight in the plan instead, to show it."""
+
 from __future__ import annotations
 
 import secrets
@@ -43,18 +44,31 @@ class Plan:
     def config_hash(self) -> str:
         return config_hash(self.config)
 
-    def job(self, suffix: str = "", group: Optional[GroupRef] = None, barrier: Optional[TenantBarrier] = None,
-            task: Optional[str] = None, parity_steps: int = 0) -> Job:
+    def job(
+        self,
+        suffix: str = "",
+        group: Optional[GroupRef] = None,
+        barrier: Optional[TenantBarrier] = None,
+        task: Optional[str] = None,
+        parity_steps: int = 0,
+    ) -> Job:
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{self.run_name}{suffix}-{secrets.token_hex(3)}"
         entry = self.entry
         return Job(
-            run_id=run_id, run_name=self.run_name, run_dir=str(self.results_dir / "runs" / run_id),
+            run_id=run_id,
+            run_name=self.run_name,
+            run_dir=str(self.results_dir / "runs" / run_id),
             config_hash=self.config_hash,
             # The worker's environment carries the real values; files and MLflow never do.
             config=redact_tree(to_plain(self.config)),
             model=ModelRecord(entry.name, entry.size, entry.framework, entry.task) if entry else None,
-            backend=self.backend.describe(), suite=suite.describe(), task=task or self.task, group=group,
-            barrier=barrier, parity_steps=parity_steps)
+            backend=self.backend.describe(),
+            suite=suite.describe(),
+            task=task or self.task,
+            group=group,
+            barrier=barrier,
+            parity_steps=parity_steps,
+        )
 
 
 def _backend(config: Union[BenchConfig, DiagnoseConfig]) -> tuple[Backend, Optional[str]]:
@@ -75,8 +89,10 @@ def plan_diagnostic(config: DiagnoseConfig) -> Plan:
     backend, preflight_error = _backend(config)
     if backend.device != "cuda":
         gpu_backends = ", ".join(n for n in backends.names() if backends.get(n).device == "cuda")
-        raise UsageError(f"diagnostic={diagnostic.name} measures a GPU backend ({diagnostic.summary}), and backend "
-                         f"'{backend.name}' has no GPU. Valid: {gpu_backends}")
+        raise UsageError(
+            f"diagnostic={diagnostic.name} measures a GPU backend ({diagnostic.summary}), and backend "
+            f"'{backend.name}' has no GPU. Valid: {gpu_backends}"
+        )
     return Plan(config, diagnostic.name, backend, f"{diagnostic.name}-{backend.name}", preflight_error=preflight_error)
 
 
@@ -86,21 +102,28 @@ def plan(config: BenchConfig) -> Plan:
     backend, preflight_error = _backend(config)
     kind, compile_mode = config.workload.kind, config.workload.compile
     if compile_mode is Compile.cudagraphs and backend.device != "cuda":
-        raise UsageError(f"workload.compile=cudagraphs captures CUDA graphs, and backend '{backend.name}' has no GPU. "
-                         f"Valid here: none, inductor")
+        raise UsageError(
+            f"workload.compile=cudagraphs captures CUDA graphs, and backend '{backend.name}' has no GPU. "
+            f"Valid here: none, inductor"
+        )
     entry = zoo.get(config.model.name)(config.model.size)
     frameworks.get(entry.framework)
     if compile_mode is not Compile.none and entry.framework != "pytorch":
-        raise UsageError(f"workload.compile applies to PyTorch models; {entry.name} is {entry.framework} "
-                         f"(use workload.tf_mode=eager|graph|xla)")
+        raise UsageError(
+            f"workload.compile applies to PyTorch models; {entry.name} is {entry.framework} "
+            f"(use workload.tf_mode=eager|graph|xla)"
+        )
     scenario.check(config, entry, backend)
     if config.model.weights and not Path(config.model.weights).exists():
-        raise UsageError(f"model.weights={config.model.weights} does not exist (a local file or directory; "
-                         f"nothing is downloaded)")
+        raise UsageError(
+            f"model.weights={config.model.weights} does not exist (a local file or directory; nothing is downloaded)"
+        )
     if kind not in entry.workloads:
         able = [n for n in zoo.models.names() if kind in zoo.models.get(n).workloads]
-        raise UsageError(f"model '{entry.name}' has no workload '{kind}' (it has {', '.join(entry.workloads)}); "
-                         f"models with {kind}: {', '.join(able)}")
+        raise UsageError(
+            f"model '{entry.name}' has no workload '{kind}' (it has {', '.join(entry.workloads)}); "
+            f"models with {kind}: {', '.join(able)}"
+        )
     try:
         shape = zoo.InputShape(seq_len=config.workload.seq_len, image_size=config.workload.image_size)
         entry.check_shape(shape, scenario.extra_tokens(config.workload))

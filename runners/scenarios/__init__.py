@@ -3,6 +3,7 @@ WorkloadConfig subclass, configs/workload/<name>.yaml), what the parent checks a
 for it, what the worker does for it (builds the step from the framework adapter), and the
 figures derived from its measurement. Adding a kind is a module here, its YAML file and
 its tests (docs/architecture.md). Frameworks are imported by the adapters, lazily."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
@@ -48,8 +49,9 @@ class Scenario:
         """The group's figures from the reference and the run (both successful)."""
 
     # -- in the worker ----------------------------------------------------------------------
-    def build_step(self, framework: Any, entry: Any, workload: WorkloadConfig, shape: Any,
-                   seed: int) -> Callable[[], Any]:
+    def build_step(
+        self, framework: Any, entry: Any, workload: WorkloadConfig, shape: Any, seed: int
+    ) -> Callable[[], Any]:
         raise NotImplementedError
 
     def throughput(self, own: float, result: "Result") -> float:

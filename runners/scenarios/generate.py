@@ -1,5 +1,6 @@
 """`workload=generate`: decoder models, a prompt of seq_len tokens, then new_tokens decoded
 one at a time (greedy, KV cache): time to first token, time per output token."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ class Generate(Scenario):
 
     def check(self, config, entry, backend):
         if config.workload.compile is not Compile.none:
-            raise UsageError("workload.compile is not supported with workload=generate (the decode loop changes shapes)")
+            raise UsageError(
+                "workload.compile is not supported with workload=generate (the decode loop changes shapes)"
+            )
 
     def extra_tokens(self, workload):
         return workload.new_tokens

@@ -1,4 +1,5 @@
 """`workload=infer`: the forward pass in eval mode without gradients."""
+
 from runners.scenarios import Scenario, scenarios
 
 

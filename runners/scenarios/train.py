@@ -1,4 +1,5 @@
 """`workload=train`: forward, loss, backward and an optimizer step (SGD with momentum)."""
+
 from runners.scenarios import Scenario, scenarios
 
 

@@ -2,6 +2,7 @@
 workload.processes ranks started by torchrun: NCCL between GPUs, gloo on the CPU. The
 same training on one process runs first, as the reference of the scaling efficiency
 (N-process throughput / (N x one-process throughput))."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -64,6 +65,10 @@ class TrainDdp(Scenario):
 
         per_rank: list[float] = [0.0] * dist.get_world_size()
         dist.all_gather_object(per_rank, own)
-        result.details["ddp"] = {"world_size": dist.get_world_size(), "rank": dist.get_rank(),
-                                 "backend": dist.get_backend(), "per_rank_throughput": per_rank}
+        result.details["ddp"] = {
+            "world_size": dist.get_world_size(),
+            "rank": dist.get_rank(),
+            "backend": dist.get_backend(),
+            "per_rank_throughput": per_rank,
+        }
         return sum(per_rank)

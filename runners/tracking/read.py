@@ -1,4 +1,5 @@
 """Reading recorded runs back from MLflow (for comparisons, regressions, reports)."""
+
 from __future__ import annotations
 
 import shlex
@@ -55,8 +56,10 @@ def _clause(key: str, value: str) -> str:
         return f"tags.{key} = '{quoted}'"
     if "." in key or key in _PARAM_KEYS or key in BenchConfig.__dataclass_fields__:
         return f"params.{key} = '{quoted}'"
-    raise UsageError(f"unknown side key '{key}'. Valid: {', '.join(sorted(TAG_KEYS))}, or a config key such as "
-                     f"workload.batch_size or backend.threads")
+    raise UsageError(
+        f"unknown side key '{key}'. Valid: {', '.join(sorted(TAG_KEYS))}, or a config key such as "
+        f"workload.batch_size or backend.threads"
+    )
 
 
 @dataclass
@@ -71,8 +74,13 @@ class Run:
     @property
     def key(self) -> tuple[str, ...]:
         """What a comparison pairs on."""
-        return (self.tags.get("model", "?"), self.tags.get("workload", "?"), self.params.get("workload.precision", "?"),
-                self.params.get("workload.batch_size", "?"), self.tags.get("model_size", "?"))
+        return (
+            self.tags.get("model", "?"),
+            self.tags.get("workload", "?"),
+            self.params.get("workload.precision", "?"),
+            self.params.get("workload.batch_size", "?"),
+            self.tags.get("model_size", "?"),
+        )
 
     @property
     def batch_size(self) -> int:
@@ -94,8 +102,10 @@ class Store:
         for r in self._search(" and ".join(clauses)):
             tags = normalized_tags(r.data.tags)
             if "run_id" in tags and tags.get("group_kind") != "tenants" and tags["task"] not in ("probe", "parity"):
-                run = self._seen.setdefault(tags["run_id"], Run(r.info.run_id, dict(tags), dict(r.data.params),
-                                                                dict(r.data.metrics), r.info.start_time))
+                run = self._seen.setdefault(
+                    tags["run_id"],
+                    Run(r.info.run_id, dict(tags), dict(r.data.params), dict(r.data.metrics), r.info.start_time),
+                )
                 runs.append(run)
         return runs
 
@@ -103,9 +113,13 @@ class Store:
         """Every matching run, page by page: nothing is cut off at a page's end."""
         found, token = [], None
         while True:
-            page = self.client.search_runs([self.experiment_id], filter_string=filter_string,
-                                           order_by=["attributes.start_time DESC"], max_results=PAGE_SIZE,
-                                           page_token=token)
+            page = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=filter_string,
+                order_by=["attributes.start_time DESC"],
+                max_results=PAGE_SIZE,
+                page_token=token,
+            )
             found.extend(page)
             token = page.token
             if not token:
@@ -122,11 +136,15 @@ class Store:
         on its backend and device, and how many runs measured it: from the newest `repeats=N`
         group of such runs, None when there is none. One run cannot show this variation,
         however many steps it measured."""
-        like = {"model": run.tags.get("model", ""), "workload": run.tags.get("workload", ""),
-                "model_size": run.tags.get("model_size", ""), "backend": run.tags.get("backend", ""),
-                "device_name": run.tags.get("device_name", ""),
-                "workload.precision": run.params.get("workload.precision", ""),
-                "workload.batch_size": run.params.get("workload.batch_size", "")}
+        like = {
+            "model": run.tags.get("model", ""),
+            "workload": run.tags.get("workload", ""),
+            "model_size": run.tags.get("model_size", ""),
+            "backend": run.tags.get("backend", ""),
+            "device_name": run.tags.get("device_name", ""),
+            "workload.precision": run.params.get("workload.precision", ""),
+            "workload.batch_size": run.params.get("workload.batch_size", ""),
+        }
         key = tuple(like.values())
         if key not in self._noise:  # both sides of a pair often share a configuration
             self._noise[key] = self._newest_repeat_cv(like)

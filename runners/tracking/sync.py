@@ -1,5 +1,6 @@
 """Logging results that did not reach the store when they ran. Idempotent: a result whose
 run id is already in the store is skipped, so each lands exactly once."""
+
 from __future__ import annotations
 
 from pathlib import Path

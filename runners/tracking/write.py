@@ -1,5 +1,6 @@
 """result file -> MLflow. Only the parent talks to MLflow, after the worker returned.
 TAGS is the one list of the tags a run carries; tracking/read.py filters on the same."""
+
 from __future__ import annotations
 
 import contextlib
@@ -82,7 +83,7 @@ def _opening_lock(uri: str):
         yield
         return
     try:
-        lock = open(uri[len("sqlite:///"):].split("?")[0] + ".lock", "a")
+        lock = open(uri[len("sqlite:///") :].split("?")[0] + ".lock", "a")
     except OSError:  # a store somewhere we cannot write beside: open it unguarded
         yield
         return
@@ -115,19 +116,23 @@ def _retrying(action: Callable[[], str]) -> str:
     raise AssertionError("unreachable")
 
 
-def log_result(result: Result, run_dir: Path, config: TrackingConfig, results_dir: Path,
-               parent_run_id: Optional[str] = None) -> str:
+def log_result(
+    result: Result, run_dir: Path, config: TrackingConfig, results_dir: Path, parent_run_id: Optional[str] = None
+) -> str:
     """Log one run, exactly once: a result already in the store is not logged again.
     Returns the MLflow run id. A failed workload is a FAILED run. Writes tracking.json
     next to the result; on failure the caller marks the result unsynced."""
+
     def attempt() -> str:
         client, experiment_id = client_for(config, results_dir)
-        return (find_logged(client, experiment_id, result.run_id)
-                or _log_new(client, experiment_id, result, run_dir, parent_run_id))
+        return find_logged(client, experiment_id, result.run_id) or _log_new(
+            client, experiment_id, result, run_dir, parent_run_id
+        )
 
     run_id = _retrying(attempt)
-    (run_dir / TRACKING_FILE).write_text(json.dumps({"mlflow_run_id": run_id, "tracking_uri": redact_value(
-        tracking_uri(config, results_dir))}))
+    (run_dir / TRACKING_FILE).write_text(
+        json.dumps({"mlflow_run_id": run_id, "tracking_uri": redact_value(tracking_uri(config, results_dir))})
+    )
     (run_dir / UNSYNCED_FILE).unlink(missing_ok=True)
     return run_id
 
@@ -153,15 +158,16 @@ def _log_new(client, experiment_id: str, result: Result, run_dir: Path, parent_r
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
     # The run's times are the worker's: MLflow's duration column then shows how long it ran.
-    run = client.create_run(experiment_id, run_name=result.display_name, tags=tags,
-                            start_time=int(result.started_at * 1000))
+    run = client.create_run(
+        experiment_id, run_name=result.display_name, tags=tags, start_time=int(result.started_at * 1000)
+    )
     run_id = run.info.run_id
     timestamp = int((result.finished_at or result.started_at) * 1000)
     params = _params(result.config)
     params.append(Param("model.resolved_size", str(result.model.size if result.model else "")))
     metrics = [Metric(k, q.value, timestamp, 0) for k, q in result.metrics.items()]
     for start in range(0, len(params), 100):  # log_batch takes at most 100 params per call
-        client.log_batch(run_id, params=params[start:start + 100])
+        client.log_batch(run_id, params=params[start : start + 100])
     client.log_batch(run_id, metrics=metrics)
     for name in ARTIFACTS:
         if (run_dir / name).exists():
@@ -172,9 +178,16 @@ def _log_new(client, experiment_id: str, result: Result, run_dir: Path, parent_r
     return run_id
 
 
-def log_summary(run_name: str, tags: dict[str, str], metrics: dict[str, float], succeeded: bool,
-                config: TrackingConfig, results_dir: Path, artifacts: tuple[Path, ...] = (),
-                parent_run_id: Optional[str] = None) -> str:
+def log_summary(
+    run_name: str,
+    tags: dict[str, str],
+    metrics: dict[str, float],
+    succeeded: bool,
+    config: TrackingConfig,
+    results_dir: Path,
+    artifacts: tuple[Path, ...] = (),
+    parent_run_id: Optional[str] = None,
+) -> str:
     """A run that holds no workload of its own: a group, a comparison, a parity check.
     Children point to it with mlflow.parentRunId."""
     from mlflow.entities import Metric
@@ -191,20 +204,32 @@ def log_summary(run_name: str, tags: dict[str, str], metrics: dict[str, float], 
     return run.info.run_id
 
 
-def log_group(group: GroupRecord, first: Result, config: TrackingConfig, results_dir: Path,
-              parent_run_id: Optional[str] = None) -> str:
+def log_group(
+    group: GroupRecord, first: Result, config: TrackingConfig, results_dir: Path, parent_run_id: Optional[str] = None
+) -> str:
     """The parent run of a group: its record's figures, the tags its runs share."""
     tags = {k: v for k, v in tags_of(first).items() if k not in ("run_id", "status", "group_role", "group_index")}
     tags.update(kind=group.kind, group=group.id, status=group.status)
-    return log_summary(group.name, tags, {k: q.value for k, q in group.metrics.items()}, group.status == "success",
-                       config, results_dir, (group.path(results_dir),), parent_run_id)
+    return log_summary(
+        group.name,
+        tags,
+        {k: q.value for k, q in group.metrics.items()},
+        group.status == "success",
+        config,
+        results_dir,
+        (group.path(results_dir),),
+        parent_run_id,
+    )
 
 
 def start_sweep(overrides: list[str], config: TrackingConfig, results_dir: Path) -> str:
     """The parent run of a sweep (a multirun); finished by `end_sweep`."""
     client, experiment_id = client_for(config, results_dir)
-    run = client.create_run(experiment_id, run_name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}",
-                            tags={"kind": "sweep", "overrides": " ".join(overrides)[:5000]})
+    run = client.create_run(
+        experiment_id,
+        run_name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}",
+        tags={"kind": "sweep", "overrides": " ".join(overrides)[:5000]},
+    )
     return run.info.run_id
 
 

@@ -1,4 +1,5 @@
 """`python -m runners.worker <run-dir>/job.json`: the isolated worker process."""
+
 import sys
 
 from runners.worker.main import main

@@ -1,16 +1,17 @@
 """The environment fingerprint the worker records with every result: where, on what, with what."""
+
 from __future__ import annotations
 
 import importlib.metadata
 import os
 import platform
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from runners.contracts import Environment
+
 PACKAGES = ("torch", "torchvision", "transformers", "tensorflow", "tensorflow-cpu", "keras", "numpy", "nvidia-ml-py")
 
 
@@ -51,13 +52,15 @@ def loaded_gpu_libraries() -> list[str]:
 
 def collect(extra: dict[str, Any] | None = None) -> Environment:
     """Host facts, readable without any framework; the framework adds its own via `extra`."""
-    return Environment(**{
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "packages": package_versions(),
-        "gpu_libraries_loaded": loaded_gpu_libraries(),
-        **(extra or {}),
-    })
+    return Environment(
+        **{
+            "host": socket.gethostname(),
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+            "cpu_model": cpu_model(),
+            "cpu_count": os.cpu_count(),
+            "packages": package_versions(),
+            "gpu_libraries_loaded": loaded_gpu_libraries(),
+            **(extra or {}),
+        }
+    )

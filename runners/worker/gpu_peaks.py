@@ -1,6 +1,7 @@
 """Peak dense throughput of GPUs, for model FLOPs utilization (MFU). Datasheet figures,
 TFLOP/s without sparsity; fp32 is the non-tensor-core rate (PyTorch's default matmul
 precision is "highest", which does not use TF32)."""
+
 from __future__ import annotations
 
 from typing import Optional

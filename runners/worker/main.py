@@ -4,6 +4,7 @@ Runs one job in this fresh process (started with the backend's environment, so a
 virtualization layer is in place before CUDA initializes) and always writes
 result.json next to the job, once, also when the work fails. Needs only the framework
 and the standard library: no Hydra, no MLflow."""
+
 from __future__ import annotations
 
 import contextlib
@@ -89,9 +90,14 @@ def setup(job: Job, config: BenchConfig, state: dict[str, Any]):
     workload = config.workload
     entry = zoo.get(config.model.name)(job.model.size)
     shape = zoo.InputShape(seq_len=workload.seq_len, image_size=workload.image_size)
-    framework = frameworks.get(entry.framework)(job.backend["device"], workload.precision.value,
-                                                config.backend.threads, workload.tf_mode.value,
-                                                workload.compile.value, config.model.weights)
+    framework = frameworks.get(entry.framework)(
+        job.backend["device"],
+        workload.precision.value,
+        config.backend.threads,
+        workload.tf_mode.value,
+        workload.compile.value,
+        config.model.weights,
+    )
     state["framework"] = framework
     return entry, shape, framework
 
@@ -114,36 +120,58 @@ def mfu(result: Result, scenario: Scenario, entry, shape, framework: Framework) 
     default size and input shape, of a kind that has a FLOPs factor."""
     import zoo
 
-    if (scenario.flops_factor is None or entry.size != entry.default_size or shape != zoo.InputShape()
-            or not entry.flops_per_sample or framework.device != "cuda"):
+    if (
+        scenario.flops_factor is None
+        or entry.size != entry.default_size
+        or shape != zoo.InputShape()
+        or not entry.flops_per_sample
+        or framework.device != "cuda"
+    ):
         return
     achieved = entry.flops_per_sample * scenario.flops_factor * result.value("throughput") / 1e12
     gpu = (framework.describe().get("cuda_device") or {}).get("name", "")
     peak = peak_tflops(gpu, framework.precision)
-    result.details["mfu_basis"] = {"flops_per_sample": entry.flops_per_sample, "factor": scenario.flops_factor,
-                                   "peak_tflops": peak, "device": gpu}
+    result.details["mfu_basis"] = {
+        "flops_per_sample": entry.flops_per_sample,
+        "factor": scenario.flops_factor,
+        "peak_tflops": peak,
+        "device": gpu,
+    }
     result.set(names.ACHIEVED_TFLOPS, achieved)
     result.set(names.MFU, achieved / peak if peak else None)
 
 
-def record_measurement(result: Result, m: measure.Measurement, batch_size: int, scenario: Scenario,
-                       spawned_at: float) -> float:
+def record_measurement(
+    result: Result, m: measure.Measurement, batch_size: int, scenario: Scenario, spawned_at: float
+) -> float:
     latency = stats.summarize_ms(m.step_times_ms)
     device_latency = stats.summarize_ms(m.device_times_ms) if m.device_times_ms else {}
     own = batch_size * len(m.step_times_ms) / (sum(m.step_times_ms) / 1e3)
     throughput = scenario.throughput(own, result)
-    for metric, value in ((names.THROUGHPUT, throughput), (names.LATENCY_P50, latency["p50"]),
-                          (names.LATENCY_P90, latency["p90"]), (names.LATENCY_P99, latency["p99"]),
-                          (names.LATENCY_MEAN, latency["mean"]), (names.LATENCY_STDEV, latency["stdev"]),
-                          (names.DEVICE_P50, device_latency.get("p50")), (names.DEVICE_MEAN, device_latency.get("mean")),
-                          (names.TIME_TO_FIRST_STEP, m.first_step_done_at - spawned_at),
-                          (names.STEPS, len(m.step_times_ms)), (names.MEASURED_S, m.duration_s)):
+    for metric, value in (
+        (names.THROUGHPUT, throughput),
+        (names.LATENCY_P50, latency["p50"]),
+        (names.LATENCY_P90, latency["p90"]),
+        (names.LATENCY_P99, latency["p99"]),
+        (names.LATENCY_MEAN, latency["mean"]),
+        (names.LATENCY_STDEV, latency["stdev"]),
+        (names.DEVICE_P50, device_latency.get("p50")),
+        (names.DEVICE_MEAN, device_latency.get("mean")),
+        (names.TIME_TO_FIRST_STEP, m.first_step_done_at - spawned_at),
+        (names.STEPS, len(m.step_times_ms)),
+        (names.MEASURED_S, m.duration_s),
+    ):
         result.set(metric, value)
     result.measurement = Measurement(
-        warmup_steps=m.warmup_steps, steps=len(m.step_times_ms), duration_s=m.duration_s,
-        reached_minimums=m.reached_minimums, window=list(m.window),
-        ci_rel=m.ci_rel if m.ci_rel != float("inf") else None, step_times_ms=m.step_times_ms,
-        device_times_ms=m.device_times_ms)
+        warmup_steps=m.warmup_steps,
+        steps=len(m.step_times_ms),
+        duration_s=m.duration_s,
+        reached_minimums=m.reached_minimums,
+        window=list(m.window),
+        ci_rel=m.ci_rel if m.ci_rel != float("inf") else None,
+        step_times_ms=m.step_times_ms,
+        device_times_ms=m.device_times_ms,
+    )
     return throughput
 
 
@@ -161,11 +189,14 @@ def run_workload(job: Job, result: Result, state: dict[str, Any]) -> None:
     timed = scenario.time_limited
     with sampler:
         m = measure.run(
-            step, framework.synchronize,
-            warmup_steps=workload.warmup_steps, min_steps=workload.min_steps,
+            step,
+            framework.synchronize,
+            warmup_steps=workload.warmup_steps,
+            min_steps=workload.min_steps,
             min_duration_s=workload.min_duration_s if timed else 0.0,
             max_duration_s=workload.max_duration_s if timed else float("inf"),
-            timer=framework.step_timer(), progress=log,
+            timer=framework.step_timer(),
+            progress=log,
             before_measuring=lambda: wait_for_tenants(job),
             target_ci=workload.target_ci if timed else None,
         )
@@ -184,8 +215,13 @@ def run_workload(job: Job, result: Result, state: dict[str, Any]) -> None:
             result.set(profiler.PER_STEP[name], value)
 
     readings = framework.memory() + (sampler.readings() if device == "cuda" else [])
-    readings.append({"source": "rusage.ru_maxrss", "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                     "scope": "host memory, peak resident set of the worker process"})
+    readings.append(
+        {
+            "source": "rusage.ru_maxrss",
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "scope": "host memory, peak resident set of the worker process",
+        }
+    )
     result.memory = [MemoryReading(**reading) for reading in readings]
     result.memory_peak_source = result.memory[0].source
     result.set(names.MEMORY_PEAK, result.memory[0].peak_mb)
@@ -208,7 +244,11 @@ def run_diagnostic(job: Job, result: Result, state: dict[str, Any]) -> None:
 
 
 TASKS: dict[str, Callable[[Job, Result, dict[str, Any]], None]] = {
-    "workload": run_workload, "parity": run_parity, "probe": run_diagnostic, "microbench": run_diagnostic}
+    "workload": run_workload,
+    "parity": run_parity,
+    "probe": run_diagnostic,
+    "microbench": run_diagnostic,
+}
 
 
 def record_environment(job: Job, result: Result, framework: Framework | None) -> None:

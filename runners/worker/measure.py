@@ -1,6 +1,7 @@
 """The timing loop: warm-up, then measured steps until both the minimum step count and
 the minimum duration are met (or the maximum duration passes). Every step is
 synchronized, so each wall-clock time covers the device work it launched."""
+
 from __future__ import annotations
 
 import math

@@ -2,6 +2,7 @@
 in Perfetto), a table of the top operators, and per-step counts of what a remoting or
 interception layer pays for: kernel launches, CUDA runtime/driver calls by kind, bytes
 copied between host and device, synchronizations, and how busy the GPU was."""
+
 from __future__ import annotations
 
 import json
@@ -15,21 +16,31 @@ TRACE_FILE, TABLE_FILE = "trace.json", "top_ops.txt"
 API_KINDS = {
     "launch": ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchCooperativeKernel", "cudaGraphLaunch", "cuGraphLaunch"),
     "memcpy": ("cudaMemcpy", "cuMemcpy", "cudaMemset", "cuMemset"),
-    "synchronize": ("cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaEventSynchronize", "cuCtxSynchronize",
-                    "cuStreamSynchronize", "cuEventSynchronize", "cudaStreamWaitEvent"),
+    "synchronize": (
+        "cudaDeviceSynchronize",
+        "cudaStreamSynchronize",
+        "cudaEventSynchronize",
+        "cuCtxSynchronize",
+        "cuStreamSynchronize",
+        "cuEventSynchronize",
+        "cudaStreamWaitEvent",
+    ),
     "malloc": ("cudaMalloc", "cuMemAlloc", "cudaHostAlloc", "cuMemHostAlloc"),
     "free": ("cudaFree", "cuMemFree", "cudaHostFree"),
 }
 _COPY_KINDS = {"HtoD": "h2d", "DtoH": "d2h", "DtoD": "d2d"}
 # Every figure is per measured-workload step (docs/overhead_model.md).
-PER_STEP = {m.name: m for m in [
-    Metric("prof_kernel_launches", "count/step", "GPU kernels run"),
-    *[Metric(f"prof_api_{kind}", "count/step", f"CUDA runtime/driver {kind} calls") for kind in API_KINDS],
-    Metric("prof_synchronizations", "count/step", "host synchronizations (the prof_api_synchronize calls)"),
-    *[Metric(f"prof_{kind}_bytes", "bytes/step", f"bytes copied {kind}") for kind in _COPY_KINDS.values()],
-    Metric("prof_cpu_ops", "count/step", "framework operators run on the host"),
-    Metric("prof_gpu_busy_fraction", "ratio", "time the GPU ran kernels or copies, over the profiled window"),
-]}
+PER_STEP = {
+    m.name: m
+    for m in [
+        Metric("prof_kernel_launches", "count/step", "GPU kernels run"),
+        *[Metric(f"prof_api_{kind}", "count/step", f"CUDA runtime/driver {kind} calls") for kind in API_KINDS],
+        Metric("prof_synchronizations", "count/step", "host synchronizations (the prof_api_synchronize calls)"),
+        *[Metric(f"prof_{kind}_bytes", "bytes/step", f"bytes copied {kind}") for kind in _COPY_KINDS.values()],
+        Metric("prof_cpu_ops", "count/step", "framework operators run on the host"),
+        Metric("prof_gpu_busy_fraction", "ratio", "time the GPU ran kernels or copies, over the profiled window"),
+    ]
+}
 
 
 def _union_us(intervals: list[tuple[float, float]]) -> float:
@@ -45,8 +56,9 @@ def count_trace(trace: dict[str, Any], steps: int) -> dict[str, float]:
     """Per-step counts from a Chrome trace exported by torch.profiler."""
     events = [e for e in trace.get("traceEvents", []) if e.get("ph") == "X"]
     counts = {f"prof_api_{kind}": 0.0 for kind in API_KINDS}
-    counts.update(prof_kernel_launches=0.0, prof_h2d_bytes=0.0, prof_d2h_bytes=0.0, prof_d2d_bytes=0.0,
-                  prof_cpu_ops=0.0)
+    counts.update(
+        prof_kernel_launches=0.0, prof_h2d_bytes=0.0, prof_d2h_bytes=0.0, prof_d2d_bytes=0.0, prof_cpu_ops=0.0
+    )
     device_busy, host_span = [], []
     for event in events:
         category, name = event.get("cat", ""), event.get("name", "")
@@ -76,8 +88,9 @@ def count_trace(trace: dict[str, Any], steps: int) -> dict[str, float]:
     return per_step
 
 
-def profile_torch(step: Callable[[], object], synchronize: Callable[[], None], steps: int, device: str,
-                  out_dir: Path) -> dict[str, Any]:
+def profile_torch(
+    step: Callable[[], object], synchronize: Callable[[], None], steps: int, device: str, out_dir: Path
+) -> dict[str, Any]:
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
@@ -89,12 +102,18 @@ def profile_torch(step: Callable[[], object], synchronize: Callable[[], None], s
     sort = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
     (out_dir / TABLE_FILE).write_text(prof.key_averages().table(sort_by=sort, row_limit=40))
     counts = count_trace(json.loads((out_dir / TRACE_FILE).read_text()), steps)
-    return {"steps": steps, "tool": "torch.profiler", "trace_file": TRACE_FILE, "table_file": TABLE_FILE,
-            "per_step": counts}
+    return {
+        "steps": steps,
+        "tool": "torch.profiler",
+        "trace_file": TRACE_FILE,
+        "table_file": TABLE_FILE,
+        "per_step": counts,
+    }
 
 
-def profile_tensorflow(step: Callable[[], object], synchronize: Callable[[], None], steps: int,
-                       out_dir: Path) -> dict[str, Any]:
+def profile_tensorflow(
+    step: Callable[[], object], synchronize: Callable[[], None], steps: int, out_dir: Path
+) -> dict[str, Any]:
     """TensorFlow's profiler writes a TensorBoard log (xplane); ops are counted from it."""
     import tensorflow as tf
 
@@ -119,9 +138,15 @@ def profile_tensorflow(step: Callable[[], object], synchronize: Callable[[], Non
             if plane.name.startswith("/host:CPU"):
                 counts["prof_cpu_ops"] += events
             elif plane.name.startswith("/device:GPU"):
-                counts["prof_kernel_launches"] += sum(len(line.events) for line in plane.lines
-                                                      if line.name not in ("TensorFlow Ops", "XLA Ops", "Steps"))
+                counts["prof_kernel_launches"] += sum(
+                    len(line.events) for line in plane.lines if line.name not in ("TensorFlow Ops", "XLA Ops", "Steps")
+                )
     table = "\n".join(str(p.relative_to(out_dir)) for p in log_dir.rglob("*") if p.is_file())
     (out_dir / TABLE_FILE).write_text("TensorFlow profile (open with TensorBoard's profile plugin):\n" + table + "\n")
-    return {"steps": steps, "tool": "tf.profiler", "trace_dir": "tf_profile", "table_file": TABLE_FILE,
-            "per_step": {k: v / steps for k, v in counts.items()}}
+    return {
+        "steps": steps,
+        "tool": "tf.profiler",
+        "trace_dir": "tf_profile",
+        "table_file": TABLE_FILE,
+        "per_step": {k: v / steps for k, v in counts.items()},
+    }

@@ -1,5 +1,5 @@
 """Virtualized backends on a machine without a GPU: stand-in runtimes and daemons."""
-import json
+
 import os
 import signal
 import subprocess
@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, run_dirs
 from runners.backends import create
+from runners.backends.hami import HamiConfig
 from runners.backends.mig import MigConfig
 from runners.backends.mps import MpsConfig
-from runners.backends.hami import HamiConfig
 from runners.backends.vgpu import VgpuConfig
 from runners.config import parse_size_mib
 from runners.contracts import RESULT_FILE, Result
 from runners.errors import UsageError
+
+from conftest import TINY, run_dirs
 
 FAKE_MPS = """#!/bin/bash
 # stand-in for nvidia-cuda-mps-control: records each call (argv, stdin, pipe dir)
@@ -66,14 +67,28 @@ def _only_result(results_dir):
 
 # -- environment composition ------------------------------------------------------------
 
+
 def test_vgpu_puts_the_client_first_and_maps_its_knobs(tmp_path, monkeypatch):
     monkeypatch.setenv("LD_LIBRARY_PATH", "/opt/other")
-    backend = create(VgpuConfig(name="vgpu", client_dir="/opt/orion", vgpus=2, gmem_mib=8192,
-                                controller="10.0.0.5:9123", extra_env={"ORION_RATIO": "50"}), tmp_path)
+    backend = create(
+        VgpuConfig(
+            name="vgpu",
+            client_dir="/opt/orion",
+            vgpus=2,
+            gmem_mib=8192,
+            controller="10.0.0.5:9123",
+            extra_env={"ORION_RATIO": "50"},
+        ),
+        tmp_path,
+    )
     env = backend.environment()
     assert env["LD_LIBRARY_PATH"] == "/opt/orion:/opt/other"
     assert (env["ORION_VGPU"], env["ORION_GMEM"], env["ORION_CONTROLLER"], env["ORION_RATIO"]) == (
-        "2", "8192", "10.0.0.5:9123", "50")
+        "2",
+        "8192",
+        "10.0.0.5:9123",
+        "50",
+    )
     assert backend.memory_quota_mb() == 8192
 
 
@@ -100,8 +115,10 @@ def test_mig_selects_an_instance_by_index_or_uuid(tmp_path, fake_bin, monkeypatc
     by_index = create(MigConfig(name="mig", instance="1"), tmp_path)
     by_index.preflight()
     assert by_index.environment()["CUDA_VISIBLE_DEVICES"] == "MIG-2222-bbbb"
-    assert create(MigConfig(name="mig", instance="MIG-1111-aaaa"), tmp_path).environment()[
-        "CUDA_VISIBLE_DEVICES"] == "MIG-1111-aaaa"
+    assert (
+        create(MigConfig(name="mig", instance="MIG-1111-aaaa"), tmp_path).environment()["CUDA_VISIBLE_DEVICES"]
+        == "MIG-1111-aaaa"
+    )
     with pytest.raises(UsageError, match=r"instance=7 is no MIG instance here. Valid: 0 \(3g.40gb"):
         create(MigConfig(name="mig", instance="7"), tmp_path).preflight()
 
@@ -118,6 +135,7 @@ def test_bad_sizes_are_refused(text):
 
 
 # -- through the command line -------------------------------------------------------------
+
 
 def test_dry_run_shows_the_plan_and_starts_nothing(cli, results_dir):
     done = cli("model=bert", "backend=vgpu", "dry_run=true", "backend.extra_env.ORION_TOKEN=s3cret")
@@ -137,17 +155,20 @@ def test_dry_run_shows_the_daemon_start_and_stop(cli):
     assert "daemon stop: echo quit |" in done.stdout and "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=50" in done.stdout
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["backend=vgpu"], "backend 'vgpu' needs the vGPU client runtime, but /usr/lib/orion holds no libcudart.so*"),
-    (["backend=hami"], "backend 'hami' needs HAMi-core's library"),
-    (["backend=mps", "backend.control=/nonexistent/mps-control"], "backend 'mps' needs /nonexistent/mps-control"),
-    (["backend=mig"], "backend 'mig' found no MIG instance"),
-    (["backend=cpu", "backend.gmem_mib=1"], "unknown key 'backend.gmem_mib'"),
-    (["backend=mps", "backend.sm_percent=150"], "backend.sm_percent must be a percentage in 1..100"),
-    (["backend=vgpu", "backend.controller=nohost"], "backend.controller must be host:port"),
-    (["workload=probe", "backend=cpu"], "unknown workload 'probe'"),
-    (["tenants=0"], "tenants must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["backend=vgpu"], "backend 'vgpu' needs the vGPU client runtime, but /usr/lib/orion holds no libcudart.so*"),
+        (["backend=hami"], "backend 'hami' needs HAMi-core's library"),
+        (["backend=mps", "backend.control=/nonexistent/mps-control"], "backend 'mps' needs /nonexistent/mps-control"),
+        (["backend=mig"], "backend 'mig' found no MIG instance"),
+        (["backend=cpu", "backend.gmem_mib=1"], "unknown key 'backend.gmem_mib'"),
+        (["backend=mps", "backend.sm_percent=150"], "backend.sm_percent must be a percentage in 1..100"),
+        (["backend=vgpu", "backend.controller=nohost"], "backend.controller must be host:port"),
+        (["workload=probe", "backend=cpu"], "unknown workload 'probe'"),
+        (["tenants=0"], "tenants must be >= 1"),
+    ],
+)
 def test_missing_runtimes_and_bad_knobs_are_one_line_and_exit_2(cli, results_dir, args, expected):
     done = cli(*args, env={"PATH": "/usr/bin:/bin"} if "backend=mig" in args else None)
     assert done.returncode == 2, done.stderr
@@ -156,8 +177,14 @@ def test_missing_runtimes_and_bad_knobs_are_one_line_and_exit_2(cli, results_dir
 
 
 def test_vgpu_runs_with_a_client_directory_and_records_it(cli, results_dir, client_dir):
-    done = cli("model=dummy", "backend=vgpu", f"backend.client_dir={client_dir}", "backend.gmem_mib=2048",
-               "backend.extra_env.ORION_SECRET_KEY=k", *TINY)
+    done = cli(
+        "model=dummy",
+        "backend=vgpu",
+        f"backend.client_dir={client_dir}",
+        "backend.gmem_mib=2048",
+        "backend.extra_env.ORION_SECRET_KEY=k",
+        *TINY,
+    )
     assert done.returncode == 0, done.stderr
     result = _only_result(results_dir)
     assert result.backend["name"] == "vgpu" and result.backend["version"] == "libcudart.so.12"
@@ -169,16 +196,25 @@ def test_vgpu_runs_with_a_client_directory_and_records_it(cli, results_dir, clie
 
 # -- the MPS daemon's lifecycle with a stand-in control program -----------------------------
 
+
 def _mps_calls(fake_bin) -> list[str]:
     return fake_bin.log.read_text().splitlines() if fake_bin.log.exists() else []
 
 
-@pytest.mark.parametrize("fault, exit_code, error", [("none", 0, None), ("raise", 1, "RuntimeError"),
-                                                    ("hang", 1, "Timeout")])
+@pytest.mark.parametrize(
+    "fault, exit_code, error", [("none", 0, None), ("raise", 1, "RuntimeError"), ("hang", 1, "Timeout")]
+)
 def test_mps_daemon_is_started_and_always_stopped(cli, results_dir, fake_bin, fault, exit_code, error):
     fake_bin("nvidia-cuda-mps-control", FAKE_MPS)
-    done = cli("model=dummy", "backend=mps", "backend.sm_percent=50", *TINY, "timeout_s=3",
-               f"backend.extra_env.VGPU_BENCH_DUMMY_FAULT={fault}", env=fake_bin.env)
+    done = cli(
+        "model=dummy",
+        "backend=mps",
+        "backend.sm_percent=50",
+        *TINY,
+        "timeout_s=3",
+        f"backend.extra_env.VGPU_BENCH_DUMMY_FAULT={fault}",
+        env=fake_bin.env,
+    )
     assert done.returncode == exit_code, done.stderr
     pipe = results_dir / "backends" / "mps" / "pipe"
     assert _mps_calls(fake_bin) == [f"args=[-d] stdin=[] pipe=[{pipe}]", f"args=[] stdin=[quit] pipe=[{pipe}]"]
@@ -194,12 +230,25 @@ def test_mps_daemon_is_stopped_on_ctrl_c(results_dir, fake_bin):
 
     fake_bin("nvidia-cuda-mps-control", FAKE_MPS)
     env = {**os.environ, **fake_bin.env, "VGPU_BENCH_RESULTS": str(results_dir)}
-    proc = subprocess.Popen([sys.executable, "-m", "runners.cli.bench", "model=dummy", "backend=mps", "tracking=none",
-                             "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=hang"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                            # A runner started as a background job without job control ignores SIGINT,
-                            # and Python keeps an ignored SIGINT ignored: give the command a terminal's default.
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runners.cli.bench",
+            "model=dummy",
+            "backend=mps",
+            "tracking=none",
+            "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=hang",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        # A runner started as a background job without job control ignores SIGINT,
+        # and Python keeps an ignored SIGINT ignored: give the command a terminal's default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 60
         while not list((results_dir / "runs").glob("*/worker.log")) and time.monotonic() < deadline:
@@ -235,8 +284,14 @@ def test_hami_library_is_really_preloaded_into_the_worker(cli, results_dir, tmp_
     source.write_text("int hami_stand_in(void) { return 0; }\n")
     library = tmp_path / "libvgpu.so"
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
-    done = cli("model=dummy", "backend=hami", f"backend.library={library}", "backend.memory_limit=2g",
-               "backend.sm_limit=50", *TINY)
+    done = cli(
+        "model=dummy",
+        "backend=hami",
+        f"backend.library={library}",
+        "backend.memory_limit=2g",
+        "backend.sm_limit=50",
+        *TINY,
+    )
     assert done.returncode == 0, done.stderr
     result = _only_result(results_dir)
     assert str(library) in result.environment.gpu_libraries_loaded
@@ -244,17 +299,26 @@ def test_hami_library_is_really_preloaded_into_the_worker(cli, results_dir, tmp_
     assert (result.backend["memory_quota_mb"], result.backend["compute_share"]) == (2048, 50)
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["diagnostic=probe", "backend=cpu"], "diagnostic=probe measures a GPU backend"),
-    (["diagnostic=microbench", "backend=cpu"], "diagnostic=microbench measures a GPU backend"),
-    (["diagnostic=quota", "backend=cpu"], "unknown diagnostic 'quota'"),
-    (["diagnostic=probe", "model=bert"], "unknown key 'model'"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["diagnostic=probe", "backend=cpu"], "diagnostic=probe measures a GPU backend"),
+        (["diagnostic=microbench", "backend=cpu"], "diagnostic=microbench measures a GPU backend"),
+        (["diagnostic=quota", "backend=cpu"], "unknown diagnostic 'quota'"),
+        (["diagnostic=probe", "model=bert"], "unknown key 'model'"),
+    ],
+)
 def test_diagnostics_refuse_what_they_cannot_measure_in_one_line(results_dir, args, expected):
     from conftest import REPO
 
     env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
-    done = subprocess.run([sys.executable, "-m", "runners.cli.diagnose", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "runners.cli.diagnose", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and expected in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert not run_dirs(results_dir)

@@ -1,4 +1,5 @@
 """Bad input through the real command line: one line, exit 2, no traceback, nothing run."""
+
 import pytest
 
 from conftest import TINY, has_gpu, run_dirs
@@ -34,8 +35,10 @@ def test_bad_input_is_one_clear_line_and_exit_2(cli, results_dir, name):
 def test_native_without_a_gpu_says_what_works_here(cli, results_dir):
     done = cli("backend=native", timeout=120)
     assert done.returncode == 2
-    assert done.stderr.strip() == ("error: backend 'native' needs an NVIDIA GPU, but no NVIDIA driver found "
-                                   "(NVML could not be initialized). Valid on this machine: cpu, auto")
+    assert done.stderr.strip() == (
+        "error: backend 'native' needs an NVIDIA GPU, but no NVIDIA driver found "
+        "(NVML could not be initialized). Valid on this machine: cpu, auto"
+    )
 
 
 def test_a_bad_job_in_a_sweep_stops_it_before_anything_runs(cli, results_dir):

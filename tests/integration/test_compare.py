@@ -1,6 +1,7 @@
 """Comparisons, regression gating and repeats end to end: real runs, the real MLflow store,
 the real command line. Verdicts are asserted only where the effect is far beyond any timing
 noise (a workload 20 times slower); the statistics are tested in tests/unit."""
+
 import csv
 import os
 import subprocess
@@ -17,8 +18,15 @@ def analyze(results_dir):
     def run(*args: str) -> subprocess.CompletedProcess:
         env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
         env.pop("MLFLOW_TRACKING_URI", None)
-        return subprocess.run([sys.executable, "-m", "runners.cli.analyze", *args], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "runners.cli.analyze", *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
     return run
 
 
@@ -40,8 +48,9 @@ def test_a_comparison_writes_its_tables_and_an_mlflow_run(cli, analyze, results_
     assert row["verdict"] in ("equivalent", "inconclusive", "slower", "faster") and row["model"] == "dummy"
     assert {p.suffix for p in (results_dir / "tables").iterdir()} == {".md", ".csv", ".html"}
     client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
-    [comparison] = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id],
-                                      filter_string="tags.kind = 'comparison'")
+    [comparison] = client.search_runs(
+        [client.get_experiment_by_name("vgpu-bench").experiment_id], filter_string="tags.kind = 'comparison'"
+    )
     assert comparison.data.metrics["pairs"] == 1
     assert {a.path.rsplit(".", 1)[1] for a in client.list_artifacts(comparison.info.run_id)} == {"md", "csv", "html"}
     # One run a side, no measured run-to-run variation: the table says the interval is too narrow.
@@ -56,8 +65,11 @@ def test_single_runs_use_the_run_to_run_variation_measured_with_repeats(cli, ana
     assert done.returncode == 0, done.stderr
     [row] = _rows(results_dir)
     client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
-    [group] = [r for r in client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id])
-               if "throughput_cv" in r.data.metrics]
+    [group] = [
+        r
+        for r in client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id])
+        if "throughput_cv" in r.data.metrics
+    ]
     assert float(row["baseline_run_cv"]) == pytest.approx(group.data.metrics["throughput_cv"])
     assert row["baseline_run_cv_runs"] == row["candidate_run_cv_runs"] == "3"
     assert "run-to-run variation unknown" not in done.stdout
@@ -84,16 +96,19 @@ def test_pairs_missing_on_one_side_are_listed(cli, analyze, results_dir):
     assert "dummy/train/fp32/2/tiny: only in candidate" in done.stdout
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["compare", "baseline=backend", "candidate=backend=cpu"], "a side is key=value filters"),
-    (["compare", "baseline=colour=blue", "candidate=backend=cpu"], "unknown side key 'colour'"),
-    (["compare", "baseline=label='unclosed", "candidate=backend=cpu"], "a side is key=value filters"),
-    (["compare", "baseline=backend=cpu"], "compare needs a candidate"),
-    (["regressions"], "no baseline"),
-    (["compare", "baseline=backend=cpu", "candidate=backend=cpu", "tolerance=2"], "tolerance"),
-    (["compare", "baseline=backend=cpu", "candidate=backend=cpu", "tolernce=0.1"], "Did you mean 'tolerance'"),
-    (["contrast", "baseline=backend=cpu"], "one of compare, regressions, pin-baseline, report"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["compare", "baseline=backend", "candidate=backend=cpu"], "a side is key=value filters"),
+        (["compare", "baseline=colour=blue", "candidate=backend=cpu"], "unknown side key 'colour'"),
+        (["compare", "baseline=label='unclosed", "candidate=backend=cpu"], "a side is key=value filters"),
+        (["compare", "baseline=backend=cpu"], "compare needs a candidate"),
+        (["regressions"], "no baseline"),
+        (["compare", "baseline=backend=cpu", "candidate=backend=cpu", "tolerance=2"], "tolerance"),
+        (["compare", "baseline=backend=cpu", "candidate=backend=cpu", "tolernce=0.1"], "Did you mean 'tolerance'"),
+        (["contrast", "baseline=backend=cpu"], "one of compare, regressions, pin-baseline, report"),
+    ],
+)
 def test_bad_comparison_input_is_one_line_and_exit_2(analyze, args, expected):
     done = analyze(*args)
     assert done.returncode == 2 and expected in done.stderr and done.stderr.count("\n") == 1
@@ -118,8 +133,14 @@ def test_version_1_results_ingest_and_compare(results_dir, analyze):
 
     env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    done = subprocess.run([sys.executable, "-m", "runners.cli.sync", f"dir={REPO / 'tests' / 'data' / 'v1'}"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "runners.cli.sync", f"dir={REPO / 'tests' / 'data' / 'v1'}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0 and "4 logged" in done.stdout, done.stdout + done.stderr
     done = analyze("compare", "baseline=label=v1-0", "candidate=label=v1-1")
     assert done.returncode == 0, done.stderr

@@ -1,5 +1,6 @@
 """Nothing recorded is ever lost: unreachable stores, interruptions, concurrent sweeps,
 unwritable outputs; secrets never reach files or MLflow."""
+
 import json
 import multiprocessing
 import os
@@ -17,8 +18,14 @@ from conftest import REPO, TINY, results_of, run_dirs
 def _sync(results_dir, *args):
     env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "runners.cli.sync", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "runners.cli.sync", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _logged(results_dir):
@@ -67,8 +74,19 @@ def test_ingest_loads_result_files_from_elsewhere(cli, results_dir, tmp_path):
 
 
 def test_an_interrupted_sweep_resumes_only_what_did_not_finish(results_dir):
-    args = [sys.executable, "-m", "runners.cli.bench", "--multirun", "model=dummy", "backend=cpu", "tracking=none",
-            "seed=1,2,3", *TINY, "workload.min_steps=5", "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=sleep:0.3"]
+    args = [
+        sys.executable,
+        "-m",
+        "runners.cli.bench",
+        "--multirun",
+        "model=dummy",
+        "backend=cpu",
+        "tracking=none",
+        "seed=1,2,3",
+        *TINY,
+        "workload.min_steps=5",
+        "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=sleep:0.3",
+    ]
     env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -95,8 +113,17 @@ def test_two_sweeps_at_once_against_one_sqlite_store_lose_nothing(results_dir):
     env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
     env.pop("MLFLOW_TRACKING_URI", None)
     args = [sys.executable, "-m", "runners.cli.bench", "--multirun", "model=dummy", "backend=cpu", *TINY]
-    sweeps = [subprocess.Popen(args + [f"label={name}", "seed=1,2,3,4"], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    sweeps = [
+        subprocess.Popen(
+            args + [f"label={name}", "seed=1,2,3,4"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
     for sweep in sweeps:
         sweep.communicate(timeout=600)
     _sync(results_dir)  # whatever a lock kept out lands now
@@ -134,8 +161,14 @@ def test_an_unwritable_output_directory_is_refused_before_anything_runs(cli, tmp
 
 def test_secrets_never_reach_files_logs_params_tags_or_artifacts(cli, results_dir):
     secret = "s3cr3t-value-0123"
-    done = cli("model=dummy", "backend=cpu", *TINY, f"backend.extra_env.API_TOKEN={secret}",
-               f"label=postgresql://bench:{secret}@db/x", env={"DB_PASSWORD": secret})
+    done = cli(
+        "model=dummy",
+        "backend=cpu",
+        *TINY,
+        f"backend.extra_env.API_TOKEN={secret}",
+        f"label=postgresql://bench:{secret}@db/x",
+        env={"DB_PASSWORD": secret},
+    )
     assert done.returncode == 0, done.stderr
     assert secret not in done.stdout + done.stderr
     for path in run_dirs(results_dir)[0].iterdir():
@@ -152,8 +185,9 @@ def test_secrets_never_reach_files_logs_params_tags_or_artifacts(cli, results_di
 def test_runs_of_a_group_are_marked_unsynced_when_the_store_is_unreachable(cli, results_dir, tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
-    done = cli("model=dummy", "backend=cpu", "tenants=2", *TINY,
-               env={"MLFLOW_TRACKING_URI": f"sqlite:///{blocker}/mlflow.db"})
+    done = cli(
+        "model=dummy", "backend=cpu", "tenants=2", *TINY, env={"MLFLOW_TRACKING_URI": f"sqlite:///{blocker}/mlflow.db"}
+    )
     assert done.returncode == 1
     assert len(list(results_dir.glob("runs/*/UNSYNCED"))) == 3  # the run alone and both tenants
     assert _sync(results_dir).stdout.startswith("3 logged")

@@ -1,4 +1,5 @@
 """The native GPU path (skipped without an NVIDIA GPU)."""
+
 import pytest
 
 from conftest import TINY, has_gpu, results_of
@@ -8,8 +9,14 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not has_gpu(), reason="needs a
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_native_runs_record_device_time_and_gpu_memory(cli, results_dir, precision):
-    done = cli("--multirun", "model=bert,resnet50", "workload=infer,train", "backend=native",
-               f"workload.precision={precision}", *TINY)
+    done = cli(
+        "--multirun",
+        "model=bert,resnet50",
+        "workload=infer,train",
+        "backend=native",
+        f"workload.precision={precision}",
+        *TINY,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     for result in results_of(results_dir):
         assert result.device.kind == "cuda" and result.backend["name"] == "native"
@@ -42,8 +49,17 @@ needs_mps = pytest.mark.skipif(not (has_gpu() and _mps_available()), reason="nee
 
 @needs_mps
 def test_mps_shares_slow_bert_training_monotonically(cli, results_dir):
-    done = cli("--multirun", "model=bert", "workload=train", "backend=mps", "backend.sm_percent=100,50,25",
-               *TINY, "model.size=base", "workload.batch_size=32", "workload.min_duration_s=3")
+    done = cli(
+        "--multirun",
+        "model=bert",
+        "workload=train",
+        "backend=mps",
+        "backend.sm_percent=100,50,25",
+        *TINY,
+        "model.size=base",
+        "workload.batch_size=32",
+        "workload.min_duration_s=3",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     by_share = {}
     for result in results_of(results_dir):
@@ -67,9 +83,22 @@ def test_memory_probe_sees_the_mps_limit(results_dir):
     from conftest import REPO
 
     env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
-    done = subprocess.run([sys.executable, "-m", "runners.cli.diagnose", "diagnostic=probe", "backend=mps",
-                           "backend.memory_limit=4G", "diagnostic.duration_s=3"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runners.cli.diagnose",
+            "diagnostic=probe",
+            "backend=mps",
+            "backend.memory_limit=4G",
+            "diagnostic.duration_s=3",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     [result] = results_of(results_dir)
     probe = result.details["probe"]

@@ -1,4 +1,5 @@
 """Numerical parity and the HTML report, on the CPU; the report opened in a real browser."""
+
 import os
 import re
 import shutil
@@ -9,7 +10,7 @@ import tempfile
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, groups_of, results_of, TINY
+from conftest import REPO, TINY, groups_of, results_of
 
 BERT = ["model=bert", "model.size=tiny", "workload.batch_size=2", "workload.seq_len=16"]
 
@@ -17,20 +18,23 @@ BERT = ["model=bert", "model.size=tiny", "workload.batch_size=2", "workload.seq_
 def _python(module, *args, results_dir):
     env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_parity_passes_identical_runs_and_fails_a_perturbed_one(results_dir):
-    same = _python("runners.cli.parity", "baseline=backend=cpu", "candidate=backend=cpu", *BERT,
-                   results_dir=results_dir)
+    same = _python(
+        "runners.cli.parity", "baseline=backend=cpu", "candidate=backend=cpu", *BERT, results_dir=results_dir
+    )
     assert same.returncode == 0, same.stdout + same.stderr
     assert "outputs: max abs err 0" in same.stdout and "parity-bert: PASS" in same.stdout
     perturbed = _python("runners.cli.parity", "candidate=backend=cpu seed=1", *BERT, results_dir=results_dir)
     assert perturbed.returncode == 1 and "parity-bert: FAIL" in perturbed.stdout
     client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id],
-                              filter_string="tags.kind = 'parity'")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("vgpu-bench").experiment_id], filter_string="tags.kind = 'parity'"
+    )
     assert sorted(r.data.tags["verdict"] for r in runs) == ["fail", "pass"]
     assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]
     # The verdict is the pair's record; each run's own result file is left as its worker wrote it.
@@ -54,16 +58,31 @@ def _chromium():
 def test_report_plots_render_in_a_headless_browser(cli, results_dir):
     for label in ("base", "cand"):
         assert cli("model=dummy", "backend=cpu", f"label={label}", *TINY).returncode == 0
-    done = _python("runners.cli.analyze", "report", "baseline=label=base", "candidate=label=cand",
-                   results_dir=results_dir)
+    done = _python(
+        "runners.cli.analyze", "report", "baseline=label=base", "candidate=label=cand", results_dir=results_dir
+    )
     assert done.returncode == 0, done.stderr
     page = done.stdout.split("report: ", 1)[1].strip()
     text = open(page).read()
     assert "src='http" not in text and "<link" not in text  # self-contained
-    dom = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                          f"--user-data-dir={tempfile.mkdtemp()}", "--dump-dom", f"file://{page}"],
-                         capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run(
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tempfile.mkdtemp()}",
+            "--dump-dom",
+            f"file://{page}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     body = re.search(r"<body[^>]*>", dom).group(0)
     total = int(re.search(r'data-plots-total="(\d+)"', body).group(1))
     rendered = int(re.search(r'data-plots-rendered="(\d+)"', body).group(1))
@@ -79,6 +98,11 @@ def test_parity_uses_the_given_weights(results_dir, tmp_path):
 
     other = tmp_path / "other.pt"
     torch.save(zoo.load("bert", size="tiny", seed=5).model.state_dict(), other)
-    done = _python("runners.cli.parity", "baseline=backend=cpu", f"candidate=backend=cpu model.weights={other}",
-                   *BERT, results_dir=results_dir)
+    done = _python(
+        "runners.cli.parity",
+        "baseline=backend=cpu",
+        f"candidate=backend=cpu model.weights={other}",
+        *BERT,
+        results_dir=results_dir,
+    )
     assert done.returncode == 1 and "parity-bert: FAIL" in done.stdout  # other weights, other outputs

@@ -1,11 +1,13 @@
 """Profiles, compile variants, microbenchmark refusal and the overhead estimate (CPU)."""
+
 import json
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import TINY, has_gpu, run_dirs
 from runners.contracts import RESULT_FILE, Result
+
+from conftest import TINY, has_gpu, run_dirs
 
 BERT = ["model=bert", "backend=cpu", *TINY]
 
@@ -38,12 +40,18 @@ def test_inductor_runs_on_cpu_and_fuses_operators(cli, results_dir):
     assert ops["inductor"] < ops["none"] / 2
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["workload=microbench", "backend=cpu"], "unknown workload 'microbench'"),
-    (["workload.compile=cudagraphs", "backend=cpu"], "workload.compile=cudagraphs captures CUDA graphs"),
-    (["model=keras_bert", "workload.compile=inductor", "backend=cpu"], "workload.compile applies to PyTorch models"),
-    (["workload.compile=jit", "backend=cpu"], "invalid value for workload.compile"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["workload=microbench", "backend=cpu"], "unknown workload 'microbench'"),
+        (["workload.compile=cudagraphs", "backend=cpu"], "workload.compile=cudagraphs captures CUDA graphs"),
+        (
+            ["model=keras_bert", "workload.compile=inductor", "backend=cpu"],
+            "workload.compile applies to PyTorch models",
+        ),
+        (["workload.compile=jit", "backend=cpu"], "invalid value for workload.compile"),
+    ],
+)
 def test_gpu_only_and_mismatched_variants_are_refused(cli, args, expected):
     if has_gpu() and "backend=cpu" not in args:
         pytest.skip("has a GPU")
@@ -51,10 +59,22 @@ def test_gpu_only_and_mismatched_variants_are_refused(cli, args, expected):
     assert done.returncode == 2 and expected in done.stderr and done.stderr.count("\n") == 1
 
 
-MICRO_NATIVE = {"launch_us": 5.0, "launch_sync_us": 15.0, "malloc_us": 100.0, "free_us": 50.0,
-                "h2d_pageable_1m_gbps": 10.0, "d2h_pageable_1m_gbps": 10.0}
-MICRO_REMOTE = {"launch_us": 25.0, "launch_sync_us": 85.0, "malloc_us": 300.0, "free_us": 150.0,
-                "h2d_pageable_1m_gbps": 5.0, "d2h_pageable_1m_gbps": 5.0}
+MICRO_NATIVE = {
+    "launch_us": 5.0,
+    "launch_sync_us": 15.0,
+    "malloc_us": 100.0,
+    "free_us": 50.0,
+    "h2d_pageable_1m_gbps": 10.0,
+    "d2h_pageable_1m_gbps": 10.0,
+}
+MICRO_REMOTE = {
+    "launch_us": 25.0,
+    "launch_sync_us": 85.0,
+    "malloc_us": 300.0,
+    "free_us": 150.0,
+    "h2d_pageable_1m_gbps": 5.0,
+    "d2h_pageable_1m_gbps": 5.0,
+}
 
 
 def test_comparison_shows_estimated_next_to_measured_overhead(cli, results_dir):
@@ -64,8 +84,9 @@ def test_comparison_shows_estimated_next_to_measured_overhead(cli, results_dir):
     import subprocess
     import sys
 
-    from conftest import REPO
     from runners.tracking.write import client_for
+
+    from conftest import REPO
 
     for label in ("base", "cand"):
         assert cli(*BERT, f"label={label}", "profile=true").returncode == 0
@@ -73,15 +94,29 @@ def test_comparison_shows_estimated_next_to_measured_overhead(cli, results_dir):
 
     client, experiment = client_for(TrackingConfig(), results_dir)
     for label, metrics in (("base", MICRO_NATIVE), ("cand", MICRO_REMOTE)):
-        run = client.create_run(experiment, run_name="microbench-stand-in",
-                                tags={"label": label, "task": "microbench", "workload": "microbench",
-                                      "status": "success", "run_id": f"stand-in-{label}", "model_size": "None"})
+        run = client.create_run(
+            experiment,
+            run_name="microbench-stand-in",
+            tags={
+                "label": label,
+                "task": "microbench",
+                "workload": "microbench",
+                "status": "success",
+                "run_id": f"stand-in-{label}",
+                "model_size": "None",
+            },
+        )
         for key, value in metrics.items():
             client.log_metric(run.info.run_id, key, value)
         client.set_terminated(run.info.run_id)
     env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
-    done = subprocess.run([sys.executable, "-m", "runners.cli.analyze", "compare", "baseline=label=base",
-                           "candidate=label=cand"], cwd=REPO, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "runners.cli.analyze", "compare", "baseline=label=base", "candidate=label=cand"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     table = sorted((results_dir / "tables").glob("*.md"))[-1].read_text()
     header, _, row = table.splitlines()[2:5]

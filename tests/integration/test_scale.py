@@ -1,5 +1,5 @@
 """Data-parallel training on 2 CPU processes, a local-mode cluster launcher, the team server."""
-import json
+
 import os
 import re
 import shutil
@@ -29,8 +29,16 @@ def _unresolvable_hostname() -> tuple[str, ...]:
 
 
 def test_train_ddp_runs_two_cpu_processes_and_reports_scaling(cli, results_dir):
-    done = cli("model=bert", "workload=train_ddp", "backend=cpu", *TINY, "workload.min_steps=3",
-               "timeout_s=240", timeout=600, prefix=_unresolvable_hostname())
+    done = cli(
+        "model=bert",
+        "workload=train_ddp",
+        "backend=cpu",
+        *TINY,
+        "workload.min_steps=3",
+        "timeout_s=240",
+        timeout=600,
+        prefix=_unresolvable_hostname(),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = {len(r.details["ddp"]["per_rank_throughput"]): r for r in results_of(results_dir)}
     one, two = results[1], results[2]
@@ -42,12 +50,16 @@ def test_train_ddp_runs_two_cpu_processes_and_reports_scaling(cli, results_dir):
     assert group.value("scaling_efficiency") == pytest.approx(two.value("throughput") / (2 * one.value("throughput")))
     assert any(p.name == "result-rank1.json" for d in run_dirs(results_dir) for p in d.iterdir())
     # The reference and each rank ran with the same share of the cores (threads as torch saw them).
-    assert one.environment.framework["threads"] == two.environment.framework["threads"] == max(
-        1, len(os.sched_getaffinity(0)) // 2)
+    assert (
+        one.environment.framework["threads"]
+        == two.environment.framework["threads"]
+        == max(1, len(os.sched_getaffinity(0)) // 2)
+    )
     assert "scaling efficiency" in done.stderr
     # The share of the cores is part of the planned configuration: resume finds the run by it.
-    again = cli("model=bert", "workload=train_ddp", "backend=cpu", *TINY, "workload.min_steps=3", "timeout_s=240",
-                "resume=true")
+    again = cli(
+        "model=bert", "workload=train_ddp", "backend=cpu", *TINY, "workload.min_steps=3", "timeout_s=240", "resume=true"
+    )
     assert again.returncode == 0 and "skipped, already done" in again.stderr, again.stderr[-2000:]
 
 
@@ -75,9 +87,14 @@ def _free_port() -> int:
 def _server(env: dict, port: int):
     recipe = re.search(r"^mlflow-server:.*\n((?:\t.+\n)+)", (REPO / "Makefile").read_text(), re.M).group(1)
     assert "--host $(HOST)" in recipe and "HOST ?= 127.0.0.1" in (REPO / "Makefile").read_text()
-    return subprocess.Popen(["make", "-s", "mlflow-server", f"PORT={port}", f"VENV={Path(sys.executable).parents[1]}"],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        ["make", "-s", "mlflow-server", f"PORT={port}", f"VENV={Path(sys.executable).parents[1]}"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _wait(url: str) -> None:
@@ -91,7 +108,9 @@ def _wait(url: str) -> None:
 
 
 def _bench_against(cli, port: int):
-    done = cli("model=dummy", "backend=cpu", *TINY, "label=team", env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"})
+    done = cli(
+        "model=dummy", "backend=cpu", *TINY, "label=team", env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     client = MlflowClient(f"http://127.0.0.1:{port}")
     [run] = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id])
@@ -123,8 +142,10 @@ def _postgres_bin() -> Path | None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(_postgres_bin() is None or os.geteuid() != 0 or not shutil.which("su"),
-                    reason="needs PostgreSQL's server binaries (make test installs them where it can)")
+@pytest.mark.skipif(
+    _postgres_bin() is None or os.geteuid() != 0 or not shutil.which("su"),
+    reason="needs PostgreSQL's server binaries (make test installs them where it can)",
+)
 def test_team_server_with_a_real_postgresql_backend(cli, tmp_path):
     import tempfile
 
@@ -132,20 +153,29 @@ def test_team_server_with_a_real_postgresql_backend(cli, tmp_path):
     data = Path(tempfile.mkdtemp(prefix="vgpu-bench-pg-"))
     shutil.chown(data, "postgres")
     bin_dir, port, pg_port = _postgres_bin(), _free_port(), _free_port()
-    run = lambda command: subprocess.run(["su", "postgres", "-c", command], check=True,  # noqa: E731
-                                         capture_output=True, text=True, timeout=120)
+    run = lambda command: subprocess.run(  # noqa: E731
+        ["su", "postgres", "-c", command],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     run(f"{bin_dir}/initdb -D {data} -A trust -U postgres")
     run(f"{bin_dir}/pg_ctl -D {data} -l {data}/log -o '-p {pg_port} -k {data} -h 127.0.0.1' -w start")
     try:
         run(f"{bin_dir}/createdb -h 127.0.0.1 -p {pg_port} -U postgres mlflow")
-        env = {**os.environ, "MLFLOW_BACKEND_URI": f"postgresql://postgres@127.0.0.1:{pg_port}/mlflow",
-               "RESULTS": str(tmp_path / "server")}
+        env = {
+            **os.environ,
+            "MLFLOW_BACKEND_URI": f"postgresql://postgres@127.0.0.1:{pg_port}/mlflow",
+            "RESULTS": str(tmp_path / "server"),
+        }
         server = _server(env, port)
         try:
             _wait(f"http://127.0.0.1:{port}/health")
             _bench_against(cli, port)
-            tables = run(f"{bin_dir}/psql -h 127.0.0.1 -p {pg_port} -U postgres -d mlflow -tAc "
-                         f"\"select count(*) from runs\"").stdout.strip()
+            tables = run(
+                f'{bin_dir}/psql -h 127.0.0.1 -p {pg_port} -U postgres -d mlflow -tAc "select count(*) from runs"'
+            ).stdout.strip()
             assert tables == "1"  # the run is in PostgreSQL
         finally:
             _stop(server)

@@ -1,10 +1,12 @@
 """Every shipped model x workload x backend option runs end to end on tiny shapes (CPU)."""
+
 import pytest
 from mlflow.tracking import MlflowClient
 
 import zoo
-from conftest import TINY, has_gpu, results_of, run_dirs
 from runners.parent import compose
+
+from conftest import TINY, has_gpu, results_of, run_dirs
 
 
 @pytest.mark.slow

@@ -1,9 +1,11 @@
 """Multi-tenant runs on the CPU (tenants share its cores)."""
+
 import pytest
 from mlflow.tracking import MlflowClient
 
+from runners.parent.groups import window_overlap
+
 from conftest import TINY, groups_of, results_of, run_dirs
-from runners.parent.groups import jain_fairness, window_overlap
 
 
 def test_two_tenants_log_a_parent_with_aggregate_and_fairness(cli, results_dir):
@@ -17,7 +19,9 @@ def test_two_tenants_log_a_parent_with_aggregate_and_fairness(cli, results_dir):
     [group] = groups_of(results_dir)
     assert group.kind == "tenants" and sorted(m.run_id for m in group.members) == sorted(r.run_id for r in results)
     for tenant in tenants:  # the group's figure, never written into the tenant's own result
-        assert group.details["slowdown"][tenant.run_id] == pytest.approx(alone.value("throughput") / tenant.value("throughput"))
+        assert group.details["slowdown"][tenant.run_id] == pytest.approx(
+            alone.value("throughput") / tenant.value("throughput")
+        )
         assert "slowdown" not in tenant.metrics
     # the barrier made them measure together
     assert window_overlap([tuple(t.measurement.window) for t in tenants]) > 0.5

@@ -1,12 +1,20 @@
 """MLflow logging into a temporary sqlite store, through the real command line."""
+
 import json
 
 from mlflow.tracking import MlflowClient
 
 from conftest import TINY, results_of, run_dirs
 
-METRICS = {"throughput", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean",
-           "memory_peak_mb", "time_to_first_step_s"}
+METRICS = {
+    "throughput",
+    "latency_ms_p50",
+    "latency_ms_p90",
+    "latency_ms_p99",
+    "latency_ms_mean",
+    "memory_peak_mb",
+    "time_to_first_step_s",
+}
 TAGS = {"model", "workload", "backend", "framework", "device_name", "status", "label", "suite_version"}
 
 
@@ -47,8 +55,7 @@ def test_a_failed_workload_is_a_failed_run_and_the_command_exits_1(cli, results_
 
 
 def test_a_sweep_goes_on_after_a_failure(cli, results_dir):
-    done = cli("--multirun", "model=dummy", "backend=cpu", *TINY,
-               "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=raise,none")
+    done = cli("--multirun", "model=dummy", "backend=cpu", *TINY, "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=raise,none")
     assert done.returncode == 1
     _, runs = _runs(results_dir)
     [sweep] = [r for r in runs if r.data.tags.get("kind") == "sweep"]

@@ -1,4 +1,5 @@
 """`make ui` serves the store: a real MLflow UI process on loopback shows a logged run's metrics."""
+
 import json
 import os
 import re
@@ -12,8 +13,15 @@ from pathlib import Path
 
 from conftest import REPO, TINY
 
-METRICS = {"throughput", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean",
-           "memory_peak_mb", "time_to_first_step_s"}
+METRICS = {
+    "throughput",
+    "latency_ms_p50",
+    "latency_ms_p90",
+    "latency_ms_p99",
+    "latency_ms_mean",
+    "memory_peak_mb",
+    "time_to_first_step_s",
+}
 
 
 def _free_port() -> int:
@@ -25,8 +33,11 @@ def _free_port() -> int:
 def _ui_command(results_dir: Path, port: int) -> list[str]:
     """The Makefile's `ui` recipe, with this interpreter's mlflow."""
     recipe = re.search(r"^ui:.*\n\t(.+)$", (REPO / "Makefile").read_text(), re.M).group(1)
-    recipe = (recipe.replace("$(VENV)/bin/mlflow", f"{sys.executable} -m mlflow")
-              .replace("$(abspath $(RESULTS))", str(results_dir)).replace("$(PORT)", str(port)))
+    recipe = (
+        recipe.replace("$(VENV)/bin/mlflow", f"{sys.executable} -m mlflow")
+        .replace("$(abspath $(RESULTS))", str(results_dir))
+        .replace("$(PORT)", str(port))
+    )
     return recipe.split()
 
 

@@ -1,4 +1,5 @@
 """The failure paths of the isolated worker, with the framework-free dummy workload."""
+
 import json
 import subprocess
 import sys
@@ -7,16 +8,20 @@ import textwrap
 import psutil
 import pytest
 
-from conftest import TINY
 from runners.contracts import LAUNCH_FILE, LOG_FILE, RESULT_FILE, Result
 from runners.parent import compose
 from runners.parent.launch import _stop, launch
 from runners.parent.plan import plan
 
+from conftest import TINY
+
 
 def _launch(results_dir, *overrides):
-    config = compose.compose_config(compose.check_overrides(
-        ["model=dummy", "backend=cpu", "tracking=none", *TINY, f"results_dir={results_dir}", *overrides]))
+    config = compose.compose_config(
+        compose.check_overrides(
+            ["model=dummy", "backend=cpu", "tracking=none", *TINY, f"results_dir={results_dir}", *overrides]
+        )
+    )
     return launch(plan(config))
 
 
@@ -89,8 +94,10 @@ def test_the_orchestrator_never_imports_a_framework(module):
     import subprocess
     import sys
 
-    code = (f"import sys, {module}, mlflow, runners.parent.plan, runners.parent.launch, zoo; "
-            "bad = [m for m in ('torch', 'tensorflow', 'transformers') if m in sys.modules]; "
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        f"import sys, {module}, mlflow, runners.parent.plan, runners.parent.launch, zoo; "
+        "bad = [m for m in ('torch', 'tensorflow', 'transformers') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

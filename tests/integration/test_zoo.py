@@ -1,4 +1,5 @@
 """The zoo entries against upstream published figures, and their determinism."""
+
 import pytest
 
 import zoo
@@ -35,9 +36,11 @@ def test_torchvision_and_transformers_import_next_to_cpu_torch():
     import subprocess
     import sys
 
-    code = ("from zoo.torch_support import ensure_torchvision; ensure_torchvision(); "
-            "import torchvision.transforms.v2, torchvision.models; from transformers import BertModel; "
-            "torchvision.models.mobilenet_v3_small(); print('ok')")
+    code = (
+        "from zoo.torch_support import ensure_torchvision; ensure_torchvision(); "
+        "import torchvision.transforms.v2, torchvision.models; from transformers import BertModel; "
+        "torchvision.models.mobilenet_v3_small(); print('ok')"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)  # a fresh interpreter
     assert done.stdout.strip() == "ok", done.stderr[-2000:]
 

@@ -1,4 +1,5 @@
 """Every entry's published figures, recomputed from the model and checked against upstream."""
+
 import json
 import subprocess
 import sys
@@ -6,14 +7,26 @@ import sys
 import pytest
 
 import zoo
-from conftest import REPO
 from zoo.figures import keras_figures, torch_figures
 
-TORCHVISION = {"resnet50": ("ResNet50_Weights", "IMAGENET1K_V2"), "mobilenet_v3_large": ("MobileNet_V3_Large_Weights", "IMAGENET1K_V2"),
-               "efficientnet_b0": ("EfficientNet_B0_Weights", "IMAGENET1K_V1"), "vit_b_16": ("ViT_B_16_Weights", "IMAGENET1K_V1")}
+from conftest import REPO
+
+TORCHVISION = {
+    "resnet50": ("ResNet50_Weights", "IMAGENET1K_V2"),
+    "mobilenet_v3_large": ("MobileNet_V3_Large_Weights", "IMAGENET1K_V2"),
+    "efficientnet_b0": ("EfficientNet_B0_Weights", "IMAGENET1K_V1"),
+    "vit_b_16": ("ViT_B_16_Weights", "IMAGENET1K_V1"),
+}
 # Parameter counts published with the upstream checkpoints of these configurations.
-PUBLISHED_PARAMS = {"bert": 109_482_240 + 768 * 2 + 2, "gpt2": 124_439_808, "t5": 60_506_624, "llama": 1_235_814_400,
-                    "keras_resnet50": 25_636_712, "keras_mobilenet_v2": 3_538_984, "keras_bert": 109_483_778}
+PUBLISHED_PARAMS = {
+    "bert": 109_482_240 + 768 * 2 + 2,
+    "gpt2": 124_439_808,
+    "t5": 60_506_624,
+    "llama": 1_235_814_400,
+    "keras_resnet50": 25_636_712,
+    "keras_mobilenet_v2": 3_538_984,
+    "keras_bert": 109_483_778,
+}
 
 
 def test_zoo_list_json_has_at_least_12_models_in_both_frameworks():
@@ -65,19 +78,32 @@ def test_pytorch_entries_match_published_params_and_analytic_flops(name):
     s = entry.settings
     if name == "bert":  # 2 x tokens x encoder matmuls + QK^T and AV + pooler and head on one token
         d, layers = s["hidden_size"], s["num_hidden_layers"]
-        expected = 2 * t * layers * (4 * d * d + 2 * d * s["intermediate_size"]) + layers * 4 * t * t * d + 2 * d * d + 2 * d * 2
+        expected = (
+            2 * t * layers * (4 * d * d + 2 * d * s["intermediate_size"])
+            + layers * 4 * t * t * d
+            + 2 * d * d
+            + 2 * d * 2
+        )
     elif name == "gpt2":
         d, layers, vocab = 768, 12, 50257
         expected = 2 * t * layers * 12 * d * d + layers * 4 * t * t * d + 2 * t * d * vocab
     elif name == "llama":
-        d, layers, kv = s["hidden_size"], s["num_hidden_layers"], s["num_key_value_heads"] * s["hidden_size"] // s["num_attention_heads"]
+        d, layers, kv = (
+            s["hidden_size"],
+            s["num_hidden_layers"],
+            s["num_key_value_heads"] * s["hidden_size"] // s["num_attention_heads"],
+        )
         per_layer = 2 * d * d + 2 * d * kv + 3 * d * s["intermediate_size"]
         expected = 2 * t * layers * per_layer + layers * 4 * t * t * d + 2 * t * d * 128256
     elif name == "t5":
         d, dff, layers, dec, vocab = 512, 2048, 6, 32, 32128  # targets are a quarter of the input
         encoder = 2 * t * layers * (4 * d * d + 2 * d * dff) + layers * 4 * t * t * d
-        decoder = (2 * dec * layers * (6 * d * d + 2 * d * dff) + 2 * t * layers * 2 * d * d
-                   + layers * 4 * dec * dec * d + layers * 4 * dec * t * d)
+        decoder = (
+            2 * dec * layers * (6 * d * d + 2 * d * dff)
+            + 2 * t * layers * 2 * d * d
+            + layers * 4 * dec * dec * d
+            + layers * 4 * dec * t * d
+        )
         expected = encoder + decoder + 2 * dec * d * vocab
     else:  # dlrm: MLPs and the pairwise dot products of 27 vectors
         expected = 2 * _linear_weights(_meta(entry)) + 27 * 27 * 16 * 2
@@ -92,8 +118,10 @@ def test_llama_8b_preset_matches_llama_3_1_8b():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, paper_flops", [("keras_resnet50", 2 * 3.8e9), ("keras_mobilenet_v2", 2 * 300e6),
-                                               ("keras_bert", 22_348_434_432)])
+@pytest.mark.parametrize(
+    "name, paper_flops",
+    [("keras_resnet50", 2 * 3.8e9), ("keras_mobilenet_v2", 2 * 300e6), ("keras_bert", 22_348_434_432)],
+)
 def test_keras_entries_match_published_params_and_flops(name, paper_flops):
     entry = zoo.get(name)()
     params, flops = keras_figures(entry)

@@ -1,12 +1,13 @@
 """The zoo used as a library (customer demos), generation, the demo, MFU."""
-import json
+
 import subprocess
 import sys
 
 import pytest
 
 import zoo
-from conftest import REPO, TINY, results_of, run_dirs
+
+from conftest import REPO, TINY, results_of
 
 
 def test_load_gives_model_batch_factory_and_loss_without_any_runner():
@@ -17,8 +18,10 @@ def test_load_gives_model_batch_factory_and_loss_without_any_runner():
     assert batch["images"].shape == (2, 3, 32, 32)
     loss = loaded.loss(loaded.model, batch)
     assert loss.dim() == 0 and torch.isfinite(loss)
-    code = ("import sys, zoo; m = zoo.load('bert', size='tiny'); m.loss(m.model, m.make_batch(2)); "
-            "print(sorted(n for n in sys.modules if n.split('.')[0] in ('runners', 'hydra', 'mlflow')))")
+    code = (
+        "import sys, zoo; m = zoo.load('bert', size='tiny'); m.loss(m.model, m.make_batch(2)); "
+        "print(sorted(n for n in sys.modules if n.split('.')[0] in ('runners', 'hydra', 'mlflow')))"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr[-1500:]  # a fresh interpreter: no runner
 
@@ -72,10 +75,13 @@ def test_generate_is_refused_for_models_without_it(cli):
     assert "models with generate: gpt2, llama" in done.stderr
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--model", "resnet50", "--size", "tiny", "--input", "IMAGE"], "1. class"),
-    (["--model", "bert", "--size", "tiny", "--input", "a sentence about virtual GPUs"], "1. class"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--model", "resnet50", "--size", "tiny", "--input", "IMAGE"], "1. class"),
+        (["--model", "bert", "--size", "tiny", "--input", "a sentence about virtual GPUs"], "1. class"),
+    ],
+)
 def test_demo_runs_a_real_inference(tmp_path, args, expected):
     import numpy as np
     from PIL import Image
@@ -91,8 +97,9 @@ def test_demo_runs_a_real_inference(tmp_path, args, expected):
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
 def test_tensorflow_execution_modes(cli, results_dir, mode):
-    done = cli("model=keras_mobilenet_v2", "workload=train", "backend=cpu", "tracking=none", *TINY,
-               f"workload.tf_mode={mode}")
+    done = cli(
+        "model=keras_mobilenet_v2", "workload=train", "backend=cpu", "tracking=none", *TINY, f"workload.tf_mode={mode}"
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     [result] = results_of(results_dir)
     assert result.environment.framework["mode"] == mode and result.model.framework == "tensorflow"

@@ -1,4 +1,5 @@
 """The comparison's statistics and verdicts, on synthetic step times (no run, no timing noise)."""
+
 import pytest
 
 from runners.analysis.compare import throughput_ratio_ci, verdict
@@ -36,20 +37,30 @@ def test_measured_run_to_run_noise_widens_the_interval_of_single_runs():
     assert verdict(*halved[1:], 0.02) == "slower"  # a large effect still stands out of the noise
     # Repeated runs show their own variation: a measured CV is not added on top of it.
     repeats = [(8, steady), (8, [11.0, 11.1] * 20)]
-    assert throughput_ratio_ci(repeats, repeats, baseline_noise=noise, candidate_noise=noise) == \
-        throughput_ratio_ci(repeats, repeats)
+    assert throughput_ratio_ci(repeats, repeats, baseline_noise=noise, candidate_noise=noise) == throughput_ratio_ci(
+        repeats, repeats
+    )
 
 
 def test_a_cv_measured_over_fewer_runs_widens_the_interval_more():
     steady = [10.0, 10.1] * 20
-    widths = [throughput_ratio_ci([(8, steady)], [(8, steady)], baseline_noise=(0.05, n), candidate_noise=(0.05, n))
-              for n in (3, 10, 50)]
+    widths = [
+        throughput_ratio_ci([(8, steady)], [(8, steady)], baseline_noise=(0.05, n), candidate_noise=(0.05, n))
+        for n in (3, 10, 50)
+    ]
     assert [w[2] - w[1] for w in widths] == sorted((w[2] - w[1] for w in widths), reverse=True)
 
 
-@pytest.mark.parametrize("low, high, expected", [(0.90, 0.95, "slower"), (1.05, 1.10, "faster"),
-                                                 (0.99, 1.01, "equivalent"), (0.95, 1.01, "inconclusive"),
-                                                 (0.90, 1.10, "inconclusive")])
+@pytest.mark.parametrize(
+    "low, high, expected",
+    [
+        (0.90, 0.95, "slower"),
+        (1.05, 1.10, "faster"),
+        (0.99, 1.01, "equivalent"),
+        (0.95, 1.01, "inconclusive"),
+        (0.90, 1.10, "inconclusive"),
+    ],
+)
 def test_verdicts(low, high, expected):
     assert verdict(low, high, 0.02) == expected
 
@@ -59,9 +70,23 @@ def test_adaptive_mode_measures_until_the_interval_is_narrow():
     import time
 
     durations = itertools.cycle([0.001, 0.003])  # a 50% spread step to step
-    m = measure.run(lambda: time.sleep(next(durations)), lambda: None, warmup_steps=0, min_steps=2,
-                    min_duration_s=0, max_duration_s=20, target_ci=0.05)
+    m = measure.run(
+        lambda: time.sleep(next(durations)),
+        lambda: None,
+        warmup_steps=0,
+        min_steps=2,
+        min_duration_s=0,
+        max_duration_s=20,
+        target_ci=0.05,
+    )
     assert m.ci_rel <= 0.05 and len(m.step_times_ms) > 10 and m.reached_minimums
-    capped = measure.run(lambda: time.sleep(next(durations)), lambda: None, warmup_steps=0, min_steps=2,
-                         min_duration_s=0, max_duration_s=0.05, target_ci=0.0001)
+    capped = measure.run(
+        lambda: time.sleep(next(durations)),
+        lambda: None,
+        warmup_steps=0,
+        min_steps=2,
+        min_duration_s=0,
+        max_duration_s=0.05,
+        target_ci=0.0001,
+    )
     assert not capped.reached_minimums and capped.ci_rel > 0.0001

@@ -1,8 +1,8 @@
 import pytest
 
-from runners.parent import compose
 from runners.config import BenchConfig, DiagnoseConfig, Precision, flatten
 from runners.errors import UsageError
+from runners.parent import compose
 from zoo.registry import UnknownName
 
 
@@ -10,7 +10,11 @@ def test_defaults_compose_to_the_documented_job():
     config = compose.compose_config([])
     assert isinstance(config, BenchConfig)
     assert (config.model.name, config.workload.kind, config.backend.name, config.tracking.name) == (
-        "bert", "infer", "auto", "mlflow")
+        "bert",
+        "infer",
+        "auto",
+        "mlflow",
+    )
     assert config.workload.precision is Precision.fp32
 
 
@@ -48,28 +52,40 @@ def test_diagnostics_have_their_own_config_not_a_fake_model():
 
 
 def test_free_text_values_reach_a_command_whole():
-    argv = compose.quote_values(["baseline=label='release 2.4' backend=native", "tolerance=0.05"],
-                                ("baseline", "candidate"))
+    argv = compose.quote_values(
+        ["baseline=label='release 2.4' backend=native", "tolerance=0.05"], ("baseline", "candidate")
+    )
     config = compose.command_config(argv, "analyze")
     assert config.baseline == "label='release 2.4' backend=native" and config.tolerance == 0.05
 
 
 def test_overrides_reach_the_typed_config():
-    config = compose.compose_config(["model=resnet50", "workload=train", "workload.batch_size=4",
-                                     "workload.precision=bf16", "backend.threads=1", "label=x"])
+    config = compose.compose_config(
+        [
+            "model=resnet50",
+            "workload=train",
+            "workload.batch_size=4",
+            "workload.precision=bf16",
+            "backend.threads=1",
+            "label=x",
+        ]
+    )
     assert config.model.name == "resnet50" and config.workload.kind == "train"
     assert config.workload.batch_size == 4 and config.workload.precision is Precision.bf16
     assert config.backend.threads == 1 and config.label == "x"
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("workload.batch_size=0", "workload.batch_size must be >= 1, got 0"),
-    ("workload.precision=fp8", "invalid value for workload.precision"),
-    ("workload.batch_size=abc", "invalid value for workload.batch_size"),
-    ("workload.max_duration_s=-1", "workload.max_duration_s must be > 0"),
-    ("backend.threads=0", "backend.threads must be >= 1"),
-    ("timeout_s=0", "timeout_s must be > 0"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("workload.batch_size=0", "workload.batch_size must be >= 1, got 0"),
+        ("workload.precision=fp8", "invalid value for workload.precision"),
+        ("workload.batch_size=abc", "invalid value for workload.batch_size"),
+        ("workload.max_duration_s=-1", "workload.max_duration_s must be > 0"),
+        ("backend.threads=0", "backend.threads must be >= 1"),
+        ("timeout_s=0", "timeout_s must be > 0"),
+    ],
+)
 def test_invalid_values_are_rejected_with_the_key(override, expected):
     with pytest.raises(UsageError, match=expected.replace(".", r"\.")):
         compose.compose_config(compose.check_overrides([override]))

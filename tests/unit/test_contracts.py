@@ -1,4 +1,5 @@
 """The typed contracts: round trips, atomic writes, schema versions, groups."""
+
 import json
 from pathlib import Path
 
@@ -6,8 +7,18 @@ import pytest
 
 from runners import names
 from runners.config import BenchConfig, to_plain
-from runners.contracts import (RESULT_FILE, SCHEMA_VERSION, GroupMember, GroupRecord, GroupRef, Job, Metric,
-                               ModelRecord, Quantity, Result)
+from runners.contracts import (
+    RESULT_FILE,
+    SCHEMA_VERSION,
+    GroupMember,
+    GroupRecord,
+    GroupRef,
+    Job,
+    Metric,
+    ModelRecord,
+    Quantity,
+    Result,
+)
 
 V1 = Path(__file__).resolve().parents[1] / "data" / "v1" / "runs"
 
@@ -15,10 +26,18 @@ V1 = Path(__file__).resolve().parents[1] / "data" / "v1" / "runs"
 def _job(tmp_path=Path("/nonexistent")) -> Job:
     config = to_plain(BenchConfig())
     config["backend"]["name"] = "cpu"
-    return Job(run_id="r1", run_name="m-infer-cpu", run_dir=str(tmp_path), config_hash="h", config=config,
-               model=ModelRecord("m", "tiny", "python", "t"), backend={"name": "cpu", "device": "cpu", "env": {}},
-               suite={"version": "0", "git_commit": "x"}, group=GroupRef("repeats", "g", "repeat", 1, 3),
-               spawned_at=1.0)
+    return Job(
+        run_id="r1",
+        run_name="m-infer-cpu",
+        run_dir=str(tmp_path),
+        config_hash="h",
+        config=config,
+        model=ModelRecord("m", "tiny", "python", "t"),
+        backend={"name": "cpu", "device": "cpu", "env": {}},
+        suite={"version": "0", "git_commit": "x"},
+        group=GroupRef("repeats", "g", "repeat", 1, 3),
+        spawned_at=1.0,
+    )
 
 
 def test_a_job_round_trips_and_rebuilds_the_typed_config(tmp_path):

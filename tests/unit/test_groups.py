@@ -1,4 +1,5 @@
 """The figures of a group of runs, on synthetic results."""
+
 import pytest
 
 from runners import names
@@ -7,9 +8,18 @@ from runners.parent.groups import jain_fairness, summarize_repeats, summarize_te
 
 
 def _result(run_id: str, throughput: float, window=(0.0, 10.0)) -> Result:
-    result = Result(run_id=run_id, run_name="m-infer-cpu", config_hash="h", task="workload", workload="infer",
-                    model=ModelRecord("m", "tiny", "python", "t"), backend={"name": "cpu", "device": "cpu"},
-                    device=None, config={}, status="success")
+    result = Result(
+        run_id=run_id,
+        run_name="m-infer-cpu",
+        config_hash="h",
+        task="workload",
+        workload="infer",
+        model=ModelRecord("m", "tiny", "python", "t"),
+        backend={"name": "cpu", "device": "cpu"},
+        device=None,
+        config={},
+        status="success",
+    )
     result.set(names.THROUGHPUT, throughput)
     result.measurement = Measurement(0, 1, 1.0, True, list(window), None, [1.0])
     return result

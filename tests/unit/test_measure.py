@@ -18,8 +18,9 @@ def test_both_minimums_must_be_met():
 def test_maximum_duration_cuts_the_run_short_and_says_so():
     import time
 
-    m = measure.run(lambda: time.sleep(0.02), lambda: None, warmup_steps=0, min_steps=10_000,
-                    min_duration_s=0, max_duration_s=0.1)
+    m = measure.run(
+        lambda: time.sleep(0.02), lambda: None, warmup_steps=0, min_steps=10_000, min_duration_s=0, max_duration_s=0.1
+    )
     assert not m.reached_minimums and len(m.step_times_ms) < 10_000
 
 
@@ -38,8 +39,9 @@ def test_device_timer_is_read_once_after_the_loop():
             return [1.0] * self.stopped
 
     timer = Timer()
-    m = measure.run(lambda: None, lambda: None, warmup_steps=1, min_steps=3, min_duration_s=0,
-                    max_duration_s=5, timer=timer)
+    m = measure.run(
+        lambda: None, lambda: None, warmup_steps=1, min_steps=3, min_duration_s=0, max_duration_s=5, timer=timer
+    )
     assert timer.started == timer.stopped == len(m.step_times_ms) == len(m.device_times_ms)
 
 

@@ -1,20 +1,32 @@
 """Figures that explain overhead, on synthetic inputs: profiler counts, the overhead
 estimate from microbenchmarks, model FLOPs utilization."""
+
 import pytest
 
 import zoo
+from runners import names
 from runners.analysis.overhead_attribution import estimate
 from runners.contracts import DeviceRecord, ModelRecord, Result
-from runners import names
 from runners.scenarios import scenarios
 from runners.worker.main import mfu
 from runners.worker.profiler import PER_STEP, count_trace
 
-MICRO_NATIVE = {"launch_us": 5.0, "launch_sync_us": 15.0, "malloc_us": 100.0, "free_us": 50.0,
-                "h2d_pageable_1m_gbps": 10.0, "d2h_pageable_1m_gbps": 10.0}
-MICRO_REMOTE = {"launch_us": 25.0, "launch_sync_us": 85.0, "malloc_us": 300.0, "free_us": 150.0,
-                "h2d_pageable_1m_gbps": 5.0, "d2h_pageable_1m_gbps": 5.0}
-
+MICRO_NATIVE = {
+    "launch_us": 5.0,
+    "launch_sync_us": 15.0,
+    "malloc_us": 100.0,
+    "free_us": 50.0,
+    "h2d_pageable_1m_gbps": 10.0,
+    "d2h_pageable_1m_gbps": 10.0,
+}
+MICRO_REMOTE = {
+    "launch_us": 25.0,
+    "launch_sync_us": 85.0,
+    "malloc_us": 300.0,
+    "free_us": 150.0,
+    "h2d_pageable_1m_gbps": 5.0,
+    "d2h_pageable_1m_gbps": 5.0,
+}
 
 
 def _event(cat, name, ts, dur, **args):
@@ -22,17 +34,23 @@ def _event(cat, name, ts, dur, **args):
 
 
 def test_trace_counts_per_step_from_a_gpu_trace():
-    trace = {"traceEvents": [
-        _event("cpu_op", "aten::mm", 0, 100),
-        _event("cuda_runtime", "cudaLaunchKernel", 10, 5), _event("cuda_runtime", "cudaLaunchKernel", 20, 5),
-        _event("cuda_driver", "cuLaunchKernel", 30, 5),
-        _event("cuda_runtime", "cudaMemcpyAsync", 40, 5), _event("cuda_runtime", "cudaStreamSynchronize", 50, 40),
-        _event("cuda_runtime", "cudaMalloc", 95, 2), _event("cuda_runtime", "cudaFree", 97, 2),
-        _event("kernel", "gemm", 20, 30), _event("kernel", "relu", 40, 20),  # overlapping: 40 us busy
-        _event("gpu_memcpy", "Memcpy HtoD (Pageable -> Device)", 60, 10, bytes=4096),
-        _event("gpu_memcpy", "Memcpy DtoH (Device -> Pageable)", 80, 10, bytes=1024),
-        {"ph": "i", "cat": "kernel", "name": "instant marker", "ts": 0},  # not a duration event
-    ]}
+    trace = {
+        "traceEvents": [
+            _event("cpu_op", "aten::mm", 0, 100),
+            _event("cuda_runtime", "cudaLaunchKernel", 10, 5),
+            _event("cuda_runtime", "cudaLaunchKernel", 20, 5),
+            _event("cuda_driver", "cuLaunchKernel", 30, 5),
+            _event("cuda_runtime", "cudaMemcpyAsync", 40, 5),
+            _event("cuda_runtime", "cudaStreamSynchronize", 50, 40),
+            _event("cuda_runtime", "cudaMalloc", 95, 2),
+            _event("cuda_runtime", "cudaFree", 97, 2),
+            _event("kernel", "gemm", 20, 30),
+            _event("kernel", "relu", 40, 20),  # overlapping: 40 us busy
+            _event("gpu_memcpy", "Memcpy HtoD (Pageable -> Device)", 60, 10, bytes=4096),
+            _event("gpu_memcpy", "Memcpy DtoH (Device -> Pageable)", 80, 10, bytes=1024),
+            {"ph": "i", "cat": "kernel", "name": "instant marker", "ts": 0},  # not a duration event
+        ]
+    }
     counts = count_trace(trace, steps=2)
     assert counts["prof_kernel_launches"] == 1 and counts["prof_api_launch"] == 1.5
     assert counts["prof_api_memcpy"] == 0.5 and counts["prof_api_synchronize"] == 0.5
@@ -43,8 +61,15 @@ def test_trace_counts_per_step_from_a_gpu_trace():
 
 
 def test_overhead_estimate_adds_what_each_call_costs_more():
-    profile = {"prof_api_launch": 100, "prof_api_synchronize": 2, "prof_api_malloc": 1, "prof_api_free": 1,
-               "prof_api_memcpy": 2, "prof_h2d_bytes": 2 * 2**20, "prof_d2h_bytes": 0}
+    profile = {
+        "prof_api_launch": 100,
+        "prof_api_synchronize": 2,
+        "prof_api_malloc": 1,
+        "prof_api_free": 1,
+        "prof_api_memcpy": 2,
+        "prof_h2d_bytes": 2 * 2**20,
+        "prof_d2h_bytes": 0,
+    }
     found = estimate(profile, MICRO_NATIVE, MICRO_REMOTE, step_ms=10.0)
     assert found["launch_ms"] == pytest.approx(100 * 20 / 1e3)
     assert found["sync_ms"] == pytest.approx(2 * (60 - 10) / 1e3)
@@ -54,8 +79,6 @@ def test_overhead_estimate_adds_what_each_call_costs_more():
     assert found["estimated_overhead_pct"] == pytest.approx(added / (10 + added) * 100)
     assert estimate(profile, MICRO_NATIVE, MICRO_NATIVE, 10.0)["estimated_overhead_pct"] == 0
     assert estimate({}, MICRO_NATIVE, MICRO_REMOTE, 10.0) is None  # no profile, no estimate
-
-
 
 
 def test_every_profiler_count_is_a_declared_metric():
@@ -71,9 +94,17 @@ class GPU:
 
 
 def _result(throughput: float) -> Result:
-    result = Result(run_id="r", run_name="n", config_hash="h", task="workload", workload="train",
-                    model=ModelRecord("resnet50", None, "pytorch", "t"), backend={"name": "native", "device": "cuda"},
-                    device=DeviceRecord("cuda"), config={})
+    result = Result(
+        run_id="r",
+        run_name="n",
+        config_hash="h",
+        task="workload",
+        workload="train",
+        model=ModelRecord("resnet50", None, "pytorch", "t"),
+        backend={"name": "native", "device": "cuda"},
+        device=DeviceRecord("cuda"),
+        config={},
+    )
     result.set(names.THROUGHPUT, throughput)
     return result
 

@@ -4,10 +4,22 @@ from runners.redact import REDACTED, redact_env, redact_value
 
 
 def test_secret_looking_names_are_redacted():
-    env = {"HF_TOKEN": "abc", "AWS_SECRET_ACCESS_KEY": "s", "DB_PASSWORD": "p", "API_KEY": "k",
-           "ORION_VGPU": "1", "KEYBOARD": "us", "CUDA_DEVICE_MEMORY_LIMIT": "4g"}
+    env = {
+        "HF_TOKEN": "abc",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "DB_PASSWORD": "p",
+        "API_KEY": "k",
+        "ORION_VGPU": "1",
+        "KEYBOARD": "us",
+        "CUDA_DEVICE_MEMORY_LIMIT": "4g",
+    }
     out = redact_env(env)
-    assert {k for k, v in out.items() if v == REDACTED} == {"HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD", "API_KEY"}
+    assert {k for k, v in out.items() if v == REDACTED} == {
+        "HF_TOKEN",
+        "AWS_SECRET_ACCESS_KEY",
+        "DB_PASSWORD",
+        "API_KEY",
+    }
     assert out["ORION_VGPU"] == "1" and out["KEYBOARD"] == "us"
 
 

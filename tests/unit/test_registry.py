@@ -51,6 +51,10 @@ def test_every_registry_and_its_config_folder_name_the_same_things():
     from runners.parent import compose
     from runners.scenarios import scenarios
 
-    for group, registry in (("model", zoo.models), ("workload", scenarios), ("backend", backends),
-                            ("diagnostic", diagnostics)):
+    for group, registry in (
+        ("model", zoo.models),
+        ("workload", scenarios),
+        ("backend", backends),
+        ("diagnostic", diagnostics),
+    ):
         assert compose.group_options(group) == registry.names(), group

@@ -1,5 +1,6 @@
 """docs/results_schema.md and the code say the same: every field of every record, every
 declared metric with its unit. A field or metric added without its line fails here."""
+
 import dataclasses
 import fnmatch
 import re
@@ -11,9 +12,21 @@ from runners import contracts
 from runners.names import all_metrics
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "results_schema.md").read_text()
-RECORDS = [contracts.Result, contracts.ErrorRecord, contracts.ModelRecord, contracts.DeviceRecord,
-           contracts.MemoryReading, contracts.Measurement, contracts.GroupRef, contracts.Environment,
-           contracts.Quantity, contracts.Job, contracts.TenantBarrier, contracts.GroupRecord, contracts.GroupMember]
+RECORDS = [
+    contracts.Result,
+    contracts.ErrorRecord,
+    contracts.ModelRecord,
+    contracts.DeviceRecord,
+    contracts.MemoryReading,
+    contracts.Measurement,
+    contracts.GroupRef,
+    contracts.Environment,
+    contracts.Quantity,
+    contracts.Job,
+    contracts.TenantBarrier,
+    contracts.GroupRecord,
+    contracts.GroupMember,
+]
 
 
 def _table(section: str) -> list[list[str]]:

@@ -1,4 +1,5 @@
 """BERT for sequence classification (transformers), random weights from its config."""
+
 from zoo.base import TorchModel, models
 
 
@@ -18,7 +19,9 @@ class Bert(TorchModel):
     num_labels = 2
     params = 109_483_778
     flops_per_sample = 22_348_434_432.0
-    source = "bert-base-uncased: BertModel 109,482,240 params + 2-class head; FLOPs ~ 2 x matmul params x tokens + attention"
+    source = (
+        "bert-base-uncased: BertModel 109,482,240 params + 2-class head; FLOPs ~ 2 x matmul params x tokens + attention"
+    )
 
     def build(self, shape=None):
         from zoo.torch_support import ensure_torchvision
@@ -26,8 +29,9 @@ class Bert(TorchModel):
         ensure_torchvision()  # transformers imports torchvision when it is installed
         from transformers import BertConfig, BertForSequenceClassification
 
-        return BertForSequenceClassification(BertConfig(vocab_size=self.vocab_size, num_labels=self.num_labels,
-                                                         **self.settings))
+        return BertForSequenceClassification(
+            BertConfig(vocab_size=self.vocab_size, num_labels=self.num_labels, **self.settings)
+        )
 
     def make_batch(self, batch_size, shape, seed):
         import torch

@@ -2,11 +2,38 @@
 ones, pairwise dot-product interaction. Many small kernels and a memory-bound
 embedding lookup make it sensitive to virtualization. The default size follows the
 reference implementation's Criteo Kaggle configuration."""
+
 from zoo.base import InputShape, TorchModel, models
 
 # Criteo Kaggle (Display Advertising Challenge) cardinalities of the 26 categorical features.
-CRITEO_KAGGLE = [1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194, 27, 14992,
-                 5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572]
+CRITEO_KAGGLE = [
+    1460,
+    583,
+    10131227,
+    2202608,
+    305,
+    24,
+    12517,
+    633,
+    3,
+    93145,
+    5683,
+    8351593,
+    3194,
+    27,
+    14992,
+    5461306,
+    10,
+    5652,
+    2173,
+    4,
+    7046547,
+    18,
+    15,
+    286181,
+    105,
+    142572,
+]
 
 
 def _mlp(torch, sizes: list[int]):
@@ -54,8 +81,10 @@ class Dlrm(TorchModel):
     dense_features = 13
     params = 540_677_217
     flops_per_sample = 972_064.0
-    source = "facebookresearch/dlrm, Criteo Kaggle: --arch-sparse-feature-size=16 --arch-mlp-bot=13-512-256-64-16 " \
-             "--arch-mlp-top=512-256-1; params = 16 x sum(cardinalities) + MLPs"
+    source = (
+        "facebookresearch/dlrm, Criteo Kaggle: --arch-sparse-feature-size=16 --arch-mlp-bot=13-512-256-64-16 "
+        "--arch-mlp-top=512-256-1; params = 16 x sum(cardinalities) + MLPs"
+    )
 
     def build(self, shape: InputShape = InputShape()):
         s = self.settings
@@ -68,8 +97,11 @@ class Dlrm(TorchModel):
 
         g = generator(seed)
         sparse = torch.stack([torch.randint(0, n, (batch_size,), generator=g) for n in self.settings["tables"]], 1)
-        return {"dense": torch.rand(batch_size, self.dense_features, generator=g), "sparse": sparse,
-                "labels": torch.randint(0, 2, (batch_size,), generator=g).float()}
+        return {
+            "dense": torch.rand(batch_size, self.dense_features, generator=g),
+            "sparse": sparse,
+            "labels": torch.randint(0, 2, (batch_size,), generator=g).float(),
+        }
 
     def forward(self, model, batch):
         return model(batch["dense"], batch["sparse"])

@@ -1,6 +1,7 @@
 """A framework-free workload for testing the suite itself: each step sleeps, and the
 fault named in VGPU_BENCH_DUMMY_FAULT (set through `backend.extra_env`) is injected:
 `raise`, `exit`, `segfault`, `hang`, or `sleep:<seconds>` per step."""
+
 import os
 import time
 

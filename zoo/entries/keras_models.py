@@ -1,4 +1,5 @@
 """TensorFlow/Keras entries: two keras.applications CNNs and a BERT-base built from Keras layers."""
+
 from zoo.base import InputShape, models
 from zoo.keras_entry import KerasImageClassifier, KerasModel
 
@@ -12,7 +13,10 @@ class KerasResNet50(KerasImageClassifier):
     default_size = "full"
     params = 25_636_712
     flops_per_sample = 7_755_294_312.0
-    source = "keras.applications ResNet50: 25,636,712 params (Keras documentation table); ResNet-50 v1 3.8 G multiply-adds (He et al.)"
+    source = (
+        "keras.applications ResNet50: 25,636,712 params (Keras documentation table); "
+        "ResNet-50 v1 3.8 G multiply-adds (He et al.)"
+    )
 
 
 @models.register
@@ -24,11 +28,15 @@ class KerasMobileNetV2(KerasImageClassifier):
     default_size = "full"
     params = 3_538_984
     flops_per_sample = 615_287_208.0
-    source = "keras.applications MobileNetV2 (alpha 1.0, 224): 3,538,984 params (Keras documentation table); 300 M multiply-adds (Sandler et al.)"
+    source = (
+        "keras.applications MobileNetV2 (alpha 1.0, 224): 3,538,984 params (Keras documentation table); "
+        "300 M multiply-adds (Sandler et al.)"
+    )
 
 
-def _bert_layers(vocab: int, hidden: int, layers: int, heads: int, intermediate: int, labels: int,
-                 max_positions: int = 512):
+def _bert_layers(
+    vocab: int, hidden: int, layers: int, heads: int, intermediate: int, labels: int, max_positions: int = 512
+):
     import keras
     from keras import layers as L
 
@@ -42,8 +50,11 @@ def _bert_layers(vocab: int, hidden: int, layers: int, heads: int, intermediate:
 
         def call(self, ids):
             length = keras.ops.shape(ids)[1]
-            return (keras.ops.take(self.words, ids, axis=0) + self.positions[None, :length]
-                    + self.token_types[None, None, 0])
+            return (
+                keras.ops.take(self.words, ids, axis=0)
+                + self.positions[None, :length]
+                + self.token_types[None, None, 0]
+            )
 
     ids = keras.Input(shape=(None,), dtype="int32", name="input_ids")
     x = L.Dropout(0.1)(L.LayerNormalization(epsilon=1e-12)(Embeddings()(ids)))
@@ -81,5 +92,7 @@ class KerasBert(KerasModel):
         import numpy as np
 
         rng = np.random.default_rng(seed)
-        return {"x": rng.integers(0, self.vocab_size, (batch_size, shape.seq_len)).astype(np.int32),
-                "y": rng.integers(0, 2, batch_size).astype(np.int32)}
+        return {
+            "x": rng.integers(0, self.vocab_size, (batch_size, shape.seq_len)).astype(np.int32),
+            "y": rng.integers(0, 2, batch_size).astype(np.int32),
+        }

@@ -1,4 +1,5 @@
 """Language models: GPT-2 (decoder), T5 (encoder-decoder), Llama (decoder, GQA + RoPE)."""
+
 from zoo.base import InputShape, models
 from zoo.transformers_entry import TransformersLM
 
@@ -25,12 +26,31 @@ class Llama(TransformersLM):
     vocab_size = 128256
     fixed = dict(vocab_size=128256, rope_theta=500000.0, max_position_embeddings=131072, rms_norm_eps=1e-5)
     sizes = {
-        "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-                   num_key_value_heads=8, tie_word_embeddings=True),
-        "8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                   num_key_value_heads=8, tie_word_embeddings=False),
-        "tiny": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                     num_key_value_heads=2, tie_word_embeddings=True, vocab_size=1024),
+        "1b": dict(
+            hidden_size=2048,
+            intermediate_size=8192,
+            num_hidden_layers=16,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            tie_word_embeddings=True,
+        ),
+        "8b": dict(
+            hidden_size=4096,
+            intermediate_size=14336,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            tie_word_embeddings=False,
+        ),
+        "tiny": dict(
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            tie_word_embeddings=True,
+            vocab_size=1024,
+        ),
     }
     default_size = "1b"
     max_seq_len = 131072
@@ -48,8 +68,10 @@ class T5(TransformersLM):
     config_class, model_class = "T5Config", "T5ForConditionalGeneration"
     vocab_size = 32128
     fixed = dict(vocab_size=32128)
-    sizes = {"small": dict(d_model=512, d_ff=2048, d_kv=64, num_layers=6, num_heads=8),
-             "tiny": dict(d_model=128, d_ff=256, d_kv=32, num_layers=2, num_heads=2)}
+    sizes = {
+        "small": dict(d_model=512, d_ff=2048, d_kv=64, num_layers=6, num_heads=8),
+        "tiny": dict(d_model=128, d_ff=256, d_kv=32, num_layers=2, num_heads=2),
+    }
     default_size = "small"
     max_seq_len = 4096
     params = 60_506_624
@@ -64,13 +86,16 @@ class T5(TransformersLM):
         g = generator(seed)
         target = max(2, shape.seq_len // 4)
         labels = torch.randint(0, self.vocab_size, (batch_size, target), generator=g)
-        return {"input_ids": torch.randint(0, self.vocab_size, (batch_size, shape.seq_len), generator=g),
-                "decoder_input_ids": torch.cat([torch.zeros_like(labels[:, :1]), labels[:, :-1]], dim=1),
-                "labels": labels}
+        return {
+            "input_ids": torch.randint(0, self.vocab_size, (batch_size, shape.seq_len), generator=g),
+            "decoder_input_ids": torch.cat([torch.zeros_like(labels[:, :1]), labels[:, :-1]], dim=1),
+            "labels": labels,
+        }
 
     def forward(self, model, batch):
         return model(input_ids=batch["input_ids"], decoder_input_ids=batch["decoder_input_ids"]).logits
 
     def loss(self, model, batch):
-        return model(input_ids=batch["input_ids"], decoder_input_ids=batch["decoder_input_ids"],
-                     labels=batch["labels"]).loss
+        return model(
+            input_ids=batch["input_ids"], decoder_input_ids=batch["decoder_input_ids"], labels=batch["labels"]
+        ).loss

@@ -1,4 +1,5 @@
 """ResNet-50 (torchvision); `tiny` keeps the bottleneck design, one block per stage."""
+
 from zoo.base import InputShape, models
 from zoo.torchvision_entry import TorchvisionClassifier
 

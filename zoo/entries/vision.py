@@ -1,4 +1,5 @@
 """More torchvision classifiers: mobile and efficient CNNs and a vision transformer."""
+
 from zoo.base import InputShape, models
 from zoo.torchvision_entry import TorchvisionClassifier
 
@@ -42,8 +43,9 @@ class ViTB16(TorchvisionClassifier):
     def check_shape(self, shape, new_tokens=0):
         super().check_shape(shape, new_tokens)
         if shape.image_size % self.patch_size:
-            raise ValueError(f"workload.image_size={shape.image_size} must be a multiple of vit_b_16's patch "
-                             f"size {self.patch_size}")
+            raise ValueError(
+                f"workload.image_size={shape.image_size} must be a multiple of vit_b_16's patch size {self.patch_size}"
+            )
 
     def build(self, shape: InputShape = InputShape()):
         from zoo.torch_support import ensure_torchvision

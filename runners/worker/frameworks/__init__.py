@@ -1,6 +1,7 @@
 """Framework adapters: how a zoo entry of one framework is placed on a device, run at
 a precision, synchronized and timed. Adding a framework means adding one adapter.
 Adapters import their framework lazily, so listing them costs nothing."""
+
 from __future__ import annotations
 
 from typing import Any, Callable, ClassVar, Optional
@@ -13,8 +14,15 @@ from zoo.registry import Registry
 class Framework:
     name: ClassVar[str]
 
-    def __init__(self, device: str, precision: str, threads: Optional[int], mode: str = "graph",
-                 compile: str = "none", weights: Optional[str] = None):
+    def __init__(
+        self,
+        device: str,
+        precision: str,
+        threads: Optional[int],
+        mode: str = "graph",
+        compile: str = "none",
+        weights: Optional[str] = None,
+    ):
         self.device, self.precision, self.threads = device, precision, threads
         self.compile = compile  # PyTorch: none, inductor or cudagraphs
         self.weights = weights  # local pretrained weights, loaded after build
@@ -24,15 +32,21 @@ class Framework:
     def infer_step(self, entry: ZooModel, batch_size: int, shape: InputShape, seed: int) -> Callable[[], Any]:
         raise NotImplementedError(f"framework '{self.name}' has no inference step")
 
-    def train_step(self, entry: ZooModel, batch_size: int, shape: InputShape, seed: int,
-                   distributed: bool = False) -> Callable[[], Any]:
-        raise NotImplementedError(f"framework '{self.name}' has no {'distributed ' if distributed else ''}training step")
+    def train_step(
+        self, entry: ZooModel, batch_size: int, shape: InputShape, seed: int, distributed: bool = False
+    ) -> Callable[[], Any]:
+        raise NotImplementedError(
+            f"framework '{self.name}' has no {'distributed ' if distributed else ''}training step"
+        )
 
-    def generate_step(self, entry: ZooModel, batch_size: int, shape: InputShape, seed: int,
-                      new_tokens: int) -> Callable[[], Any]:
+    def generate_step(
+        self, entry: ZooModel, batch_size: int, shape: InputShape, seed: int, new_tokens: int
+    ) -> Callable[[], Any]:
         raise NotImplementedError(f"framework '{self.name}' has no generation step")
 
-    def parity(self, entry: ZooModel, batch_size: int, shape: InputShape, seed: int, steps: int) -> tuple[Any, list[float]]:
+    def parity(
+        self, entry: ZooModel, batch_size: int, shape: InputShape, seed: int, steps: int
+    ) -> tuple[Any, list[float]]:
         """Seeded forward outputs (a numpy array) and the training loss over `steps` steps."""
         raise NotImplementedError(f"framework '{self.name}' has no parity check")
 

@@ -1,4 +1,5 @@
 """Plain Python entries (the self-test workload): no device, nothing to synchronize."""
+
 from runners.worker.frameworks import Framework, frameworks
 
 

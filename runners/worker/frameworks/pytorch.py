@@ -1,4 +1,5 @@
 """PyTorch: device placement, autocast precision, train/infer steps, CUDA timing."""
+
 from __future__ import annotations
 
 import contextlib
@@ -143,7 +144,8 @@ class TorchFramework(Framework):
         # Held until the rank exits, which skips its destructor (worker.end_rank): freeing the
         # wrapper frees its process group, and that can deadlock.
         self.distributed_model = DistributedDataParallel(
-            model, device_ids=[self.torch.cuda.current_device()] if self.device == "cuda" else None)
+            model, device_ids=[self.torch.cuda.current_device()] if self.device == "cuda" else None
+        )
         return self.distributed_model
 
     def _generate_step(self, model, prompt, new_tokens):
@@ -187,10 +189,16 @@ class TorchFramework(Framework):
             return []
         cuda = self.torch.cuda
         return [
-            {"source": "torch.cuda.max_memory_allocated", "peak_mb": cuda.max_memory_allocated() / 2**20,
-             "scope": "tensors held by the PyTorch caching allocator"},
-            {"source": "torch.cuda.max_memory_reserved", "peak_mb": cuda.max_memory_reserved() / 2**20,
-             "scope": "memory the caching allocator reserved from the device"},
+            {
+                "source": "torch.cuda.max_memory_allocated",
+                "peak_mb": cuda.max_memory_allocated() / 2**20,
+                "scope": "tensors held by the PyTorch caching allocator",
+            },
+            {
+                "source": "torch.cuda.max_memory_reserved",
+                "peak_mb": cuda.max_memory_reserved() / 2**20,
+                "scope": "memory the caching allocator reserved from the device",
+            },
         ]
 
     def describe(self):
@@ -203,7 +211,10 @@ class TorchFramework(Framework):
         }
         if self.device == "cuda":
             props = torch.cuda.get_device_properties(0)
-            info["cuda_device"] = {"name": props.name, "capability": f"{props.major}.{props.minor}",
-                                   "memory_total_mb": props.total_memory / 2**20,
-                                   "uuid": str(getattr(props, "uuid", "")) or None}
+            info["cuda_device"] = {
+                "name": props.name,
+                "capability": f"{props.major}.{props.minor}",
+                "memory_total_mb": props.total_memory / 2**20,
+                "uuid": str(getattr(props, "uuid", "")) or None,
+            }
         return info

@@ -1,5 +1,6 @@
 """TensorFlow/Keras: execution mode (eager, graph = tf.function, xla = jit_compile),
 mixed-precision policy, train/infer steps, device memory."""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -15,9 +16,8 @@ class TensorFlowFramework(Framework):
 
     def __init__(self, device, precision, threads, mode="graph", compile="none", weights=None):
         super().__init__(device, precision, threads, mode, compile, weights)
-        import tensorflow as tf
-
         import keras
+        import tensorflow as tf
 
         self.tf, self.keras, self.mode = tf, keras, mode
         if threads:
@@ -85,17 +85,28 @@ class TensorFlowFramework(Framework):
         if self.device != "cuda":
             return []
         info = self.tf.config.experimental.get_memory_info("GPU:0")
-        return [{"source": "tf.config.experimental.get_memory_info.peak", "peak_mb": info["peak"] / 2**20,
-                 "scope": "TensorFlow's GPU allocator (peak)"}]
+        return [
+            {
+                "source": "tf.config.experimental.get_memory_info.peak",
+                "peak_mb": info["peak"] / 2**20,
+                "scope": "TensorFlow's GPU allocator (peak)",
+            }
+        ]
 
     def describe(self) -> dict[str, Any]:
         tf = self.tf
-        info: dict[str, Any] = {"tensorflow": tf.__version__, "keras": self.keras.__version__, "mode": self.mode,
-                                "tf_cuda": tf.sysconfig.get_build_info().get("cuda_version"),
-                                "threads": tf.config.threading.get_intra_op_parallelism_threads()}
+        info: dict[str, Any] = {
+            "tensorflow": tf.__version__,
+            "keras": self.keras.__version__,
+            "mode": self.mode,
+            "tf_cuda": tf.sysconfig.get_build_info().get("cuda_version"),
+            "threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        }
         gpus = tf.config.list_physical_devices("GPU")
         if gpus and self.device == "cuda":
             details = tf.config.experimental.get_device_details(gpus[0])
-            info["cuda_device"] = {"name": details.get("device_name"),
-                                   "capability": ".".join(map(str, details.get("compute_capability", ())))}
+            info["cuda_device"] = {
+                "name": details.get("device_name"),
+                "capability": ".".join(map(str, details.get("compute_capability", ()))),
+            }
         return info
