@@ -50,7 +50,7 @@ probe: setup ## check a GPU backend's memory quota and compute share: make probe
 	@$(PY) -m runners.cli.diagnose diagnostic=probe $(DIAGNOSE_OVERRIDES)
 
 demo: setup ## short real inference: make demo model=resnet50 input=cat.jpg [weights=<local file or dir>]
-	@$(PY) -m zoo.demo --model "$(model)" --input "$(input)" $(if $(weights),--weights "$(weights)") $(if $(size),--size $(size))
+	@$(PY) -m runners.cli.demo $(if $(model),model=$(model)) "input=$(input)" $(if $(weights),"model.weights=$(weights)") $(if $(size),model.size=$(size)) $(ARGS)
 
 docs: setup ## regenerate docs/zoo.md (the model cards) from the registry
 	$(PY) -m zoo cards > docs/zoo.md

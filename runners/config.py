@@ -194,6 +194,17 @@ class ParityConfig(CommandConfig):
 
 
 @dataclass
+class DemoConfig(CommandConfig):
+    """`make demo` (configs/demo.yaml): a short real inference with the zoo alone."""
+
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="resnet50"))
+    input: str = ""  # an image file (vision models) or a sentence (text models)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.input), "the demo needs input=<an image file or a sentence>")
+
+
+@dataclass
 class SyncConfig(CommandConfig):
     """`make sync` / `make ingest DIR=...` (configs/sync.yaml)."""
 

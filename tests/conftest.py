@@ -26,6 +26,22 @@ def has_gpu() -> bool:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def users_world_stays_alone(tmp_path_factory):
+    """Whatever the user's environment holds (their own MLflow store, their results folder),
+    no test and no command a test starts reaches it: each test names its own store and
+    folder, and anything that forgets lands in this session's temporary folder."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "VGPU_BENCH_RESULTS")}
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ["VGPU_BENCH_RESULTS"] = str(tmp_path_factory.mktemp("unclaimed-results"))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(autouse=True, scope="session")
 def repo_stays_clean():
     """Tests write under their own temporary results dir: an MLflow experiment made without
     the suite's artifact location once left artifacts in ./mlruns, and they got committed."""

@@ -1,12 +1,11 @@
-"""`make demo model=<name> input=<image file or sentence> [weights=<local path>]`: a short
-real inference with the zoo alone, printing the predictions and the timing. Without
-weights the model is random (predictions meaningless, timing real)."""
+"""A short real inference with the zoo alone, printing the predictions and the timing
+(`make demo model=<name> input=<image file or sentence> [weights=<local path>]`, the
+command runners/cli/demo.py). Without weights the model is random (predictions
+meaningless, timing real)."""
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -41,38 +40,35 @@ def token_ids(text: str, vocab: int, weights: Path | None) -> tuple[list[int], s
     return [zlib.crc32(w.lower().encode()) % vocab for w in text.split()] or [0], "hashed words (no tokenizer given)"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m zoo.demo", description=__doc__)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--input", required=True, help="an image file (vision) or a sentence (text)")
-    parser.add_argument("--weights", default=None, help="local pretrained weights (file or directory)")
-    parser.add_argument("--size", default=None)
-    args = parser.parse_args(argv)
-    try:
-        entry_class = zoo.get(args.model)
-        if entry_class.inputs not in ("image", "text"):
-            raise ValueError(f"the demo takes image or text models; {args.model} takes {entry_class.inputs} input")
-        if entry_class.inputs == "image" and not Path(args.input).is_file():
-            raise ValueError(f"{args.model} needs an image file as input, and {args.input!r} is not a file")
-        weights = Path(args.weights) if args.weights else None
-        if weights and not weights.exists():
-            raise ValueError(f"weights {weights} do not exist")
-    except (ValueError, zoo.UnknownName) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def check(model: str, input: str, weights: str | None = None) -> None:
+    """Raise ValueError or zoo.UnknownName, with a message for the user, for input the demo cannot take."""
+    entry_class = zoo.get(model)
+    if entry_class.inputs not in ("image", "text"):
+        raise ValueError(f"the demo takes image or text models; {model} takes {entry_class.inputs} input")
+    if entry_class.inputs == "image" and not Path(input).is_file():
+        raise ValueError(f"{model} needs an image file as input, and {input!r} is not a file")
+    if weights and not Path(weights).exists():
+        raise ValueError(f"weights {weights} do not exist")
+
+
+def demo(model: str, input: str, weights: str | None = None, size: str | None = None) -> int:
+    """Print the top predictions of `model` on `input` (an image file or a sentence), and the timing."""
+    check(model, input, weights)
+    name = model
+    weights = Path(weights) if weights else None
 
     began = time.perf_counter()
-    loaded = zoo.load(args.model, size=args.size, weights=weights)
+    loaded = zoo.load(name, size=size, weights=weights)
     entry, model = loaded.entry, loaded.model
     print(
         f"{entry.name} ({entry.size}, {entry.framework}): built in {time.perf_counter() - began:.2f} s, "
         f"{'weights from ' + str(weights) if weights else 'random weights (no weights given)'}"
     )
     if entry.inputs == "image":
-        data = image_batch(Path(args.input), 224, channels_last=entry.framework == "tensorflow")
-        note = f"image {args.input}"
+        data = image_batch(Path(input), 224, channels_last=entry.framework == "tensorflow")
+        note = f"image {input}"
     else:
-        ids, how = token_ids(args.input, getattr(entry, "vocab_size", 30522), weights)
+        ids, how = token_ids(input, getattr(entry, "vocab_size", 30522), weights)
         import numpy as np
 
         data, note = np.asarray([ids], dtype=np.int32), f"{len(ids)} tokens ({how})"
@@ -119,7 +115,3 @@ def categories(entry, count: int) -> list[str]:
     if hasattr(entry, "categories") and count == 1000:
         return entry.categories()
     return []
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -28,6 +28,7 @@ ROOTS: dict[str, type] = {
     "diagnose": schemas.DiagnoseConfig,
     "analyze": schemas.AnalyzeConfig,
     "parity": schemas.ParityConfig,
+    "demo": schemas.DemoConfig,
     "sync": schemas.SyncConfig,
     "bench_overhead": schemas.OverheadConfig,
 }

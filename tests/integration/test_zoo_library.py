@@ -1,5 +1,6 @@
 """The zoo used as a library (customer demos), generation, the demo, MFU."""
 
+import os
 import subprocess
 import sys
 
@@ -78,8 +79,8 @@ def test_generate_is_refused_for_models_without_it(cli):
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["--model", "resnet50", "--size", "tiny", "--input", "IMAGE"], "1. class"),
-        (["--model", "bert", "--size", "tiny", "--input", "a sentence about virtual GPUs"], "1. class"),
+        (["model=resnet50", "model.size=tiny", "input=IMAGE"], "1. class"),
+        (["model=bert", "model.size=tiny", "input=a sentence about virtual GPUs"], "1. class"),
     ],
 )
 def test_demo_runs_a_real_inference(tmp_path, args, expected):
@@ -88,8 +89,11 @@ def test_demo_runs_a_real_inference(tmp_path, args, expected):
 
     image = tmp_path / "in.png"
     Image.fromarray((np.random.default_rng(0).random((240, 320, 3)) * 255).astype("uint8")).save(image)
-    args = [str(image) if a == "IMAGE" else a for a in args]
-    done = subprocess.run([sys.executable, "-m", "zoo.demo", *args], cwd=REPO, capture_output=True, text=True)
+    args = [a.replace("IMAGE", str(image)) for a in args]
+    env = {**os.environ, "VGPU_BENCH_RESULTS": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "runners.cli.demo", *args], cwd=REPO, capture_output=True, text=True, env=env
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert expected in done.stdout and "inference: median" in done.stdout
 
