@@ -30,7 +30,8 @@ def test_every_shipped_option_composes(group):
 @pytest.mark.parametrize("root", sorted(compose.ROOTS))
 def test_every_command_config_composes_with_the_shared_results_dir_and_store(root, monkeypatch):
     monkeypatch.setenv("VGPU_BENCH_RESULTS", "/somewhere/else")
-    config = compose.compose_config(["candidate='backend=cpu'"] if root == "parity" else [], root)
+    required = {"parity": ["candidate='backend=cpu'"], "demo": ["input=a sentence"]}
+    config = compose.compose_config(required.get(root, []), root)
     assert isinstance(config, compose.ROOTS[root])
     assert config.results_dir == "/somewhere/else" and config.tracking.name == "mlflow"
 
