@@ -85,9 +85,10 @@ sync: setup ## log every result that could not reach the tracking store when it 
 ingest: setup ## load result files from a directory into MLflow, skipping those already there: make ingest DIR=<dir>
 	@$(PY) -m runners.cli.sync "dir=$(DIR)" $(ARGS)
 
+# Integration tests on two processes: most of their time is process start-up and imports.
 test: setup test-deps lint ## lint, then the unit tests (fast, no subprocess), then the integration tests
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
-	$(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadgroup tests/integration $(PYTEST_ARGS)
 
 lint: setup ## ruff: the formatter's check and the linter (make format applies the formatter)
 	$(VENV)/bin/ruff format --check --quiet runners zoo tests || { echo "run: make format"; exit 1; }

@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,11 +56,32 @@ def repo_stays_clean():
     assert not strays, f"the tests wrote into the repository: {sorted(strays)}"
 
 
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory) -> Path:
+    """An empty MLflow sqlite store, its schema migrated once per session: a new store
+    costs about 5 s of migrations here, and most tests make one."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    path = tmp_path_factory.mktemp("store-template") / "mlflow.db"
+    SqlAlchemyStore(f"sqlite:///{path}", str(path.parent / "artifacts")).engine.dispose()
+    return path
+
+
 @pytest.fixture
-def results_dir(tmp_path):
+def results_dir(tmp_path, store_template):
+    """The test's own results folder, with an empty store of its own."""
     path = tmp_path / "results"
     path.mkdir()
+    shutil.copyfile(store_template, path / "mlflow.db")
     return path
+
+
+def logged_runs(results_dir: Path) -> list:
+    """Every run in the test's store (none: nothing was recorded)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 
 @pytest.fixture

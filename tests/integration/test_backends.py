@@ -18,7 +18,7 @@ from runners.config import parse_size_mib
 from runners.contracts import RESULT_FILE, Result
 from runners.errors import UsageError
 
-from conftest import TINY, run_dirs
+from conftest import TINY, logged_runs, run_dirs
 
 FAKE_MPS = """#!/bin/bash
 # stand-in for nvidia-cuda-mps-control: records each call (argv, stdin, pipe dir)
@@ -146,7 +146,7 @@ def test_dry_run_shows_the_plan_and_starts_nothing(cli, results_dir):
     assert env["ORION_TOKEN"] == "***" and "s3cret" not in done.stdout
     assert "preflight: FAILS: backend 'vgpu' needs the vGPU client runtime" in done.stdout
     assert "-m runners.worker" in done.stdout
-    assert not run_dirs(results_dir) and not (results_dir / "mlflow.db").exists()
+    assert not run_dirs(results_dir) and not logged_runs(results_dir)
 
 
 def test_dry_run_shows_the_daemon_start_and_stop(cli):
@@ -201,6 +201,7 @@ def _mps_calls(fake_bin) -> list[str]:
     return fake_bin.log.read_text().splitlines() if fake_bin.log.exists() else []
 
 
+@pytest.mark.xdist_group("mps")  # an MPS daemon is machine-wide: one such test at a time
 @pytest.mark.parametrize(
     "fault, exit_code, error", [("none", 0, None), ("raise", 1, "RuntimeError"), ("hang", 1, "Timeout")]
 )
@@ -223,6 +224,7 @@ def test_mps_daemon_is_started_and_always_stopped(cli, results_dir, fake_bin, fa
     assert result.backend["env"]["CUDA_MPS_PIPE_DIRECTORY"] == str(pipe)
 
 
+@pytest.mark.xdist_group("mps")  # an MPS daemon is machine-wide: one such test at a time
 def test_mps_daemon_is_stopped_on_ctrl_c(results_dir, fake_bin):
     import sys
 
@@ -264,6 +266,7 @@ def test_mps_daemon_is_stopped_on_ctrl_c(results_dir, fake_bin):
     assert worker.stdout == ""  # no worker left behind
 
 
+@pytest.mark.xdist_group("mps")  # an MPS daemon is machine-wide: one such test at a time
 def test_a_foreign_mps_daemon_is_refused(cli, results_dir, fake_bin):
     fake_bin("nvidia-cuda-mps-control", FAKE_MPS)
     foreign = subprocess.Popen(["bash", "-c", "exec -a nvidia-cuda-mps-control sleep 60"])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import TINY, has_gpu, run_dirs
+from conftest import TINY, has_gpu, logged_runs, run_dirs
 
 CASES = {
     "unknown model": (["model=bertt"], "unknown model 'bertt'. Did you mean 'bert'?"),
@@ -28,7 +28,7 @@ def test_bad_input_is_one_clear_line_and_exit_2(cli, results_dir, name):
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     assert expected in lines[0]
     assert "Traceback" not in done.stderr + done.stdout
-    assert not run_dirs(results_dir) and not (results_dir / "mlflow.db").exists()
+    assert not run_dirs(results_dir) and not logged_runs(results_dir)
 
 
 @pytest.mark.skipif(has_gpu(), reason="this machine has a GPU")
