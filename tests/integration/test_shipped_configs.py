@@ -30,6 +30,8 @@ def test_every_shipped_config_runs_on_tiny_shapes(cli, results_dir):
         if entry.framework == "pytorch":
             assert result.model.params > 0
             assert result.environment.framework["torch"]
+        if entry.framework == "tensorflow":
+            assert result.environment.framework["mode"] == "graph"  # eager and xla: test_zoo_library
         if result.workload == "train" and entry.framework == "pytorch":
             assert result.measurement.final_loss > 0
 
