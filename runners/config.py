@@ -84,6 +84,9 @@ class BackendConfig:
     name: str = "auto"
     threads: Optional[int] = None  # CPU threads of the worker (intra-op); None: the framework's default
     extra_env: Dict[str, str] = field(default_factory=dict)  # more variables for the worker
+    # A run whose layer cannot be shown to have engaged is `invalid`; false: a warning only
+    # (for people bringing up a new layer, whose evidence the suite cannot read yet).
+    require_engagement: bool = True
 
     def __post_init__(self) -> None:
         _check(self.threads is None or self.threads >= 1, f"backend.threads must be >= 1, got {self.threads}")

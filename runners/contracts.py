@@ -23,6 +23,7 @@ SCHEMA_VERSION = 2
 RESULT_FILE, LOG_FILE, JOB_FILE, LAUNCH_FILE = "result.json", "worker.log", "job.json", "launch.json"
 STOP_FILE = "stop.json"  # why the parent stopped the worker, read by the worker's SIGTERM handler
 SUCCESS, FAILED = "success", "failed"
+INVALID = "invalid"  # it ran, but the backend's layer could not be shown to have engaged: never a success
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,28 @@ class GroupRef:
 
 
 @dataclass
+class Check:
+    """One piece of evidence that the backend's layer engaged (or did not)."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class Evidence:
+    """What the worker itself saw of its backend, and the engagement verdict drawn from it."""
+
+    env: dict[str, str]  # each variable the backend set, as the worker saw it (secret values redacted)
+    libraries: dict[str, str]  # CUDA-related library -> the file mapped into the worker
+    device: dict[str, Any]  # the device the framework got: name, uuid, mig, memory_total_mb (its own report)
+    checks: list[Check]
+    engaged: bool  # every check passed
+    verdict: str  # "engaged", or why not: the failed checks
+    required: bool = True  # backend.require_engagement: False turns a failed check into a warning
+
+
+@dataclass
 class TenantBarrier:
     """Every tenant of a group starts measuring at the same moment (a file barrier)."""
 
@@ -158,6 +181,12 @@ class Job:
     parity_steps: int = 0
     spawned_at: float = 0.0
 
+    def backend_config(self):
+        """The backend's typed config (its own schema), for the worker's engagement checks."""
+        from runners.backends import backends
+
+        return from_plain(backends.get(self.backend["name"]).config_class, self.config["backend"])
+
     def bench_config(self) -> BenchConfig:
         """The typed config again, with its backend's own schema."""
         from runners.backends import backends
@@ -196,6 +225,7 @@ class Result:
     measurement: Optional[Measurement] = None
     environment: Environment = field(default_factory=Environment)
     group: Optional[GroupRef] = None
+    evidence: Optional[Evidence] = None
     details: dict[str, Any] = field(default_factory=dict)  # per scenario or diagnostic: profile, ddp, probe...
     started_at: float = 0.0
     finished_at: Optional[float] = None

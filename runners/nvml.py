@@ -30,6 +30,15 @@ def visible_gpus() -> tuple[list[dict[str, Any]], str]:
     return gpus, ("" if gpus else "NVML reports no GPU")
 
 
+def device_handle(nvml, index: int = 0):
+    """The NVML handle of the device this process uses: by UUID when CUDA_VISIBLE_DEVICES names
+    one (a MIG instance: NVML's index 0 would be the whole parent GPU), else by index."""
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if visible and visible[min(index, len(visible) - 1)][:4].upper() in ("GPU-", "MIG-"):
+        return nvml.nvmlDeviceGetHandleByUUID(visible[min(index, len(visible) - 1)].encode())
+    return nvml.nvmlDeviceGetHandleByIndex(index)
+
+
 def device_info(nvml, index: int) -> dict[str, Any]:
     handle = nvml.nvmlDeviceGetHandleByIndex(index)
     memory = nvml.nvmlDeviceGetMemoryInfo(handle)
@@ -65,7 +74,7 @@ class MemorySampler:
 
     def __enter__(self) -> "MemorySampler":
         if self.nvml:
-            self._handle = self.nvml.nvmlDeviceGetHandleByIndex(self.index)
+            self._handle = device_handle(self.nvml, self.index)
             self._thread.start()
         return self
 

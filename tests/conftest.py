@@ -122,3 +122,18 @@ def groups_of(results_dir: Path) -> list:
     from runners.contracts import GroupRecord
 
     return [GroupRecord.load(p) for p in sorted((results_dir / "groups").glob("*.json"))]
+
+@pytest.fixture
+def fake_bin(tmp_path):
+    path = tmp_path / "bin"
+    path.mkdir()
+
+    def install(name: str, script: str) -> Path:
+        exe = path / name
+        exe.write_text(script)
+        exe.chmod(0o755)
+        return exe
+
+    install.env = {"PATH": f"{path}{os.pathsep}{os.environ['PATH']}", "FAKE_MPS_LOG": str(tmp_path / "mps.log")}
+    install.log = tmp_path / "mps.log"
+    return install

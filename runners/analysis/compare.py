@@ -83,6 +83,7 @@ class Comparison:
     rows: list[Row]
     missing: list[str]  # pairs found on one side only
     micro: list[MicroRow] = field(default_factory=list)  # microbenchmarks, when both sides have them
+    invalid: list[str] = field(default_factory=list)  # runs of either side left out: their layer did not engage
 
     @property
     def regressions(self) -> list[Row]:
@@ -272,4 +273,7 @@ def compare(
         candidate_runs = [
             r for r in store.runs({}) if r.mlflow_id not in ids and r.key in newest and r.start_time > newest[r.key]
         ]
-    return compare_runs(store, baseline_runs, candidate_runs, tolerance, baseline_spec, candidate_spec)
+    comparison = compare_runs(store, baseline_runs, candidate_runs, tolerance, baseline_spec, candidate_spec)
+    sides = [baseline] + ([candidate] if candidate is not None else [])
+    comparison.invalid = sorted({line for side in sides for line in store.invalid(side)})
+    return comparison

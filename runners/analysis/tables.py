@@ -83,6 +83,8 @@ def to_markdown(comparison: Comparison) -> str:
     lines += ["| " + " | ".join(table_cells(row)) + " |" for row in comparison.rows]
     if comparison.missing:
         lines += ["", "Not paired (present on one side only):", *[f"- {m}" for m in comparison.missing]]
+    if comparison.invalid:
+        lines += ["", "Left out, invalid (the layer did not engage):", *[f"- {m}" for m in comparison.invalid]]
     if comparison.run_noise_unknown:
         lines += ["", f"Note: {NOISE_NOTE}"]
     if comparison.micro:
@@ -121,6 +123,7 @@ def to_html(comparison: Comparison) -> str:
         for row in comparison.rows
     )
     missing = "".join(f"<li>{html.escape(m)}</li>" for m in comparison.missing)
+    invalid = "".join(f"<li>{html.escape(m)}</li>" for m in comparison.invalid)
     micro = ""
     if comparison.micro:
         micro = (
@@ -139,6 +142,7 @@ def to_html(comparison: Comparison) -> str:
         f"padding:4px 8px;text-align:right}}</style></head><body><h1>{html.escape(title(comparison))}</h1>"
         f"<table><tr>{head}</tr>{body}</table>"
         + (f"<p>Not paired (present on one side only):</p><ul>{missing}</ul>" if missing else "")
+        + (f"<p>Left out, invalid (the layer did not engage):</p><ul>{invalid}</ul>" if invalid else "")
         + (f"<p>Note: {html.escape(NOISE_NOTE)}</p>" if comparison.run_noise_unknown else "")
         + micro
         + "</body></html>"

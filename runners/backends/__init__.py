@@ -11,13 +11,32 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Optional
 
 from runners.config import BackendConfig
+from runners.contracts import Check
 from runners.errors import UsageError
+from runners.redact import REDACTED
 from runners.redact import redact_env
 from zoo.registry import Registry
+
+
+@dataclass
+class Seen:
+    """What a worker can see of its backend, gathered in the worker after its work."""
+
+    env: dict[str, str]  # the worker's whole environment
+    expected_env: dict[str, str]  # what the parent set for it (secret values redacted)
+    mapped: list[str]  # every shared library file mapped into the worker
+    device: dict[str, Any] = field(default_factory=dict)  # the CUDA device it initialized; {} for none
+    framework_loaded: bool = False  # torch or TensorFlow was imported (a framework-free workload uses no device)
+    pid: int = 0
+    run_dir: Optional[Path] = None
+
+    def mapped_like(self, name: str) -> list[str]:
+        return [path for path in self.mapped if os.path.basename(path).startswith(name)]
 
 
 class Backend:
@@ -59,6 +78,27 @@ class Backend:
         """Around all workers of one command (every tenant): start a daemon, always stop it."""
         yield
 
+    def run_environment(self, run_dir: Path) -> dict[str, str]:
+        """Variables of one run only (each worker its own), added to `environment()` at launch."""
+        return {}
+
+    def end_run(self, run_dir: Path) -> None:
+        """After one run's worker has ended: remove what `run_environment` made for it."""
+
+    def check_framework(self, framework: str) -> None:
+        """Raise UsageError when this backend cannot serve `framework` as installed here (planning)."""
+
+    def engagement(self, seen: Seen) -> list[Check]:
+        """In the worker, after its work: the evidence that this backend's layer engaged. Each
+        backend adds its own checks to this one: the worker got every variable the backend set."""
+        wrong = []
+        for key, expected in seen.expected_env.items():
+            actual = seen.env.get(key)
+            if actual is None or (expected != REDACTED and actual != expected):
+                wrong.append(f"{key}={actual!r} (set: {expected!r})")
+        detail = "; ".join(wrong) if wrong else f"all {len(seen.expected_env)} variables as set"
+        return [Check("environment_applied", not wrong, detail)]
+
     def memory_quota_mb(self) -> Optional[float]:
         """The device memory a worker is configured to get, for the quota probe."""
         return None
@@ -98,4 +138,4 @@ def create(config: BackendConfig, results_dir: Path) -> Backend:
 
 from runners.backends import hami, local, mig, mps, vgpu  # noqa: E402,F401  (registers the backends)
 
-__all__ = ["Backend", "UsageError", "backends", "create", "prepend_path"]
+__all__ = ["Backend", "Check", "Seen", "UsageError", "backends", "create", "prepend_path"]

@@ -8,7 +8,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from runners.backends import Backend, UsageError, backends
+from runners.backends import Backend, Check, UsageError, backends
+from runners.backends.local import device_used, same_device
 from runners.config import BackendConfig
 
 _MIG_LINE = re.compile(r"^\s+MIG\s+(?P<profile>\S+)\s+Device\s+(?P<index>\d+):\s+\(UUID:\s+(?P<uuid>MIG-[^)\s]+)\)")
@@ -61,8 +62,19 @@ class MigBackend(Backend):
 
     def environment(self):
         selected = self._selected()
-        visible = selected["uuid"] if selected else str(self.config.instance)
+        # No instance matched (a dry run shows it): a name that selects no device, never the whole GPU.
+        visible = selected["uuid"] if selected else f"MIG-no-such-instance-{self.config.instance}"
         return {"CUDA_VISIBLE_DEVICES": visible, **super().environment()}
+
+    def engagement(self, seen):
+        visible = seen.env.get("CUDA_VISIBLE_DEVICES", "")
+        got = seen.device.get("uuid") or ""
+        checks = [*super().engagement(seen), device_used(seen)]
+        if seen.device:
+            checks.append(Check("requested_instance", same_device(got, visible),
+                                f"the framework got {got or 'a device without a UUID'} ({seen.device.get('name')}), "
+                                f"requested {visible}"))
+        return checks
 
     def version(self):
         selected = self._selected()

@@ -1,21 +1,29 @@
 """NVIDIA MPS: one control daemon per GPU; workers become its clients through a shared
-pipe directory. The suite starts a daemon of its own (pipes and logs under results/),
-always stops it with `quit`, and refuses to run beside a daemon it did not start."""
+pipe directory. The suite starts a daemon of its own (pipes and logs under
+results/backends/mps/<host>-<pid>-<id>/, so hosts sharing a results folder never meet),
+always stops it with `quit` and waits until it is gone, and refuses to run beside a
+daemon it did not start. A client that cannot reach the daemon runs without MPS,
+silently: each worker asks the daemon whether it is among its clients."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
+import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from runners.backends import Backend, UsageError, backends
+from runners.backends import Backend, Check, UsageError, backends
+from runners.backends.local import device_used
 from runners.config import BackendConfig, _check, parse_size_mib
 
 MPS_PROGRAMS = ("nvidia-cuda-mps-control", "nvidia-cuda-mps-server")
+STOP_WAIT_S = 10.0  # `quit` returns before the server has exited
 
 
 @dataclass
@@ -62,13 +70,17 @@ class MpsBackend(Backend):
     summary = "NVIDIA Multi-Process Service"
     config_class = MpsConfig
 
+    def __init__(self, config, state_dir, requested=None):
+        super().__init__(config, state_dir, requested)
+        self.instance = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
     @property
     def pipe_dir(self) -> Path:
-        return self.state_dir / "pipe"
+        return self.state_dir / self.instance / "pipe"
 
     @property
     def log_dir(self) -> Path:
-        return self.state_dir / "log"
+        return self.state_dir / self.instance / "log"
 
     def _daemon_env(self) -> dict[str, str]:
         return {"CUDA_MPS_PIPE_DIRECTORY": str(self.pipe_dir), "CUDA_MPS_LOG_DIRECTORY": str(self.log_dir)}
@@ -121,6 +133,29 @@ class MpsBackend(Backend):
             yield
         finally:
             subprocess.run([control], input="quit\n", env=env, capture_output=True, text=True, timeout=60)
+            deadline = time.monotonic() + STOP_WAIT_S
+            while any(pipe == str(self.pipe_dir) for _, pipe in running_mps_daemons()) and time.monotonic() < deadline:
+                time.sleep(0.1)
+
+    def clients(self, env: dict[str, str]) -> tuple[list[int], str]:
+        """The daemon's clients (pids over every server), asked through its control program."""
+        control, run = self._control(), {**env, "CUDA_MPS_PIPE_DIRECTORY": env.get("CUDA_MPS_PIPE_DIRECTORY", "")}
+        if not control:
+            return [], f"{self.config.control} not found"
+
+        def ask(command: str) -> list[int]:
+            done = subprocess.run([control], input=command + "\n", env=run, capture_output=True, text=True, timeout=30)
+            return [int(word) for word in done.stdout.split() if word.isdigit()]
+
+        servers = ask("get_server_list")
+        return [pid for server in servers for pid in ask(f"get_client_list {server}")], f"servers {servers}"
+
+    def engagement(self, seen):
+        clients, how = self.clients(seen.env)
+        attached = seen.pid in clients
+        return [*super().engagement(seen), device_used(seen), Check(
+            "mps_client", attached, f"pid {seen.pid} {'is' if attached else 'is not'} among the daemon's clients "
+            f"{clients} ({how})")]
 
     def version(self):
         from runners.nvml import visible_gpus

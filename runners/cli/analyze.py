@@ -37,6 +37,8 @@ def _print(comparison: comparing.Comparison) -> None:
     out.print(table)
     for line in comparison.missing:
         out.print(f"not paired: {line}")
+    for line in comparison.invalid:
+        out.print(f"left out, invalid (its layer did not engage): {line}")
     if comparison.run_noise_unknown:
         out.print(f"note: {tables.NOISE_NOTE}")
     if not comparison.rows:

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 from rich.console import Console
 from rich.table import Table
 
-from runners.contracts import Result
+from runners.contracts import INVALID, Result
 
 console = Console(stderr=True, soft_wrap=True)  # paths must stay greppable
 
@@ -45,7 +45,10 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 def status_line(result: Result) -> str:
     if result.ok:
-        return "ok"
+        warning = result.evidence and not result.evidence.engaged
+        return f"ok (warning, engagement not required: {result.evidence.verdict})" if warning else "ok"
+    if result.status == INVALID:
+        return f"INVALID ({result.evidence.verdict if result.evidence else 'no evidence of the backend'})"
     return f"FAILED ({result.error.type}: {result.error.message})" if result.error else "FAILED"
 
 
@@ -57,6 +60,8 @@ def summary_table(rows: list[Finished]) -> Table:
         result = row.result
         throughput = result.metrics.get("throughput")
         status = result.status if not result.error else f"failed: {result.error.type}"
+        if result.status == INVALID:
+            status = "INVALID: layer not engaged"
         name = result.model.name if result.model else result.task
         table.add_row(
             name + (f" ({result.display_name[len(result.run_name) + 1 :]})" if result.group else ""),

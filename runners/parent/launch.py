@@ -69,9 +69,10 @@ def _tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
-def worker_env(plan: Plan) -> dict[str, str]:
+def worker_env(plan: Plan, run_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(plan.backend.environment())
+    env.update(plan.backend.run_environment(run_dir))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONUNBUFFERED"] = "1"
@@ -113,7 +114,8 @@ def plan_text(plan: Plan) -> str:
         f"  cwd: {REPO_ROOT}; timeout: {config.timeout_s:g} s; tenants: {getattr(config, 'tenants', 1)}",
         "  environment changes:",
     ]
-    lines += [f"    {k}={v}" for k, v in redact_env(backend.environment()).items()] or ["    (none)"]
+    env = {**backend.environment(), **backend.run_environment(plan.results_dir / "runs" / "<run-id>")}
+    lines += [f"    {k}={v}" for k, v in redact_env(env).items()] or ["    (none)"]
     for phase, commands in backend.daemon_commands().items():
         lines += [f"  daemon {phase}: {command}" for command in commands]
     return "\n".join(lines)
@@ -149,7 +151,7 @@ def launch(
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=worker_env(plan),
+            env=worker_env(plan, run_dir),
             cwd=REPO_ROOT,
             start_new_session=True,
         )
@@ -170,6 +172,7 @@ def launch(
         finally:
             if proc.poll() is None:  # the parent is being interrupted: never leave a worker behind
                 _stop(proc)
+            plan.backend.end_run(run_dir)
 
     result_path = run_dir / RESULT_FILE
     code = proc.returncode

@@ -17,7 +17,7 @@ from runners.backends import create as create_backend
 from runners.config import BenchConfig, Compile, DiagnoseConfig, config_hash, to_plain
 from runners.contracts import GroupRef, Job, ModelRecord, TenantBarrier
 from runners.errors import UsageError
-from runners.redact import redact_tree
+from runners.redact import redact_env, redact_tree
 from runners.scenarios import Scenario, scenarios
 from runners.worker.frameworks import frameworks
 
@@ -54,15 +54,18 @@ class Plan:
     ) -> Job:
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{self.run_name}{suffix}-{secrets.token_hex(3)}"
         entry = self.entry
+        backend = self.backend.describe()
+        run_dir = self.results_dir / "runs" / run_id
+        backend["env"] = {**backend["env"], **redact_env(self.backend.run_environment(run_dir))}
         return Job(
             run_id=run_id,
             run_name=self.run_name,
-            run_dir=str(self.results_dir / "runs" / run_id),
+            run_dir=str(run_dir),
             config_hash=self.config_hash,
             # The worker's environment carries the real values; files and MLflow never do.
             config=redact_tree(to_plain(self.config)),
             model=ModelRecord(entry.name, entry.size, entry.framework, entry.task) if entry else None,
-            backend=self.backend.describe(),
+            backend=backend,
             suite=suite.describe(),
             task=task or self.task,
             group=group,
@@ -114,6 +117,12 @@ def plan(config: BenchConfig) -> Plan:
             f"(use workload.tf_mode=eager|graph|xla)"
         )
     scenario.check(config, entry, backend)
+    try:
+        backend.check_framework(entry.framework)
+    except UsageError as exc:
+        if not config.dry_run:
+            raise
+        preflight_error = preflight_error or str(exc)
     if config.model.weights and not Path(config.model.weights).exists():
         raise UsageError(
             f"model.weights={config.model.weights} does not exist (a local file or directory; nothing is downloaded)"

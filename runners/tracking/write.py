@@ -41,9 +41,10 @@ TAGS: dict[str, Callable[[Result], str]] = {
     "group_id": lambda r: r.group.id if r.group else "",
     "group_role": lambda r: r.group.role if r.group else "",
     "group_index": lambda r: "" if not r.group or r.group.index is None else str(r.group.index),
+    "engaged": lambda r: "" if r.evidence is None else str(r.evidence.engaged).lower(),
 }
 # Tags only group (parent) runs carry.
-GROUP_TAGS = ("kind", "group", "baseline", "candidate", "verdict")
+GROUP_TAGS = ("kind", "group", "baseline", "candidate", "verdict", "engagement")
 
 
 def tags_of(result: Result) -> dict[str, str]:
@@ -155,6 +156,8 @@ def _log_new(client, experiment_id: str, result: Result, run_dir: Path, parent_r
     if result.error:
         tags["error_type"] = result.error.type
         tags["error"] = result.error.message[:5000]
+    if result.evidence:
+        tags["engagement"] = result.evidence.verdict[:5000]
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
     # The run's times are the worker's: MLflow's duration column then shows how long it ran.

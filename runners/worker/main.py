@@ -20,9 +20,9 @@ from typing import Any, Callable, NoReturn
 
 from runners import names, nvml, stats
 from runners.config import BenchConfig
-from runners.contracts import RESULT_FILE, STOP_FILE, SUCCESS, Job, Measurement, MemoryReading, Result
+from runners.contracts import INVALID, RESULT_FILE, STOP_FILE, SUCCESS, Job, Measurement, MemoryReading, Result
 from runners.scenarios import Scenario, scenarios
-from runners.worker import fingerprint, measure
+from runners.worker import evidence, fingerprint, measure
 from runners.worker.frameworks import Framework, frameworks
 from runners.worker.gpu_peaks import peak_tflops
 
@@ -265,6 +265,22 @@ def record_environment(job: Job, result: Result, framework: Framework | None) ->
         result.environment = fingerprint.collect(extra)
 
 
+def record_evidence(job: Job, result: Result) -> None:
+    """What this worker saw of its backend; a success whose layer did not engage is invalid."""
+    try:
+        result.evidence = evidence.collect(job)
+    except Exception as exc:  # noqa: BLE001
+        log(f"could not collect the backend evidence: {exc}")
+        result.evidence = None
+    engaged = result.evidence is not None and result.evidence.engaged
+    if result.ok and not engaged:
+        if result.evidence is None or result.evidence.required:
+            result.status = INVALID
+            log(f"INVALID: {result.evidence.verdict if result.evidence else 'no evidence of the backend'}")
+        else:
+            log(f"warning (backend.require_engagement=false): {result.evidence.verdict}")
+
+
 def main(argv: list[str]) -> int:
     job_path = Path(argv[0])
     signal.signal(signal.SIGTERM, _stopper(job_path.parent))
@@ -280,10 +296,11 @@ def main(argv: list[str]) -> int:
         print(tail, file=sys.stderr, flush=True)
     finally:
         record_environment(job, result, state.get("framework"))
+        record_evidence(job, result)
         result.finished_at = time.time()
         rank = int(os.environ.get("RANK", "0"))  # torchrun: rank 0 writes the run's result
         result.write(job_path.parent / (RESULT_FILE if rank == 0 else f"result-rank{rank}.json"))
-    code = 0 if result.ok else 1
+    code = 0 if result.status in (SUCCESS, INVALID) else 1  # invalid: it ran; the verdict is in the file
     if _is_ranked(job):
         end_rank(code)
     return code

@@ -19,37 +19,7 @@ from runners.contracts import RESULT_FILE, Result
 from runners.errors import UsageError
 
 from conftest import TINY, logged_runs, run_dirs
-
-FAKE_MPS = """#!/bin/bash
-# stand-in for nvidia-cuda-mps-control: records each call (argv, stdin, pipe dir)
-input=""
-if [ "$1" != "-d" ]; then read -r input; fi
-echo "args=[$*] stdin=[$input] pipe=[$CUDA_MPS_PIPE_DIRECTORY]" >> "$FAKE_MPS_LOG"
-"""
-
-FAKE_NVIDIA_SMI = """#!/bin/bash
-cat <<'OUT'
-GPU 0: NVIDIA A100-SXM4-80GB (UUID: GPU-aaaa)
-  MIG 3g.40gb     Device  0: (UUID: MIG-1111-aaaa)
-  MIG 2g.20gb     Device  1: (UUID: MIG-2222-bbbb)
-OUT
-"""
-
-
-@pytest.fixture
-def fake_bin(tmp_path):
-    path = tmp_path / "bin"
-    path.mkdir()
-
-    def install(name: str, script: str) -> Path:
-        exe = path / name
-        exe.write_text(script)
-        exe.chmod(0o755)
-        return exe
-
-    install.env = {"PATH": f"{path}{os.pathsep}{os.environ['PATH']}", "FAKE_MPS_LOG": str(tmp_path / "mps.log")}
-    install.log = tmp_path / "mps.log"
-    return install
+from stand_ins import FAKE_MPS, FAKE_NVIDIA_SMI
 
 
 @pytest.fixture
@@ -96,14 +66,21 @@ def test_hami_preloads_its_library_and_sets_limits(tmp_path, monkeypatch):
     monkeypatch.delenv("LD_PRELOAD", raising=False)
     backend = create(HamiConfig(name="hami", library="/x/libvgpu.so", memory_limit="4g", sm_limit=30), tmp_path)
     env = backend.environment()
-    assert env == {"LD_PRELOAD": "/x/libvgpu.so", "CUDA_DEVICE_MEMORY_LIMIT": "4g", "CUDA_DEVICE_SM_LIMIT": "30"}
+    assert env == {"LD_PRELOAD": "/x/libvgpu.so", "CUDA_DEVICE_MEMORY_LIMIT": "4096m", "CUDA_DEVICE_SM_LIMIT": "30"}
     assert backend.memory_quota_mb() == 4096 and backend.compute_share() == 30
+    # Each run its own shared region, in its own folder: HAMi-core fixes the limits when it is created.
+    assert backend.run_environment(tmp_path / "run-1") == {
+        "CUDA_DEVICE_MEMORY_SHARED_CACHE": str(tmp_path / "run-1" / "hami-shared-region.cache")}
 
 
 def test_mps_clients_share_the_suites_own_pipe_directory(tmp_path):
     backend = create(MpsConfig(name="mps", sm_percent=25, memory_limit="4G"), tmp_path)
     env = backend.environment()
-    assert env["CUDA_MPS_PIPE_DIRECTORY"] == str(tmp_path / "backends" / "mps" / "pipe")
+    # One folder per host, process and command: hosts sharing a results folder never share pipes.
+    instance = Path(env["CUDA_MPS_PIPE_DIRECTORY"]).parent
+    assert Path(env["CUDA_MPS_PIPE_DIRECTORY"]).name == "pipe" and instance.parent == tmp_path / "backends" / "mps"
+    assert instance.name.startswith(f"{__import__('socket').gethostname()}-{os.getpid()}-")
+    assert create(MpsConfig(name="mps"), tmp_path).environment()["CUDA_MPS_PIPE_DIRECTORY"] != str(instance / "pipe")
     assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25"
     assert env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=4G"
     assert backend.memory_quota_mb() == 4096
@@ -124,7 +101,7 @@ def test_mig_selects_an_instance_by_index_or_uuid(tmp_path, fake_bin, monkeypatc
 
 
 @pytest.mark.parametrize("text, mib", [("4g", 4096), ("4096m", 4096), ("4G", 4096), ("512M", 512), ("1024", 1024)])
-def test_sizes_are_read_as_hami_and_mps_write_them(text, mib):
+def test_sizes_are_read_as_mps_writes_them(text, mib):
     assert parse_size_mib(text, "k") == mib
 
 
@@ -142,7 +119,7 @@ def test_dry_run_shows_the_plan_and_starts_nothing(cli, results_dir):
     assert done.returncode == 0, done.stderr
     env = dict(line.strip().split("=", 1) for line in done.stdout.splitlines() if line.startswith("    "))
     assert env["LD_LIBRARY_PATH"].startswith("/usr/lib/orion")
-    assert env["ORION_VGPU"] == "1" and env["ORION_GMEM"] == "4096"
+    assert env["ORION_VGPU"] == "1" and "ORION_GMEM" not in env  # the whole GPU unless a slice is asked for
     assert env["ORION_TOKEN"] == "***" and "s3cret" not in done.stdout
     assert "preflight: FAILS: backend 'vgpu' needs the vGPU client runtime" in done.stdout
     assert "-m runners.worker" in done.stdout
@@ -167,6 +144,10 @@ def test_dry_run_shows_the_daemon_start_and_stop(cli):
         (["backend=vgpu", "backend.controller=nohost"], "backend.controller must be host:port"),
         (["workload=probe", "backend=cpu"], "unknown workload 'probe'"),
         (["tenants=0"], "tenants must be >= 1"),
+        (["backend=hami", "backend.memory_limit=1024"], "HAMi-core reads a bare number as bytes"),
+        (["backend=hami", "backend.memory_limit=1.5g"], "backend.memory_limit must be a whole number of MiB"),
+        (["backend=hami", "backend.memory_limit=4gb"], "written <integer><k|m|g>"),
+        (["backend=vgpu", "backend.compute_share=0"], "backend.compute_share must be a percentage in 1..100"),
     ],
 )
 def test_missing_runtimes_and_bad_knobs_are_one_line_and_exit_2(cli, results_dir, args, expected):
@@ -217,11 +198,12 @@ def test_mps_daemon_is_started_and_always_stopped(cli, results_dir, fake_bin, fa
         env=fake_bin.env,
     )
     assert done.returncode == exit_code, done.stderr
-    pipe = results_dir / "backends" / "mps" / "pipe"
-    assert _mps_calls(fake_bin) == [f"args=[-d] stdin=[] pipe=[{pipe}]", f"args=[] stdin=[quit] pipe=[{pipe}]"]
     result = _only_result(results_dir)
+    pipe = result.backend["env"]["CUDA_MPS_PIPE_DIRECTORY"]
+    assert pipe.startswith(str(results_dir / "backends" / "mps")) and pipe.endswith("/pipe")
+    calls = _mps_calls(fake_bin)  # started, asked by the worker for its clients (whatever it did), stopped
+    assert calls[0] == f"args=[-d] stdin=[] pipe=[{pipe}]" and calls[-1] == f"args=[] stdin=[quit] pipe=[{pipe}]"
     assert (result.error.type if result.error else None) == error
-    assert result.backend["env"]["CUDA_MPS_PIPE_DIRECTORY"] == str(pipe)
 
 
 @pytest.mark.xdist_group("mps")  # an MPS daemon is machine-wide: one such test at a time

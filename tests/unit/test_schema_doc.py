@@ -14,6 +14,8 @@ from runners.names import all_metrics
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "results_schema.md").read_text()
 RECORDS = [
     contracts.Result,
+    contracts.Evidence,
+    contracts.Check,
     contracts.ErrorRecord,
     contracts.ModelRecord,
     contracts.DeviceRecord,

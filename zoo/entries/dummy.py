@@ -1,6 +1,8 @@
 """A framework-free workload for testing the suite itself: each step sleeps, and the
 fault named in VGPU_BENCH_DUMMY_FAULT (set through `backend.extra_env`) is injected:
-`raise`, `exit`, `segfault`, `hang`, or `sleep:<seconds>` per step."""
+`raise`, `exit`, `segfault`, `hang`, or `sleep:<seconds>` per step. VGPU_BENCH_DUMMY_LOAD
+names a shared library to load as a framework loads its CUDA runtime (by name, through
+the dynamic linker's search path, or by absolute path), for the backends' stand-ins."""
 
 import os
 import time
@@ -20,6 +22,10 @@ class Dummy(ZooModel):
     hidden = True  # not part of the zoo a user browses
 
     def build(self, shape=None):
+        if os.environ.get("VGPU_BENCH_DUMMY_LOAD"):
+            import ctypes
+
+            self._library = ctypes.CDLL(os.environ["VGPU_BENCH_DUMMY_LOAD"])
         fault = os.environ.get("VGPU_BENCH_DUMMY_FAULT", "")
         if fault == "raise":
             raise RuntimeError("dummy workload failed on purpose")

@@ -1,0 +1,77 @@
+"""What the worker itself sees of its backend, gathered after its work while the device
+is still in use: the backend's variables, the libraries mapped into it, the device the
+framework got. The backend's own checks (runners/backends/) turn it into a verdict; a
+layer that did not engage makes the run `invalid`, never a `success`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from runners.backends import Seen, backends
+from runners.contracts import Check, Evidence, Job
+from runners.redact import redact_env
+
+_LIBRARIES = ("libcudart", "libcuda.", "libnvidia-ml", "libvgpu", "liborion", "libcublas.", "libcudnn.")
+
+
+def mapped_files() -> list[str]:
+    """Every shared library file mapped into this process."""
+    try:
+        lines = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return []
+    return sorted({line.split()[-1] for line in lines if "/" in line and ".so" in os.path.basename(line.split()[-1])})
+
+
+def gpu_libraries(mapped: list[str]) -> dict[str, str]:
+    """Which file each CUDA-related library came from (several files of one name: all of them)."""
+    found: dict[str, list[str]] = {}
+    for path in mapped:
+        name = next((n for n in _LIBRARIES if os.path.basename(path).startswith(n)), None)
+        if name:
+            found.setdefault(name.rstrip("."), []).append(path)
+    return {name: ", ".join(paths) for name, paths in found.items()}
+
+
+def device_seen() -> dict[str, Any]:
+    """The CUDA device the framework initialized, as the framework reports it; {} for none."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        index = torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(index)
+        _, total = torch.cuda.mem_get_info(index)  # cudaMemGetInfo: the quota under an interception layer
+        return {"source": "torch.cuda", "index": index, "name": props.name, "uuid": str(getattr(props, "uuid", "")),
+                "mig": "MIG" in props.name, "memory_total_mb": props.total_memory / 2**20,
+                "memory_total_seen_mb": total / 2**20}
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and tf.config.list_logical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+        return {"source": "tensorflow", "name": details.get("device_name"), "uuid": None,
+                "mig": "MIG" in str(details.get("device_name"))}
+    return {}
+
+
+def collect(job: Job) -> Evidence:
+    """The evidence and its verdict; a check that cannot even run is a failed check."""
+    mapped = mapped_files()
+    seen = Seen(env=dict(os.environ), expected_env=dict(job.backend.get("env") or {}), mapped=mapped,
+                device={}, framework_loaded="torch" in sys.modules or "tensorflow" in sys.modules,
+                pid=os.getpid(), run_dir=Path(job.run_dir))
+    checks: list[Check]
+    config = None
+    try:
+        seen.device = device_seen()
+        config = job.backend_config()
+        backend = backends.get(job.backend["name"])(config, Path(job.run_dir))
+        checks = backend.engagement(seen)
+    except Exception as exc:  # noqa: BLE001  (evidence that cannot be read is no evidence)
+        checks = [Check("evidence_readable", False, f"{type(exc).__name__}: {exc}")]
+    failed = [f"{c.name}: {c.detail}" for c in checks if not c.passed]
+    return Evidence(
+        env=redact_env({k: os.environ[k] for k in seen.expected_env if k in os.environ}),
+        libraries=gpu_libraries(mapped), device=seen.device, checks=checks, engaged=not failed,
+        verdict="engaged" if not failed else "not engaged: " + "; ".join(failed),
+        required=getattr(config, "require_engagement", True))

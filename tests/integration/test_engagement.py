@@ -1,0 +1,132 @@
+"""Every run proves what it ran on. For each backend, a stand-in that engages and one that
+does not, on a machine without a GPU: the first gives `success`, the second `invalid` with
+its reason. The stand-ins are what the real layers expose to a process (a preloaded library
+really mapped, a client runtime really loaded through the library path, a daemon that lists
+the processes that reached it through its pipes), so the checks pass only when the worker
+really got the backend's environment."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import REPO, TINY, results_of
+from stand_ins import FAKE_MPS, FAKE_MPS_UNREACHED
+
+needs_gcc = pytest.mark.skipif(not shutil.which("gcc"), reason="needs gcc to build stand-in libraries")
+
+
+def _library(path, symbol="stand_in"):
+    """A real shared library (a stand-in for libvgpu.so or a client's libcudart.so)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    source = path.with_suffix(".c")
+    source.write_text(f"int {symbol}(void) {{ return 0; }}\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(path), str(source)], check=True)
+    return path
+
+
+def _checks(result):
+    return {c.name: c for c in result.evidence.checks}
+
+
+@needs_gcc
+def test_hami_engages_when_its_library_is_mapped_and_not_when_it_is_not(cli, results_dir, tmp_path):
+    library = _library(tmp_path / "hami" / "libvgpu.so")
+    assert cli("model=dummy", "backend=hami", f"backend.library={library}", *TINY, "label=on").returncode == 0
+    # The same library, but something in between (here an LD_PRELOAD of its own) keeps it out.
+    off = cli("model=dummy", "backend=hami", f"backend.library={library}", *TINY, "label=off",
+              "backend.extra_env.LD_PRELOAD=")
+    assert off.returncode == 1 and "INVALID (not engaged: library_mapped:" in off.stderr, off.stderr
+    on, invalid = sorted(results_of(results_dir), key=lambda r: r.config["label"] != "on")
+    assert on.status == "success" and on.evidence.engaged and _checks(on)["library_mapped"].passed
+    assert str(library) in on.environment.gpu_libraries_loaded
+    assert invalid.status == "invalid" and not _checks(invalid)["library_mapped"].passed
+    assert invalid.evidence.verdict.startswith("not engaged: library_mapped")
+    client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
+    [run] = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id],
+                               filter_string="tags.label = 'off'")
+    assert run.data.tags["status"] == "invalid" and run.data.tags["engaged"] == "false"
+    assert "library_mapped" in run.data.tags["engagement"] and run.info.status == "FAILED"
+
+
+@needs_gcc
+def test_a_sweep_over_two_hami_quotas_gives_each_run_its_own_quota_and_region(cli, results_dir, tmp_path):
+    library = _library(tmp_path / "hami" / "libvgpu.so")
+    dry = cli("model=dummy", "backend=hami", f"backend.library={library}", "backend.memory_limit=1g", "dry_run=true")
+    assert "CUDA_DEVICE_MEMORY_LIMIT=1024m" in dry.stdout and "runs/<run-id>/hami-shared-region.cache" in dry.stdout
+    done = cli("--multirun", "model=dummy", "backend=hami", f"backend.library={library}",
+               "backend.memory_limit=1g,2048m", *TINY, "tracking=none")
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = sorted(results_of(results_dir), key=lambda r: r.backend["memory_quota_mb"])
+    assert [r.evidence.env["CUDA_DEVICE_MEMORY_LIMIT"] for r in results] == ["1024m", "2048m"]  # as the worker saw it
+    regions = [r.evidence.env["CUDA_DEVICE_MEMORY_SHARED_CACHE"] for r in results]
+    assert len(set(regions)) == 2
+    for result, region in zip(results, regions):
+        assert region == str(results_dir / "runs" / result.run_id / "hami-shared-region.cache")
+        assert not os.path.exists(region)  # removed once its worker ended
+        assert result.ok and _checks(result)["own_shared_region"].passed
+
+
+@needs_gcc
+def test_vgpu_engages_when_the_client_runtime_is_the_one_loaded(cli, results_dir, tmp_path):
+    client = tmp_path / "orion"
+    _library(client / "libcudart.so.12", "client_runtime")
+    bundled = _library(tmp_path / "site-packages" / "nvidia" / "libcudart.so.12", "bundled_runtime")
+    common = ["model=dummy", "backend=vgpu", f"backend.client_dir={client}", *TINY, "tracking=none"]
+    # Loaded by name, as frameworks load their CUDA runtime: the library path puts the client first.
+    assert cli(*common, "label=by-name", "backend.extra_env.VGPU_BENCH_DUMMY_LOAD=libcudart.so.12").returncode == 0
+    # Loaded by absolute path, as a framework with its own bundled runtime does: silently native.
+    native = cli(*common, "label=bundled", f"backend.extra_env.VGPU_BENCH_DUMMY_LOAD={bundled}")
+    assert native.returncode == 1 and "client_runtime_mapped" in native.stderr
+    by_name, own = sorted(results_of(results_dir), key=lambda r: r.config["label"] != "by-name")
+    assert by_name.status == "success" and by_name.evidence.libraries["libcudart"] == str(client / "libcudart.so.12")
+    assert own.status == "invalid" and str(bundled) in _checks(own)["client_runtime_mapped"].detail
+
+
+def test_mps_engages_when_the_daemon_lists_the_worker_among_its_clients(cli, results_dir, fake_bin):
+    fake_bin("nvidia-cuda-mps-control", FAKE_MPS)
+    assert cli("model=dummy", "backend=mps", *TINY, "tracking=none", env=fake_bin.env).returncode == 0
+    [attached] = results_of(results_dir)
+    assert attached.status == "success" and _checks(attached)["mps_client"].passed
+    assert f"pid {attached.evidence.checks[-1].detail.split()[1]}" in _checks(attached)["mps_client"].detail
+
+
+def test_an_mps_client_the_daemon_does_not_list_is_invalid(cli, results_dir, fake_bin):
+    fake_bin("nvidia-cuda-mps-control", FAKE_MPS_UNREACHED)
+    done = cli("model=dummy", "backend=mps", *TINY, "tracking=none", env=fake_bin.env)
+    assert done.returncode == 1 and "is not among the daemon's clients" in done.stderr
+    [result] = results_of(results_dir)
+    assert result.status == "invalid" and not _checks(result)["mps_client"].passed
+
+
+@needs_gcc
+def test_require_engagement_false_keeps_the_run_with_a_warning(cli, results_dir, tmp_path):
+    library = _library(tmp_path / "hami" / "libvgpu.so")
+    done = cli("model=dummy", "backend=hami", f"backend.library={library}", *TINY, "tracking=none",
+               "backend.extra_env.LD_PRELOAD=", "backend.require_engagement=false")
+    assert done.returncode == 0 and "warning, engagement not required" in done.stderr, done.stderr
+    [result] = results_of(results_dir)
+    assert result.status == "success" and not result.evidence.engaged and not result.evidence.required
+
+
+def test_the_cpu_backend_proves_it_hid_the_gpus(cli, results_dir):
+    assert cli("model=dummy", "backend=cpu", *TINY, "tracking=none").returncode == 0
+    [result] = results_of(results_dir)
+    assert result.evidence.engaged and result.evidence.env == {"CUDA_VISIBLE_DEVICES": ""}
+    assert {c.name for c in result.evidence.checks} == {"environment_applied", "no_gpu"}
+
+
+@needs_gcc
+def test_comparisons_leave_invalid_runs_out_and_say_so(cli, results_dir, tmp_path):
+    library = _library(tmp_path / "hami" / "libvgpu.so")
+    assert cli("model=dummy", "backend=cpu", *TINY, "label=base").returncode == 0
+    assert cli("model=dummy", "backend=hami", f"backend.library={library}", *TINY, "label=cand",
+               "backend.extra_env.LD_PRELOAD=").returncode == 1
+    env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
+    done = subprocess.run([sys.executable, "-m", "runners.cli.analyze", "compare", "baseline=label=base",
+                           "candidate=label=cand"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "no pairs" in done.stdout and "left out, invalid" in done.stdout and "library_mapped" in done.stdout
