@@ -1,6 +1,7 @@
 """Virtualized backends on a machine without a GPU: stand-in runtimes and daemons."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,9 +25,14 @@ from stand_ins import FAKE_MPS, FAKE_NVIDIA_SMI
 
 @pytest.fixture
 def client_dir(tmp_path):
+    """A stand-in client: a real shared library named as the client's CUDA runtime."""
+    if not shutil.which("gcc"):
+        pytest.skip("needs gcc to build a stand-in client runtime")
     path = tmp_path / "orion"
     path.mkdir()
-    (path / "libcudart.so.12").write_bytes(b"")  # a stand-in: the dummy workload never loads it
+    (tmp_path / "client.c").write_text("int client_runtime(void) { return 0; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(path / "libcudart.so.12"), str(tmp_path / "client.c")],
+                   check=True)
     return path
 
 
@@ -164,12 +170,14 @@ def test_vgpu_runs_with_a_client_directory_and_records_it(cli, results_dir, clie
         f"backend.client_dir={client_dir}",
         "backend.gmem_mib=2048",
         "backend.extra_env.ORION_SECRET_KEY=k",
+        "backend.extra_env.VGPU_BENCH_DUMMY_LOAD=libcudart.so.12",  # as a framework loads its runtime
         *TINY,
     )
     assert done.returncode == 0, done.stderr
     result = _only_result(results_dir)
     assert result.backend["name"] == "vgpu" and result.backend["version"] == "libcudart.so.12"
-    env = result.backend["env"]
+    assert result.evidence.libraries["libcudart"] == str(client_dir / "libcudart.so.12")
+    env = result.evidence.env  # as the worker saw them
     assert env["LD_LIBRARY_PATH"].split(":")[0] == str(client_dir) and env["ORION_GMEM"] == "2048"
     assert env["ORION_SECRET_KEY"] == "***"
     assert "=k" not in (run_dirs(results_dir)[0] / "job.json").read_text()

@@ -83,10 +83,11 @@ def test_stopping_a_worker_stops_descendants_in_sessions_of_their_own():
 
 
 def test_the_worker_gets_the_backend_environment(results_dir):
-    result, _ = _launch(results_dir, "backend.threads=1", "backend.extra_env.SOME_SECRET=hidden")
-    assert result.backend["env"]["OMP_NUM_THREADS"] == "1"
-    assert result.backend["env"]["SOME_SECRET"] == "***"
-    assert result.backend["env"]["CUDA_VISIBLE_DEVICES"] == ""
+    result, run_dir = _launch(results_dir, "backend.threads=1", "backend.extra_env.SOME_SECRET=hidden")
+    seen = result.evidence.env  # what the worker itself saw, not what the parent meant to set
+    assert seen["OMP_NUM_THREADS"] == "1" and seen["CUDA_VISIBLE_DEVICES"] == ""
+    assert seen["SOME_SECRET"] == "***" and "hidden" not in (run_dir / RESULT_FILE).read_text()
+    assert result.environment.framework == {} and result.evidence.engaged
 
 
 @pytest.mark.parametrize("module", ["runners.cli.bench", "runners.tracking.write"])
