@@ -123,6 +123,7 @@ def groups_of(results_dir: Path) -> list:
 
     return [GroupRecord.load(p) for p in sorted((results_dir / "groups").glob("*.json"))]
 
+
 @pytest.fixture
 def fake_bin(tmp_path):
     path = tmp_path / "bin"

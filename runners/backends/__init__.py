@@ -18,8 +18,7 @@ from typing import Any, ClassVar, Iterator, Optional
 from runners.config import BackendConfig
 from runners.contracts import Check
 from runners.errors import UsageError
-from runners.redact import REDACTED
-from runners.redact import redact_env
+from runners.redact import REDACTED, redact_env
 from zoo.registry import Registry
 
 

@@ -90,15 +90,24 @@ class HamiBackend(Backend):
         checks = [
             *super().engagement(seen),
             Check("library_mapped", bool(mapped), f"{library} is {'' if mapped else 'not '}mapped into the worker"),
-            Check("own_shared_region", seen.env.get("CUDA_DEVICE_MEMORY_SHARED_CACHE", "").startswith(
-                str(seen.run_dir or "?")), f"CUDA_DEVICE_MEMORY_SHARED_CACHE={seen.env.get('CUDA_DEVICE_MEMORY_SHARED_CACHE')}"),
+            Check(
+                "own_shared_region",
+                seen.env.get("CUDA_DEVICE_MEMORY_SHARED_CACHE", "").startswith(str(seen.run_dir or "?")),
+                f"CUDA_DEVICE_MEMORY_SHARED_CACHE={seen.env.get('CUDA_DEVICE_MEMORY_SHARED_CACHE')}",
+            ),
         ]
         quota = self.memory_quota_mb()
         if quota:
             total = seen.device.get("memory_total_seen_mb")
-            checks.append(device_used(seen) if total is None else Check(  # no device: nothing to hold a quota
-                "quota_is_total", abs(total - quota) <= 1.0,
-                f"cudaMemGetInfo total {total:.0f} MiB against the quota {quota:.0f} MiB"))
+            checks.append(
+                device_used(seen)
+                if total is None
+                else Check(  # no device: nothing to hold a quota
+                    "quota_is_total",
+                    abs(total - quota) <= 1.0,
+                    f"cudaMemGetInfo total {total:.0f} MiB against the quota {quota:.0f} MiB",
+                )
+            )
         return checks
 
     def version(self):

@@ -21,9 +21,16 @@ class CpuBackend(Backend):
         return {"CUDA_VISIBLE_DEVICES": "", **super().environment()}
 
     def engagement(self, seen):
-        return [*super().engagement(seen),
-                Check("no_gpu", not seen.device, f"a CUDA device was initialized: {seen.device.get('name')}"
-                      if seen.device else "no CUDA device was initialized")]
+        return [
+            *super().engagement(seen),
+            Check(
+                "no_gpu",
+                not seen.device,
+                f"a CUDA device was initialized: {seen.device.get('name')}"
+                if seen.device
+                else "no CUDA device was initialized",
+            ),
+        ]
 
 
 @backends.register
@@ -41,8 +48,13 @@ class NativeBackend(Backend):
         checks = [*super().engagement(seen), device_used(seen)]
         visible = seen.env.get("CUDA_VISIBLE_DEVICES", "")
         if seen.device and visible and all(e.strip()[:4].upper() in ("GPU-", "MIG-") for e in visible.split(",")):
-            checks.append(Check("visible_device", same_device(seen.device.get("uuid") or "", visible),
-                                f"device {seen.device.get('uuid')} against CUDA_VISIBLE_DEVICES={visible}"))
+            checks.append(
+                Check(
+                    "visible_device",
+                    same_device(seen.device.get("uuid") or "", visible),
+                    f"device {seen.device.get('uuid')} against CUDA_VISIBLE_DEVICES={visible}",
+                )
+            )
         return checks
 
 

@@ -71,9 +71,14 @@ class MigBackend(Backend):
         got = seen.device.get("uuid") or ""
         checks = [*super().engagement(seen), device_used(seen)]
         if seen.device:
-            checks.append(Check("requested_instance", same_device(got, visible),
-                                f"the framework got {got or 'a device without a UUID'} ({seen.device.get('name')}), "
-                                f"requested {visible}"))
+            checks.append(
+                Check(
+                    "requested_instance",
+                    same_device(got, visible),
+                    f"the framework got {got or 'a device without a UUID'} ({seen.device.get('name')}), "
+                    f"requested {visible}",
+                )
+            )
         return checks
 
     def version(self):

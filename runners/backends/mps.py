@@ -153,9 +153,15 @@ class MpsBackend(Backend):
     def engagement(self, seen):
         clients, how = self.clients(seen.env)
         attached = seen.pid in clients
-        return [*super().engagement(seen), device_used(seen), Check(
-            "mps_client", attached, f"pid {seen.pid} {'is' if attached else 'is not'} among the daemon's clients "
-            f"{clients} ({how})")]
+        return [
+            *super().engagement(seen),
+            device_used(seen),
+            Check(
+                "mps_client",
+                attached,
+                f"pid {seen.pid} {'is' if attached else 'is not'} among the daemon's clients {clients} ({how})",
+            ),
+        ]
 
     def version(self):
         from runners.nvml import visible_gpus

@@ -41,8 +41,12 @@ def torch_cuda() -> Optional[tuple[int, int]]:
         return (0, 0)
     if local.startswith("cu") and local[2:].isdigit():
         return int(local[2:-1]), int(local[-1])
-    for name in ("nvidia-cuda-runtime", "nvidia-cuda-runtime-cu13", "nvidia-cuda-runtime-cu12",
-                 "nvidia-cuda-runtime-cu11"):
+    for name in (
+        "nvidia-cuda-runtime",
+        "nvidia-cuda-runtime-cu13",
+        "nvidia-cuda-runtime-cu12",
+        "nvidia-cuda-runtime-cu11",
+    ):
         try:
             major, minor = importlib.metadata.version(name).split(".")[:2]
             return int(major), int(minor)
@@ -100,24 +104,33 @@ class VgpuBackend(Backend):
         framework_cuda, runtimes = torch_cuda(), self._runtimes()
         client = cuda_of_runtime(runtimes[-1]) if runtimes else None
         if framework_cuda == (0, 0):
-            raise UsageError("backend 'vgpu' serves CUDA programs, and the installed torch is a CPU build; "
-                             "install a CUDA build of torch")
+            raise UsageError(
+                "backend 'vgpu' serves CUDA programs, and the installed torch is a CPU build; "
+                "install a CUDA build of torch"
+            )
         if framework_cuda and client and client < framework_cuda:
             raise UsageError(
                 f"backend 'vgpu': the client runtime {runtimes[-1].name} implements CUDA {client[0]}.{client[1]}, "
                 f"and torch was built for CUDA {framework_cuda[0]}.{framework_cuda[1]}: torch would load its own "
                 f"runtime and run natively. Use a client release for CUDA >= {framework_cuda[0]}.{framework_cuda[1]} "
-                f"or a torch built for CUDA <= {client[0]}.{client[1]}")
+                f"or a torch built for CUDA <= {client[0]}.{client[1]}"
+            )
 
     def engagement(self, seen):
         client = os.path.realpath(self.config.client_dir)
         runtimes = seen.mapped_like("libcudart")
         from_client = [p for p in runtimes if os.path.realpath(p).startswith(client + os.sep)]
         others = [p for p in runtimes if p not in from_client]
-        detail = (f"mapped from the client: {', '.join(from_client)}" if from_client and not others
-                  else f"libcudart mapped from {', '.join(others) or 'nowhere'}, not from {client}")
-        return [*super().engagement(seen), Check("client_runtime_mapped", bool(from_client) and not others, detail),
-                device_used(seen)]
+        detail = (
+            f"mapped from the client: {', '.join(from_client)}"
+            if from_client and not others
+            else f"libcudart mapped from {', '.join(others) or 'nowhere'}, not from {client}"
+        )
+        return [
+            *super().engagement(seen),
+            Check("client_runtime_mapped", bool(from_client) and not others, detail),
+            device_used(seen),
+        ]
 
     def environment(self):
         env = {

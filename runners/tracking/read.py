@@ -112,8 +112,10 @@ class Store:
     def invalid(self, filters: dict[str, str]) -> list[str]:
         """Runs matching `filters` that ran but whose layer did not engage: `<name> (<run id>): <why>`."""
         clauses = [_clause(k, v) for k, v in filters.items()] + ["tags.status = 'invalid'"]
-        return [f"{r.info.run_name} ({r.data.tags.get('run_id')}): {r.data.tags.get('engagement', '')}"
-                for r in self._search(" and ".join(clauses))]
+        return [
+            f"{r.info.run_name} ({r.data.tags.get('run_id')}): {r.data.tags.get('engagement', '')}"
+            for r in self._search(" and ".join(clauses))
+        ]
 
     def _search(self, filter_string: str) -> list:
         """Every matching run, page by page: nothing is cut off at a page's end."""

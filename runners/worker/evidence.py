@@ -43,23 +43,39 @@ def device_seen() -> dict[str, Any]:
         index = torch.cuda.current_device()
         props = torch.cuda.get_device_properties(index)
         _, total = torch.cuda.mem_get_info(index)  # cudaMemGetInfo: the quota under an interception layer
-        return {"source": "torch.cuda", "index": index, "name": props.name, "uuid": str(getattr(props, "uuid", "")),
-                "mig": "MIG" in props.name, "memory_total_mb": props.total_memory / 2**20,
-                "memory_total_seen_mb": total / 2**20}
+        return {
+            "source": "torch.cuda",
+            "index": index,
+            "name": props.name,
+            "uuid": str(getattr(props, "uuid", "")),
+            "mig": "MIG" in props.name,
+            "memory_total_mb": props.total_memory / 2**20,
+            "memory_total_seen_mb": total / 2**20,
+        }
     tf = sys.modules.get("tensorflow")
     if tf is not None and tf.config.list_logical_devices("GPU"):
         details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
-        return {"source": "tensorflow", "name": details.get("device_name"), "uuid": None,
-                "mig": "MIG" in str(details.get("device_name"))}
+        return {
+            "source": "tensorflow",
+            "name": details.get("device_name"),
+            "uuid": None,
+            "mig": "MIG" in str(details.get("device_name")),
+        }
     return {}
 
 
 def collect(job: Job) -> Evidence:
     """The evidence and its verdict; a check that cannot even run is a failed check."""
     mapped = mapped_files()
-    seen = Seen(env=dict(os.environ), expected_env=dict(job.backend.get("env") or {}), mapped=mapped,
-                device={}, framework_loaded="torch" in sys.modules or "tensorflow" in sys.modules,
-                pid=os.getpid(), run_dir=Path(job.run_dir))
+    seen = Seen(
+        env=dict(os.environ),
+        expected_env=dict(job.backend.get("env") or {}),
+        mapped=mapped,
+        device={},
+        framework_loaded="torch" in sys.modules or "tensorflow" in sys.modules,
+        pid=os.getpid(),
+        run_dir=Path(job.run_dir),
+    )
     checks: list[Check]
     config = None
     try:
@@ -72,6 +88,10 @@ def collect(job: Job) -> Evidence:
     failed = [f"{c.name}: {c.detail}" for c in checks if not c.passed]
     return Evidence(
         env=redact_env({k: os.environ[k] for k in seen.expected_env if k in os.environ}),
-        libraries=gpu_libraries(mapped), device=seen.device, checks=checks, engaged=not failed,
+        libraries=gpu_libraries(mapped),
+        device=seen.device,
+        checks=checks,
+        engaged=not failed,
         verdict="engaged" if not failed else "not engaged: " + "; ".join(failed),
-        required=getattr(config, "require_engagement", True))
+        required=getattr(config, "require_engagement", True),
+    )

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from stand_ins import FAKE_MPS, FAKE_NVIDIA_SMI
 
 from runners.backends import create
 from runners.backends.hami import HamiConfig
@@ -20,7 +21,6 @@ from runners.contracts import RESULT_FILE, Result
 from runners.errors import UsageError
 
 from conftest import TINY, logged_runs, run_dirs
-from stand_ins import FAKE_MPS, FAKE_NVIDIA_SMI
 
 
 @pytest.fixture
@@ -31,8 +31,9 @@ def client_dir(tmp_path):
     path = tmp_path / "orion"
     path.mkdir()
     (tmp_path / "client.c").write_text("int client_runtime(void) { return 0; }\n")
-    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(path / "libcudart.so.12"), str(tmp_path / "client.c")],
-                   check=True)
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-o", str(path / "libcudart.so.12"), str(tmp_path / "client.c")], check=True
+    )
     return path
 
 
@@ -76,7 +77,8 @@ def test_hami_preloads_its_library_and_sets_limits(tmp_path, monkeypatch):
     assert backend.memory_quota_mb() == 4096 and backend.compute_share() == 30
     # Each run its own shared region, in its own folder: HAMi-core fixes the limits when it is created.
     assert backend.run_environment(tmp_path / "run-1") == {
-        "CUDA_DEVICE_MEMORY_SHARED_CACHE": str(tmp_path / "run-1" / "hami-shared-region.cache")}
+        "CUDA_DEVICE_MEMORY_SHARED_CACHE": str(tmp_path / "run-1" / "hami-shared-region.cache")
+    }
 
 
 def test_mps_clients_share_the_suites_own_pipe_directory(tmp_path):
@@ -288,7 +290,8 @@ def test_hami_library_is_really_preloaded_into_the_worker(cli, results_dir, tmp_
     assert done.returncode == 0, done.stderr
     result = _only_result(results_dir)
     assert str(library) in result.environment.gpu_libraries_loaded
-    assert result.backend["env"]["CUDA_DEVICE_MEMORY_LIMIT"] == "2g"
+    assert result.evidence.env["CUDA_DEVICE_MEMORY_LIMIT"] == "2048m"  # HAMi-core's own syntax, as the worker saw it
+    assert result.ok and result.evidence.engaged
     assert (result.backend["memory_quota_mb"], result.backend["compute_share"]) == (2048, 50)
 
 

@@ -12,9 +12,9 @@ import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
+from stand_ins import FAKE_MPS, FAKE_MPS_UNREACHED
 
 from conftest import REPO, TINY, results_of
-from stand_ins import FAKE_MPS, FAKE_MPS_UNREACHED
 
 needs_gcc = pytest.mark.skipif(not shutil.which("gcc"), reason="needs gcc to build stand-in libraries")
 
@@ -37,8 +37,9 @@ def test_hami_engages_when_its_library_is_mapped_and_not_when_it_is_not(cli, res
     library = _library(tmp_path / "hami" / "libvgpu.so")
     assert cli("model=dummy", "backend=hami", f"backend.library={library}", *TINY, "label=on").returncode == 0
     # The same library, but something in between (here an LD_PRELOAD of its own) keeps it out.
-    off = cli("model=dummy", "backend=hami", f"backend.library={library}", *TINY, "label=off",
-              "backend.extra_env.LD_PRELOAD=")
+    off = cli(
+        "model=dummy", "backend=hami", f"backend.library={library}", *TINY, "label=off", "backend.extra_env.LD_PRELOAD="
+    )
     assert off.returncode == 1 and "INVALID (not engaged: library_mapped:" in off.stderr, off.stderr
     on, invalid = sorted(results_of(results_dir), key=lambda r: r.config["label"] != "on")
     assert on.status == "success" and on.evidence.engaged and _checks(on)["library_mapped"].passed
@@ -46,8 +47,9 @@ def test_hami_engages_when_its_library_is_mapped_and_not_when_it_is_not(cli, res
     assert invalid.status == "invalid" and not _checks(invalid)["library_mapped"].passed
     assert invalid.evidence.verdict.startswith("not engaged: library_mapped")
     client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
-    [run] = client.search_runs([client.get_experiment_by_name("vgpu-bench").experiment_id],
-                               filter_string="tags.label = 'off'")
+    [run] = client.search_runs(
+        [client.get_experiment_by_name("vgpu-bench").experiment_id], filter_string="tags.label = 'off'"
+    )
     assert run.data.tags["status"] == "invalid" and run.data.tags["engaged"] == "false"
     assert "library_mapped" in run.data.tags["engagement"] and run.info.status == "FAILED"
 
@@ -57,8 +59,15 @@ def test_a_sweep_over_two_hami_quotas_gives_each_run_its_own_quota_and_region(cl
     library = _library(tmp_path / "hami" / "libvgpu.so")
     dry = cli("model=dummy", "backend=hami", f"backend.library={library}", "backend.memory_limit=1g", "dry_run=true")
     assert "CUDA_DEVICE_MEMORY_LIMIT=1024m" in dry.stdout and "runs/<run-id>/hami-shared-region.cache" in dry.stdout
-    done = cli("--multirun", "model=dummy", "backend=hami", f"backend.library={library}",
-               "backend.memory_limit=1g,2048m", *TINY, "tracking=none")
+    done = cli(
+        "--multirun",
+        "model=dummy",
+        "backend=hami",
+        f"backend.library={library}",
+        "backend.memory_limit=1g,2048m",
+        *TINY,
+        "tracking=none",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     results = sorted(results_of(results_dir), key=lambda r: r.backend["memory_quota_mb"])
     assert [r.evidence.env["CUDA_DEVICE_MEMORY_LIMIT"] for r in results] == ["1024m", "2048m"]  # as the worker saw it
@@ -86,6 +95,7 @@ def test_vgpu_engages_when_the_client_runtime_is_the_one_loaded(cli, results_dir
     assert own.status == "invalid" and str(bundled) in _checks(own)["client_runtime_mapped"].detail
 
 
+@pytest.mark.xdist_group("mps")  # an MPS daemon is machine-wide: one such test at a time
 def test_mps_engages_when_the_daemon_lists_the_worker_among_its_clients(cli, results_dir, fake_bin):
     fake_bin("nvidia-cuda-mps-control", FAKE_MPS)
     assert cli("model=dummy", "backend=mps", *TINY, "tracking=none", env=fake_bin.env).returncode == 0
@@ -94,6 +104,7 @@ def test_mps_engages_when_the_daemon_lists_the_worker_among_its_clients(cli, res
     assert f"pid {attached.evidence.checks[-1].detail.split()[1]}" in _checks(attached)["mps_client"].detail
 
 
+@pytest.mark.xdist_group("mps")  # an MPS daemon is machine-wide: one such test at a time
 def test_an_mps_client_the_daemon_does_not_list_is_invalid(cli, results_dir, fake_bin):
     fake_bin("nvidia-cuda-mps-control", FAKE_MPS_UNREACHED)
     done = cli("model=dummy", "backend=mps", *TINY, "tracking=none", env=fake_bin.env)
@@ -105,8 +116,15 @@ def test_an_mps_client_the_daemon_does_not_list_is_invalid(cli, results_dir, fak
 @needs_gcc
 def test_require_engagement_false_keeps_the_run_with_a_warning(cli, results_dir, tmp_path):
     library = _library(tmp_path / "hami" / "libvgpu.so")
-    done = cli("model=dummy", "backend=hami", f"backend.library={library}", *TINY, "tracking=none",
-               "backend.extra_env.LD_PRELOAD=", "backend.require_engagement=false")
+    done = cli(
+        "model=dummy",
+        "backend=hami",
+        f"backend.library={library}",
+        *TINY,
+        "tracking=none",
+        "backend.extra_env.LD_PRELOAD=",
+        "backend.require_engagement=false",
+    )
     assert done.returncode == 0 and "warning, engagement not required" in done.stderr, done.stderr
     [result] = results_of(results_dir)
     assert result.status == "success" and not result.evidence.engaged and not result.evidence.required
@@ -123,10 +141,24 @@ def test_the_cpu_backend_proves_it_hid_the_gpus(cli, results_dir):
 def test_comparisons_leave_invalid_runs_out_and_say_so(cli, results_dir, tmp_path):
     library = _library(tmp_path / "hami" / "libvgpu.so")
     assert cli("model=dummy", "backend=cpu", *TINY, "label=base").returncode == 0
-    assert cli("model=dummy", "backend=hami", f"backend.library={library}", *TINY, "label=cand",
-               "backend.extra_env.LD_PRELOAD=").returncode == 1
+    assert (
+        cli(
+            "model=dummy",
+            "backend=hami",
+            f"backend.library={library}",
+            *TINY,
+            "label=cand",
+            "backend.extra_env.LD_PRELOAD=",
+        ).returncode
+        == 1
+    )
     env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
-    done = subprocess.run([sys.executable, "-m", "runners.cli.analyze", "compare", "baseline=label=base",
-                           "candidate=label=cand"], cwd=REPO, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "runners.cli.analyze", "compare", "baseline=label=base", "candidate=label=cand"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert "no pairs" in done.stdout and "left out, invalid" in done.stdout and "library_mapped" in done.stdout

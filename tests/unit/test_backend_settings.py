@@ -1,4 +1,5 @@
 """What a backend writes for its layer, and what it refuses, without running anything."""
+
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,9 @@ from runners.backends.vgpu import VgpuConfig, cuda_of_runtime
 from runners.errors import UsageError
 
 
-@pytest.mark.parametrize("text, mib", [("4g", 4096), ("4G", 4096), ("4096m", 4096), ("512M", 512),
-                                       ("4194304k", 4096), ("1g", 1024)])
+@pytest.mark.parametrize(
+    "text, mib", [("4g", 4096), ("4G", 4096), ("4096m", 4096), ("512M", 512), ("4194304k", 4096), ("1g", 1024)]
+)
 def test_hami_quotas_are_written_in_hami_s_own_syntax(tmp_path, text, mib):
     assert hami_size_mib(text) == mib
     backend = create(HamiConfig(name="hami", library="/x/libvgpu.so", memory_limit=text), tmp_path)
@@ -34,8 +36,15 @@ def test_vgpu_sets_no_slice_unless_asked_and_writes_the_compute_share(tmp_path):
     assert shared.environment()["ORION_RATIO"] == "50" and shared.describe()["compute_share"] == 50
 
 
-@pytest.mark.parametrize("name, version", [("libcudart.so.12", (12, 0)), ("libcudart.so.10.2", (10, 2)),
-                                           ("libcudart.so.12.4.127", (12, 4)), ("libcuda.so.1", None)])
+@pytest.mark.parametrize(
+    "name, version",
+    [
+        ("libcudart.so.12", (12, 0)),
+        ("libcudart.so.10.2", (10, 2)),
+        ("libcudart.so.12.4.127", (12, 4)),
+        ("libcuda.so.1", None),
+    ],
+)
 def test_the_client_runtime_version_is_read_from_its_file_name(name, version):
     assert cuda_of_runtime(Path(name)) == version
 
@@ -61,7 +70,8 @@ def _seen(**kw):
 def test_a_variable_the_worker_did_not_get_fails_the_base_check(tmp_path):
     backend = create(HamiConfig(name="hami", library="/x/libvgpu.so"), tmp_path)
     check = {c.name: c for c in backend.engagement(_seen(expected={"LD_PRELOAD": "/x/libvgpu.so"}))}[
-        "environment_applied"]
+        "environment_applied"
+    ]
     assert not check.passed and "LD_PRELOAD=None" in check.detail
 
 
@@ -69,16 +79,26 @@ def test_a_gpu_backend_whose_framework_never_touched_the_device_is_not_engaged(t
     backend = create(MigConfig(name="mig", instance="MIG-1111-aaaa"), tmp_path)
     checks = {c.name: c for c in backend.engagement(_seen(framework_loaded=True))}
     assert not checks["device_used"].passed
-    got = _seen(framework_loaded=True, env={"CUDA_VISIBLE_DEVICES": "MIG-1111-aaaa"},
-                device={"name": "NVIDIA A100 MIG 3g.40gb", "uuid": "2222-bbbb"})
+    got = _seen(
+        framework_loaded=True,
+        env={"CUDA_VISIBLE_DEVICES": "MIG-1111-aaaa"},
+        device={"name": "NVIDIA A100 MIG 3g.40gb", "uuid": "2222-bbbb"},
+    )
     assert not {c.name: c for c in backend.engagement(got)}["requested_instance"].passed
     assert same_device("1111-AAAA", "MIG-1111-aaaa") and not same_device("", "MIG-1111-aaaa")
 
 
 def test_a_hami_quota_the_device_does_not_report_is_not_engaged(tmp_path):
     backend = create(HamiConfig(name="hami", library="/x/libvgpu.so", memory_limit="4g"), tmp_path)
-    seen = _seen(mapped=["/x/libvgpu.so"], device={"name": "H200", "memory_total_seen_mb": 143771.0},
-                 env={"CUDA_DEVICE_MEMORY_SHARED_CACHE": str(tmp_path / "r" / "x")}, run_dir=tmp_path / "r")
+    seen = _seen(
+        mapped=["/x/libvgpu.so"],
+        device={"name": "H200", "memory_total_seen_mb": 143771.0},
+        env={"CUDA_DEVICE_MEMORY_SHARED_CACHE": str(tmp_path / "r" / "x")},
+        run_dir=tmp_path / "r",
+    )
     checks = {c.name: c for c in backend.engagement(seen)}
     assert checks["library_mapped"].passed and checks["own_shared_region"].passed
-    assert not checks["quota_is_total"].passed and "143771 MiB against the quota 4096 MiB" in checks["quota_is_total"].detail
+    assert (
+        not checks["quota_is_total"].passed
+        and "143771 MiB against the quota 4096 MiB" in checks["quota_is_total"].detail
+    )
