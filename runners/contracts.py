@@ -3,7 +3,7 @@ worker, job.json) and a `Result` (worker -> everything else, result.json), plus 
 `GroupRecord` of a group of runs (tenants, repeats, a scaling reference, a parity pair).
 docs/results_schema.md documents every field; tests/unit/test_schema_doc.py keeps the two
 in step. Standard library only: the worker may run where nothing but the framework is.
-One module on purpose (about 350 lines): every record that crosses a process boundary is
+One module on purpose (about 400 lines): every record that crosses a process boundary is
 here, so the whole contract reads in one sitting."""
 
 from __future__ import annotations

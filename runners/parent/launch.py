@@ -24,6 +24,7 @@ from runners.parent.plan import Plan
 from runners.redact import redact_env
 
 KILL_GRACE_S = 5.0
+INTERRUPTED = "the command was interrupted (Ctrl-C or SIGTERM) while this worker ran"
 POLL_S = 0.25
 _LOOPBACK = next((name for _, name in socket.if_nameindex() if name in ("lo", "lo0")), None)
 
@@ -156,6 +157,7 @@ def launch(
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout_s
+        interrupted = True  # until the loop ends by itself: Ctrl-C or SIGTERM reach the parent in it
         try:
             while True:
                 try:
@@ -169,9 +171,13 @@ def launch(
                         _stop(proc)
                         break
                     progress(_last_line(log_path))
+            interrupted = False
         finally:
-            if proc.poll() is None:  # the parent is being interrupted: never leave a worker behind
+            if interrupted:  # never leave a worker behind, nor a run without its result
+                (run_dir / STOP_FILE).write_text(json.dumps({"type": "Stopped", "message": INTERRUPTED}))
                 _stop(proc)
+                if not (run_dir / RESULT_FILE).exists():  # stopped before it could record anything
+                    Result.for_job(job).fail("Stopped", INTERRUPTED, _tail(log_path)).write(run_dir / RESULT_FILE)
             plan.backend.end_run(run_dir)
 
     result_path = run_dir / RESULT_FILE
