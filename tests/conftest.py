@@ -8,6 +8,24 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Microbenchmark figures of a bare GPU and of a remoting layer, for the overhead estimate.
+MICRO_NATIVE = {
+    "launch_us": 5.0,
+    "launch_sync_us": 15.0,
+    "malloc_us": 100.0,
+    "free_us": 50.0,
+    "h2d_pageable_1m_gbps": 10.0,
+    "d2h_pageable_1m_gbps": 10.0,
+}
+MICRO_REMOTE = {
+    "launch_us": 25.0,
+    "launch_sync_us": 85.0,
+    "malloc_us": 300.0,
+    "free_us": 150.0,
+    "h2d_pageable_1m_gbps": 5.0,
+    "d2h_pageable_1m_gbps": 5.0,
+}
+
 # Small enough for a 2-core CI machine; every shipped model takes these.
 TINY = [
     "model.size=tiny",
@@ -88,22 +106,30 @@ def logged_runs(results_dir: Path) -> list:
 def cli(results_dir):
     """Run `python -m runners.cli.bench` as a user would, against a temporary results dir."""
 
-    def run(
-        *args: str, timeout: float = 600, env: dict | None = None, prefix: tuple[str, ...] = ()
-    ) -> subprocess.CompletedProcess:
-        full_env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
-        full_env.pop("MLFLOW_TRACKING_URI", None)  # the test's own store, unless the test sets one
-        full_env.update(env or {})
-        return subprocess.run(
-            [*prefix, sys.executable, "-m", "runners.cli.bench", *args],
-            cwd=REPO,
-            env=full_env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+    def run(*args: str, **options) -> subprocess.CompletedProcess:
+        return run_command(results_dir, "bench", *args, **options)
 
     return run
+
+
+def run_command(
+    results_dir: Path,
+    command: str,
+    *args: str,
+    timeout: float = 600,
+    env: dict | None = None,
+    prefix: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess:
+    """`python -m runners.cli.<command> ...` as a user runs it, against the test's results folder
+    and its own store (the user's MLFLOW_TRACKING_URI is out of the session), unless `env` says else."""
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", f"runners.cli.{command}", *args],
+        cwd=REPO,
+        env={**os.environ, "VGPU_BENCH_RESULTS": str(results_dir), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def run_dirs(results_dir: Path) -> list[Path]:

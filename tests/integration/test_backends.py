@@ -20,7 +20,7 @@ from runners.config import parse_size_mib
 from runners.contracts import RESULT_FILE, Result
 from runners.errors import UsageError
 
-from conftest import TINY, logged_runs, run_dirs
+from conftest import TINY, logged_runs, run_command, run_dirs
 
 
 @pytest.fixture
@@ -218,7 +218,6 @@ def test_mps_daemon_is_started_and_always_stopped(cli, results_dir, fake_bin, fa
 
 @pytest.mark.xdist_group("mps")  # an MPS daemon is machine-wide: one such test at a time
 def test_mps_daemon_is_stopped_on_ctrl_c(results_dir, fake_bin):
-    import sys
 
     from conftest import REPO
 
@@ -305,16 +304,6 @@ def test_hami_library_is_really_preloaded_into_the_worker(cli, results_dir, tmp_
     ],
 )
 def test_diagnostics_refuse_what_they_cannot_measure_in_one_line(results_dir, args, expected):
-    from conftest import REPO
-
-    env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
-    done = subprocess.run(
-        [sys.executable, "-m", "runners.cli.diagnose", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_command(results_dir, "diagnose", *args, timeout=120)
     assert done.returncode == 2 and expected in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert not run_dirs(results_dir)

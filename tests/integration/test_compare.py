@@ -3,31 +3,16 @@ the real command line. Verdicts are asserted only where the effect is far beyond
 noise (a workload 20 times slower); the statistics are tested in tests/unit."""
 
 import csv
-import os
-import subprocess
-import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, TINY
+from conftest import REPO, TINY, run_command
 
 
 @pytest.fixture
 def analyze(results_dir):
-    def run(*args: str) -> subprocess.CompletedProcess:
-        env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
-        env.pop("MLFLOW_TRACKING_URI", None)
-        return subprocess.run(
-            [sys.executable, "-m", "runners.cli.analyze", *args],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-    return run
+    return lambda *args: run_command(results_dir, "analyze", *args)
 
 
 def _rows(results_dir):
@@ -129,18 +114,8 @@ def test_repeats_report_run_to_run_variation(cli, results_dir):
 
 def test_version_1_results_ingest_and_compare(results_dir, analyze):
     """Result files of schema 1 (made before the typed contracts) load, log and pair."""
-    from conftest import REPO
 
-    env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "runners.cli.sync", f"dir={REPO / 'tests' / 'data' / 'v1'}"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_command(results_dir, "sync", f"dir={REPO / 'tests' / 'data' / 'v1'}")
     assert done.returncode == 0 and "4 logged" in done.stdout, done.stdout + done.stderr
     done = analyze("compare", "baseline=label=v1-0", "candidate=label=v1-1")
     assert done.returncode == 0, done.stderr

@@ -8,13 +8,12 @@ really got the backend's environment."""
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
 from stand_ins import FAKE_MPS, FAKE_MPS_UNREACHED
 
-from conftest import REPO, TINY, results_of
+from conftest import TINY, results_of, run_command
 
 needs_gcc = pytest.mark.skipif(not shutil.which("gcc"), reason="needs gcc to build stand-in libraries")
 
@@ -152,13 +151,6 @@ def test_comparisons_leave_invalid_runs_out_and_say_so(cli, results_dir, tmp_pat
         ).returncode
         == 1
     )
-    env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
-    done = subprocess.run(
-        [sys.executable, "-m", "runners.cli.analyze", "compare", "baseline=label=base", "candidate=label=cand"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    done = run_command(results_dir, "analyze", "compare", "baseline=label=base", "candidate=label=cand")
     assert done.returncode == 0, done.stderr
     assert "no pairs" in done.stdout and "left out, invalid" in done.stdout and "library_mapped" in done.stdout

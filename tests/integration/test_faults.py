@@ -12,20 +12,11 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, TINY, results_of, run_dirs
+from conftest import REPO, TINY, results_of, run_command, run_dirs
 
 
 def _sync(results_dir, *args):
-    env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run(
-        [sys.executable, "-m", "runners.cli.sync", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_command(results_dir, "sync", *args)
 
 
 def _logged(results_dir):

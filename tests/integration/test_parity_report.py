@@ -1,26 +1,20 @@
 """Numerical parity and the HTML report, on the CPU; the report opened in a real browser."""
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, TINY, groups_of, results_of
+from conftest import TINY, groups_of, results_of, run_command
 
 BERT = ["model=bert", "model.size=tiny", "workload.batch_size=2", "workload.seq_len=16"]
 
 
 def _python(module, *args, results_dir):
-    env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
-    )
+    return run_command(results_dir, module.rsplit(".", 1)[1], *args)
 
 
 def test_parity_passes_identical_runs_and_fails_a_perturbed_one(results_dir, tmp_path):

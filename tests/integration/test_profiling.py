@@ -7,7 +7,7 @@ from mlflow.tracking import MlflowClient
 
 from runners.contracts import RESULT_FILE, Result
 
-from conftest import TINY, has_gpu, run_dirs
+from conftest import MICRO_NATIVE, MICRO_REMOTE, TINY, has_gpu, run_command, run_dirs
 
 BERT = ["model=bert", "backend=cpu", *TINY]
 
@@ -59,34 +59,11 @@ def test_gpu_only_and_mismatched_variants_are_refused(cli, args, expected):
     assert done.returncode == 2 and expected in done.stderr and done.stderr.count("\n") == 1
 
 
-MICRO_NATIVE = {
-    "launch_us": 5.0,
-    "launch_sync_us": 15.0,
-    "malloc_us": 100.0,
-    "free_us": 50.0,
-    "h2d_pageable_1m_gbps": 10.0,
-    "d2h_pageable_1m_gbps": 10.0,
-}
-MICRO_REMOTE = {
-    "launch_us": 25.0,
-    "launch_sync_us": 85.0,
-    "malloc_us": 300.0,
-    "free_us": 150.0,
-    "h2d_pageable_1m_gbps": 5.0,
-    "d2h_pageable_1m_gbps": 5.0,
-}
-
-
 def test_comparison_shows_estimated_next_to_measured_overhead(cli, results_dir):
     """Profiled workload runs are real; the two microbenchmark runs are stand-ins logged
     straight to MLflow (microbenchmarks need a GPU), to test the wiring end to end."""
-    import os
-    import subprocess
-    import sys
 
     from runners.tracking.write import client_for
-
-    from conftest import REPO
 
     for label in ("base", "cand"):
         assert cli(*BERT, f"label={label}", "profile=true").returncode == 0
@@ -109,14 +86,7 @@ def test_comparison_shows_estimated_next_to_measured_overhead(cli, results_dir):
         for key, value in metrics.items():
             client.log_metric(run.info.run_id, key, value)
         client.set_terminated(run.info.run_id)
-    env = {**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)}
-    done = subprocess.run(
-        [sys.executable, "-m", "runners.cli.analyze", "compare", "baseline=label=base", "candidate=label=cand"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    done = run_command(results_dir, "analyze", "compare", "baseline=label=base", "candidate=label=cand")
     assert done.returncode == 0, done.stderr
     table = sorted((results_dir / "tables").glob("*.md"))[-1].read_text()
     header, _, row = table.splitlines()[2:5]

@@ -11,22 +11,7 @@ from runners.scenarios import scenarios
 from runners.worker.main import mfu
 from runners.worker.profiler import PER_STEP, count_trace
 
-MICRO_NATIVE = {
-    "launch_us": 5.0,
-    "launch_sync_us": 15.0,
-    "malloc_us": 100.0,
-    "free_us": 50.0,
-    "h2d_pageable_1m_gbps": 10.0,
-    "d2h_pageable_1m_gbps": 10.0,
-}
-MICRO_REMOTE = {
-    "launch_us": 25.0,
-    "launch_sync_us": 85.0,
-    "malloc_us": 300.0,
-    "free_us": 150.0,
-    "h2d_pageable_1m_gbps": 5.0,
-    "d2h_pageable_1m_gbps": 5.0,
-}
+from conftest import MICRO_NATIVE, MICRO_REMOTE
 
 
 def _event(cat, name, ts, dur, **args):
