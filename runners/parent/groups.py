@@ -19,11 +19,13 @@ from typing import Callable, Optional
 
 from runners.config import BackendConfig, TrackingConfig
 from runners.contracts import SUCCESS, GroupMember, GroupRecord, GroupRef, Metric, Result, TenantBarrier
+from runners.diagnostics.probe import COMPUTE_SHARE_ACHIEVED
 from runners.nvml import visible_gpus
 from runners.parent.launch import launch
 from runners.parent.plan import Plan, plan, plan_diagnostic
 
 BARRIER_TIMEOUT_S = 600.0
+SHARE_TOLERANCE_PCT = 10.0  # the compute share holds when achieved within this many points of configured
 Run = tuple[Result, Path]
 Progress = Callable[[str], None]
 
@@ -155,6 +157,27 @@ def run_scaling(plan_: Plan, progress: Progress) -> tuple[Optional[GroupRecord],
     if reference[0].ok and run[0].ok:
         plan_.scenario.summarize(reference[0], run[0], group)
     return _finish(group, [reference, run]), [reference, run]
+
+
+def run_diagnostic(plan_: Plan, progress: Progress) -> tuple[Optional[GroupRecord], list[Run]]:
+    """A backend diagnostic. The probe of a backend with a compute share runs on the bare GPU
+    first, before the backend's daemon starts; the share achieved is the pair's figure."""
+    reference = native_reference(plan_, progress) if plan_.task == "probe" else None
+    with plan_.backend.session():
+        if reference is None:
+            return None, [launch(plan_, progress)]
+        group = new_group("probe_reference", plan_, "share")
+        run = launch(plan_, progress, GroupRef("probe_reference", group.id, "probe"))
+    if run[0].ok:
+        configured = plan_.backend.compute_share()
+        achieved = 100 * run[0].value("compute_tflops") / reference.value("compute_tflops")
+        group.set(COMPUTE_SHARE_ACHIEVED, achieved)
+        group.details.update(
+            compute_share_configured=configured,
+            native_reference_run=reference.run_id,
+            compute_share_holds=abs(achieved - configured) <= SHARE_TOLERANCE_PCT,
+        )
+    return _finish(group, [run]), [run]
 
 
 def native_reference(plan_: Plan, progress: Progress) -> Optional[Result]:

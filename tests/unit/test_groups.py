@@ -61,3 +61,28 @@ def test_repeats_give_the_run_to_run_variation():
     summarize_repeats(group, [_result("r0", 90.0), _result("r1", 110.0)])
     assert group.value("throughput_mean") == 100.0 and group.value("repeats") == 2
     assert group.value("throughput_cv") == pytest.approx(14.142135 / 100, rel=1e-5)
+
+
+def test_a_probe_with_a_compute_share_is_judged_against_a_native_probe(monkeypatch):
+    import contextlib
+    from types import SimpleNamespace
+
+    from runners.diagnostics.probe import COMPUTE_TFLOPS
+    from runners.parent import groups
+
+    def probe(tflops):
+        result = _result("p", 1.0)
+        result.set(COMPUTE_TFLOPS, tflops)
+        return result
+
+    events = []
+    backend = SimpleNamespace(
+        compute_share=lambda: 50.0, session=lambda: contextlib.nullcontext(events.append("session"))
+    )
+    plan = SimpleNamespace(task="probe", backend=backend, run_name="probe-mps")
+    monkeypatch.setattr(groups, "native_reference", lambda plan_, progress: events.append("native") or probe(400.0))
+    monkeypatch.setattr(groups, "launch", lambda plan_, progress, group=None: (probe(180.0), None))
+    group, runs = groups.run_diagnostic(plan, lambda line: None)
+    assert events == ["native", "session"]  # the bare GPU first, before the backend's daemon starts
+    assert group.value("compute_share_achieved") == 45.0 and group.details["compute_share_holds"]
+    assert group.status == "success" and len(group.members) == 1
