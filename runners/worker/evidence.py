@@ -13,26 +13,15 @@ from typing import Any
 from runners.backends import Seen, backends
 from runners.contracts import Check, Evidence, Job
 from runners.redact import redact_env
-
-_LIBRARIES = ("libcudart", "libcuda.", "libnvidia-ml", "libvgpu", "liborion", "libcublas.", "libcudnn.")
-
-
-def mapped_files() -> list[str]:
-    """Every shared library file mapped into this process."""
-    try:
-        lines = Path("/proc/self/maps").read_text().splitlines()
-    except OSError:
-        return []
-    return sorted({line.split()[-1] for line in lines if "/" in line and ".so" in os.path.basename(line.split()[-1])})
+from runners.worker.fingerprint import gpu_library, mapped_files
 
 
 def gpu_libraries(mapped: list[str]) -> dict[str, str]:
     """Which file each CUDA-related library came from (several files of one name: all of them)."""
     found: dict[str, list[str]] = {}
     for path in mapped:
-        name = next((n for n in _LIBRARIES if os.path.basename(path).startswith(n)), None)
-        if name:
-            found.setdefault(name.rstrip("."), []).append(path)
+        if name := gpu_library(path):
+            found.setdefault(name, []).append(path)
     return {name: ", ".join(paths) for name, paths in found.items()}
 
 

@@ -35,19 +35,29 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-_GPU_LIBRARIES = ("libcudart", "libcuda.so", "libnvidia-ml", "libvgpu", "liborion", "libcublas.so", "libcudnn.so")
+# The CUDA-related libraries, by the start of their file names.
+GPU_LIBRARIES = ("libcudart", "libcuda.", "libnvidia-ml", "libvgpu", "liborion", "libcublas.", "libcudnn.")
+
+
+def mapped_files() -> list[str]:
+    """Every shared library file mapped into this process."""
+    try:
+        lines = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return []
+    return sorted({line.split()[-1] for line in lines if "/" in line and ".so" in os.path.basename(line.split()[-1])})
+
+
+def gpu_library(path: str) -> str | None:
+    """Which CUDA-related library a file is (libcudart, libcuda, libvgpu...), or None."""
+    return next((n.rstrip(".") for n in GPU_LIBRARIES if os.path.basename(path).startswith(n)), None)
 
 
 def loaded_gpu_libraries() -> list[str]:
     """The CUDA-related shared libraries mapped into this process: shows whether a
     virtualization layer's runtime (client libcudart, preloaded libvgpu.so) was really
     the one loaded, or the framework's bundled copy won."""
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return []
-    paths = {line.split()[-1] for line in maps.splitlines() if "/" in line}
-    return sorted(p for p in paths if any(name in os.path.basename(p) for name in _GPU_LIBRARIES))
+    return [path for path in mapped_files() if gpu_library(path)]
 
 
 def collect(extra: dict[str, Any] | None = None) -> Environment:
