@@ -29,15 +29,22 @@ setup: $(VENV)/.installed ## create .venv with everything (idempotent)
 # torch first, pinned: the CPU build where there is no NVIDIA GPU (never the multi-GB
 # CUDA stack), the registry's CUDA build where there is one. The rest then resolves
 # against that torch and installs nothing torch-related on top.
+# uv installs the same pins in seconds where pip takes minutes; it ignores pip's settings,
+# so the local wheel folder is passed on, and pip does the whole install where uv fails.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	@if nvidia-smi -L >/dev/null 2>&1; then \
-		$(VENV)/bin/pip install -q "torch==$(TORCH_VERSION)"; \
+	@export UV_FIND_LINKS="$${UV_FIND_LINKS:-$$PIP_FIND_LINKS}"; \
+	if $(VENV)/bin/pip install -q uv 2>/dev/null; then \
+		install() { $(VENV)/bin/uv pip install -q --python $(PY) "$$@" || $(VENV)/bin/pip install -q "$$@"; }; \
 	else \
-		$(VENV)/bin/pip install -q "torch==$(TORCH_VERSION)+cpu" 2>/dev/null \
-		|| $(VENV)/bin/pip install -q "torch==$(TORCH_VERSION)+cpu" --index-url $(TORCH_CPU_INDEX); \
-	fi
-	$(VENV)/bin/pip install -q -e ".[test]"
+		install() { $(VENV)/bin/pip install -q "$$@"; }; \
+	fi; \
+	if nvidia-smi -L >/dev/null 2>&1; then \
+		install "torch==$(TORCH_VERSION)"; \
+	else \
+		install "torch==$(TORCH_VERSION)+cpu" 2>/dev/null \
+		|| install "torch==$(TORCH_VERSION)+cpu" --index-url $(TORCH_CPU_INDEX); \
+	fi && install -e ".[test]"
 	$(PY) -c "import runners.cli.bench, zoo" && touch $@
 
 bench: setup ## run one workload (defaults: model=bert workload=infer backend=auto)
