@@ -31,9 +31,11 @@ setup: $(VENV)/.installed ## create .venv with everything (idempotent)
 # against that torch and installs nothing torch-related on top.
 # uv installs the same pins in seconds where pip takes minutes; it ignores pip's settings,
 # so the local wheel folder is passed on, and pip does the whole install where uv fails.
+# Bytecode is compiled at install time, as pip does: where PYTHONDONTWRITEBYTECODE is set
+# (CI), every worker would otherwise compile torch, transformers and TensorFlow anew.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	@export UV_FIND_LINKS="$${UV_FIND_LINKS:-$$PIP_FIND_LINKS}"; \
+	@export UV_FIND_LINKS="$${UV_FIND_LINKS:-$$PIP_FIND_LINKS}" UV_COMPILE_BYTECODE=1; \
 	if $(VENV)/bin/pip install -q uv 2>/dev/null; then \
 		install() { $(VENV)/bin/uv pip install -q --python $(PY) "$$@" || $(VENV)/bin/pip install -q "$$@"; }; \
 	else \
