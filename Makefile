@@ -119,13 +119,16 @@ test-deps:
 		|| echo "note: could not install$$missing; the tests that need them will skip"
 
 HOST ?= 127.0.0.1
+# MLflow 3's server also starts a job runner (huey consumers, periodic tasks) for GenAI
+# evaluation jobs; the suite logs classic runs and needs none of it. MLFLOW_JOBS=true keeps it.
+MLFLOW_JOBS ?= false
 mlflow-server: setup ## team tracking server on $(HOST):$(PORT); PostgreSQL when MLFLOW_BACKEND_URI is set, else the sqlite file
-	$(VENV)/bin/mlflow server --host $(HOST) --port $(PORT) --workers 2 \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$(MLFLOW_JOBS) $(VENV)/bin/mlflow server --host $(HOST) --port $(PORT) --workers 2 \
 		--backend-store-uri "$${MLFLOW_BACKEND_URI:-sqlite:///$(abspath $(RESULTS))/mlflow.db}" \
 		--artifacts-destination "$${MLFLOW_ARTIFACTS_DESTINATION:-$(abspath $(RESULTS))/server-artifacts}" --serve-artifacts
 
 ui: setup ## browse results: MLflow UI on http://127.0.0.1:$(PORT)
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(RESULTS))/mlflow.db --host 127.0.0.1 --port $(PORT)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$(MLFLOW_JOBS) $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(RESULTS))/mlflow.db --host 127.0.0.1 --port $(PORT)
 
 clean: ## remove the virtualenv and caches (results/ is kept)
 	rm -rf $(VENV) .pytest_cache *.egg-info

@@ -30,6 +30,17 @@ class Compile(Enum):
     cudagraphs = "cudagraphs"  # CUDA graph capture and replay: one launch per graph
 
 
+class Inputs(Enum):
+    device = "device"  # the batch is placed on the device once and reused: compute only
+    host = "host"  # each step copies its batch from host memory (inference copies its outputs back)
+    loader = "loader"  # each step takes its batch from a DataLoader / tf.data pipeline with workers
+
+
+class Sync(Enum):
+    step = "step"  # synchronize after every step: per-step latency, one round trip per step
+    window = "window"  # synchronize once per sync_every steps: throughput only, as a training loop
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
@@ -60,15 +71,28 @@ class WorkloadConfig:
     target_ci: Optional[float] = None
     tf_mode: TfMode = TfMode.graph  # TensorFlow models: eager, graph or xla
     compile: Compile = Compile.none  # PyTorch models: none, inductor or cudagraphs
+    # Where the data lives and when the host waits for the device (docs/overhead_model.md).
+    # Each scenario sets the defaults its real programs have (runners/scenarios/).
+    inputs: Inputs = Inputs.host
+    pinned: bool = False  # host/loader: page-locked host memory (asynchronous, faster copies)
+    loader_workers: int = 2  # loader: worker processes (PyTorch) or parallel calls (tf.data)
+    sync: Sync = Sync.step
+    sync_every: int = 10  # sync=window: steps per synchronized window
 
     def __post_init__(self) -> None:
         _check(
             self.target_ci is None or 0 < self.target_ci < 1,
             f"workload.target_ci must be a fraction in (0, 1) such as 0.01, got {self.target_ci}",
         )
-        for name in ("batch_size", "seq_len", "image_size", "min_steps"):
+        for name in ("batch_size", "seq_len", "image_size", "min_steps", "sync_every"):
             _check(getattr(self, name) >= 1, f"workload.{name} must be >= 1, got {getattr(self, name)}")
         _check(self.warmup_steps >= 0, f"workload.warmup_steps must be >= 0, got {self.warmup_steps}")
+        _check(self.loader_workers >= 0, f"workload.loader_workers must be >= 0, got {self.loader_workers}")
+        _check(
+            self.compile is Compile.none or self.warmup_steps >= 1,
+            f"workload.compile={self.compile.value} needs workload.warmup_steps >= 1 "
+            "(compilation would land in the measured steps)",
+        )
         _check(self.min_duration_s >= 0, f"workload.min_duration_s must be >= 0, got {self.min_duration_s}")
         _check(
             self.max_duration_s > 0 and self.max_duration_s >= self.min_duration_s,

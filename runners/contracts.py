@@ -89,6 +89,10 @@ class Measurement:
     step_times_ms: list[float]
     device_times_ms: Optional[list[float]] = None
     final_loss: Optional[float] = None
+    sync: str = "step"  # step: one time per step; window: one time per steps_per_time steps
+    steps_per_time: int = 1  # steps behind each entry of step_times_ms (their mean)
+    inputs: str = "device"  # where each step's batch came from: device, host, loader (none: no device)
+    pinned: bool = False  # page-locked host memory was used for the copies
 
 
 @dataclass

@@ -19,6 +19,14 @@ MEMORY_PEAK = Metric("memory_peak_mb", "MiB", "the first memory reading: the all
 TIME_TO_FIRST_STEP = Metric("time_to_first_step_s", "s", "worker spawn to the end of the first (warm-up) step")
 STEPS = Metric("steps", "count", "measured steps")
 MEASURED_S = Metric("measured_s", "s", "wall time of the measured steps")
+TO_DEVICE_BYTES = Metric("to_device_bytes_per_step", "bytes/step", "input bytes copied to the device per step")
+TO_HOST_BYTES = Metric("to_host_bytes_per_step", "bytes/step", "output bytes copied back to the host per step")
+COPIES = Metric("copies_per_step", "count/step", "host<->device tensor copies the step issued")
+ENERGY_PER_STEP = Metric(
+    "energy_j_per_step", "J/step", "NVML total-energy counter over the measured steps (whole device)"
+)
+ENERGY_PER_SAMPLE = Metric("energy_j_per_sample", "J/sample", "energy_j_per_step / batch_size (whole device)")
+POWER_MEAN = Metric("power_w_mean", "W", "energy over the measured window / its duration (whole device)")
 ACHIEVED_TFLOPS = Metric("achieved_tflops", "TFLOP/s", "published FLOPs x flops factor x throughput")
 MFU = Metric("mfu", "ratio", "achieved TFLOP/s over the device's peak (GPU, default size and shape)")
 
@@ -31,5 +39,6 @@ def all_metrics() -> dict[str, Metric]:
     import runners.parent.groups  # noqa: F401
     import runners.scenarios  # noqa: F401
     import runners.worker.profiler  # noqa: F401
+    import runners.worker.startup  # noqa: F401
 
     return dict(Metric.registry)

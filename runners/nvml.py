@@ -30,6 +30,17 @@ def visible_gpus() -> tuple[list[dict[str, Any]], str]:
     return gpus, ("" if gpus else "NVML reports no GPU")
 
 
+def visible_device_count(cuda_visible_devices: Optional[str]) -> tuple[int, str]:
+    """How many devices a CUDA program started with this CUDA_VISIBLE_DEVICES would see, and
+    what says so (NVML lists every GPU, whatever the variable hides)."""
+    gpus, reason = visible_gpus()
+    if cuda_visible_devices is not None and cuda_visible_devices.strip():
+        entries = [e for e in cuda_visible_devices.split(",") if e.strip()]
+        count = min(len(entries), len(gpus)) if gpus else len(entries)
+        return count, f"CUDA_VISIBLE_DEVICES={cuda_visible_devices}"
+    return len(gpus), reason or f"{len(gpus)} GPU(s) on this machine"
+
+
 def device_handle(nvml, index: int = 0):
     """The NVML handle of the device this process uses: by UUID when CUDA_VISIBLE_DEVICES names
     one (a MIG instance: NVML's index 0 would be the whole parent GPU), else by index."""
@@ -110,3 +121,44 @@ class MemorySampler:
                 {"source": "nvml.device_used", "peak_mb": self.peak_device_mb, "scope": "whole device, all processes"}
             )
         return out
+
+
+class EnergyMeter:
+    """NVML's total-energy counter (millijoules since the driver loaded; Volta and later)
+    read at the start and the end of the measured steps. It counts the whole device, so
+    other tenants' work is in it; a virtualized or MIG device may not expose it (None)."""
+
+    source = "nvml.total_energy_consumption"
+    scope = "whole device, all processes (not this run alone when the device is shared)"
+
+    def __init__(self, index: int = 0):
+        self.index = index
+        self.joules: Optional[float] = None
+        self.seconds: Optional[float] = None
+        self.why = ""
+        self._start: Optional[tuple[float, int]] = None
+
+    def _read(self) -> tuple[float, int]:
+        import time
+
+        nvml = _nvml()
+        if nvml is None:
+            raise RuntimeError("no NVIDIA driver")
+        return time.monotonic(), nvml.nvmlDeviceGetTotalEnergyConsumption(device_handle(nvml, self.index))
+
+    def start(self) -> None:
+        try:
+            self._start = self._read()
+        except Exception as exc:  # NOT_SUPPORTED on older or virtualized devices
+            self.why = f"energy counter not readable: {exc}"
+
+    def stop(self) -> None:
+        if self._start is None:
+            return
+        try:
+            now, millijoules = self._read()
+        except Exception as exc:
+            self.why = f"energy counter not readable: {exc}"
+            return
+        self.seconds = now - self._start[0]
+        self.joules = (millijoules - self._start[1]) / 1e3

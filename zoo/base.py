@@ -38,6 +38,9 @@ class ZooModel:
     params: ClassVar[Optional[int]] = None
     flops_per_sample: ClassVar[Optional[float]] = None
     source: ClassVar[str] = ""
+    # Most of the FLOPs are convolutions (cuDNN), whose fp32 runs use TF32 tensor cores by
+    # default in PyTorch and TensorFlow: MFU then takes the TF32 peak (runners/worker/gpu_peaks.py).
+    convolutional: ClassVar[bool] = False
     hidden: ClassVar[bool] = False  # not part of the zoo a user browses (the self-test entry)
 
     def __init__(self, size: str | None = None):

@@ -31,6 +31,7 @@ class KerasImageClassifier(KerasModel):
     task = "image-classification"
     inputs = "image"
     min_image_size = 32
+    convolutional = True
     application: str  # a keras.applications constructor
 
     def build(self, shape: InputShape = InputShape()):

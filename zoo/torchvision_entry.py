@@ -9,6 +9,7 @@ class TorchvisionClassifier(TorchModel):
     task = "image-classification"
     inputs = "image"
     min_image_size = 32
+    convolutional = True
     builder: str  # torchvision.models name
     weights_enum: str  # the weights whose metadata (params, _ops) the figures must match
 

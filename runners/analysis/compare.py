@@ -37,6 +37,11 @@ class Row:
     baseline_run_id: str
     candidate_run_id: str
     estimated_overhead_pct: Optional[float] = None  # from the profile and microbenchmarks, when both exist
+    # Start-up (time_to_first_step_s) and its context-creation part, candidate / baseline:
+    # where pooling adds context creation through its layer. Energy per sample (GPU only).
+    startup_ratio: float = float("nan")
+    device_init_ratio: float = float("nan")
+    energy_ratio: float = float("nan")
     # Run-to-run variation (throughput CV) measured with repeats=N for each side's configuration,
     # and over how many runs; None: not measured, so a side of one run leaves it out of the interval.
     baseline_run_cv: Optional[float] = None
@@ -166,8 +171,10 @@ def _steps(store: Store, run: Run) -> tuple[int, list[float]]:
 
 
 def _metric_ratio(base: list[Run], cand: list[Run], name: str) -> float:
+    """Candidate over baseline means of a metric; nan where a side lacks it (a window run has no p50)."""
     mean = lambda runs: float(np.mean([r.metrics.get(name, np.nan) for r in runs]))  # noqa: E731
-    return mean(cand) / mean(base)
+    baseline = mean(base)
+    return mean(cand) / baseline if baseline else float("nan")
 
 
 def _is_micro(run: Run) -> bool:
@@ -193,6 +200,7 @@ def _estimate(store: Store, b: list[Run], base_micro: list[Run], cand_micro: lis
         base_micro[0].metrics,
         cand_micro[0].metrics,
         profiled.metrics.get("latency_ms_mean", 0.0),
+        pinned=profiled.params.get("workload.pinned") == "True",
     )
     return found["estimated_overhead_pct"] if found else None
 
@@ -232,6 +240,9 @@ def compare_runs(
                 ci_high=high,
                 p50_ratio=_metric_ratio(b, c, "latency_ms_p50"),
                 p99_ratio=_metric_ratio(b, c, "latency_ms_p99"),
+                startup_ratio=_metric_ratio(b, c, "time_to_first_step_s"),
+                device_init_ratio=_metric_ratio(b, c, "startup_device_init_s"),
+                energy_ratio=_metric_ratio(b, c, "energy_j_per_sample"),
                 memory_diff_mb=float(
                     np.mean([r.metrics.get("memory_peak_mb", np.nan) for r in c])
                     - np.mean([r.metrics.get("memory_peak_mb", np.nan) for r in b])

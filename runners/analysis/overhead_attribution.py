@@ -9,16 +9,21 @@ from typing import Optional
 from runners.diagnostics.microbench import LABEL, SIZES
 
 
-def _bandwidth(micro: dict[str, float], direction: str, transfer_bytes: float) -> Optional[float]:
-    """GB/s at the benchmarked size nearest the workload's average transfer (pageable memory,
-    as framework tensors are, except for device-to-device copies)."""
+def _bandwidth(micro: dict[str, float], direction: str, transfer_bytes: float, pinned: bool) -> Optional[float]:
+    """GB/s at the benchmarked size nearest the workload's average transfer, from pinned or
+    pageable host memory as the run's (workload.pinned); device-to-device copies apart."""
     size = min(SIZES, key=lambda s: abs(s - transfer_bytes))
-    key = f"d2d_{LABEL[size]}_gbps" if direction == "d2d" else f"{direction}_pageable_{LABEL[size]}_gbps"
+    memory = "pinned" if pinned else "pageable"
+    key = f"d2d_{LABEL[size]}_gbps" if direction == "d2d" else f"{direction}_{memory}_{LABEL[size]}_gbps"
     return micro.get(key)
 
 
 def estimate(
-    profile: dict[str, float], baseline: dict[str, float], candidate: dict[str, float], step_ms: float
+    profile: dict[str, float],
+    baseline: dict[str, float],
+    candidate: dict[str, float],
+    step_ms: float,
+    pinned: bool = False,
 ) -> Optional[dict[str, float]]:
     """Estimated overhead % of the candidate, with its parts in ms per step; None without the inputs."""
     needed = ("launch_us", "launch_sync_us", "malloc_us", "free_us")
@@ -41,8 +46,8 @@ def estimate(
         moved = profile.get(f"prof_{direction}_bytes", 0.0)
         if moved:
             base_bw, cand_bw = (
-                _bandwidth(baseline, direction, moved / copies),
-                _bandwidth(candidate, direction, moved / copies),
+                _bandwidth(baseline, direction, moved / copies, pinned),
+                _bandwidth(candidate, direction, moved / copies, pinned),
             )
             if base_bw and cand_bw:
                 parts["copy_ms"] += (moved / (cand_bw * 1e9) - moved / (base_bw * 1e9)) * 1e3

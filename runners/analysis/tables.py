@@ -22,6 +22,8 @@ COLUMNS = (
     "ratio [95% CI]",
     "p50 ratio",
     "p99 ratio",
+    "start-up ratio",
+    "J/sample ratio",
     "memory diff MiB",
     "overhead % measured",
     "overhead % estimated",
@@ -30,6 +32,10 @@ COLUMNS = (
     "run-to-run CV b/c",
 )
 MICRO_COLUMNS = ("microbenchmark", "baseline", "candidate", "ratio", "")
+
+
+def _ratio(value: float) -> str:
+    return "-" if value != value else f"{value:.3f}"  # nan: a side lacks the figure
 
 
 def table_cells(row: Row) -> list[str]:
@@ -42,8 +48,10 @@ def table_cells(row: Row) -> list[str]:
         f"{row.baseline_throughput:.2f}",
         f"{row.candidate_throughput:.2f}",
         f"{row.ratio:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]",
-        f"{row.p50_ratio:.3f}",
-        f"{row.p99_ratio:.3f}",
+        _ratio(row.p50_ratio),
+        _ratio(row.p99_ratio),
+        _ratio(row.startup_ratio),
+        _ratio(row.energy_ratio),
         f"{row.memory_diff_mb:+.1f}",
         f"{row.overhead_pct:+.1f}",
         "-" if row.estimated_overhead_pct is None else f"{row.estimated_overhead_pct:+.1f}",

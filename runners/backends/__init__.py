@@ -87,6 +87,22 @@ class Backend:
     def check_framework(self, framework: str) -> None:
         """Raise UsageError when this backend cannot serve `framework` as installed here (planning)."""
 
+    def check_ranks(self, processes: int) -> None:
+        """Raise UsageError when `processes` data-parallel ranks cannot each have a device of
+        their own (NCCL refuses two ranks on one GPU): counted as the worker would see them."""
+        if self.device != "cuda" or processes <= 1:
+            return
+        from runners.nvml import visible_device_count
+
+        count, why = visible_device_count(
+            self.environment().get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES"))
+        )
+        if count and count < processes:
+            raise UsageError(
+                f"workload.processes={processes} puts each rank on a GPU of its own, and backend '{self.name}' "
+                f"sees {count} ({why}). Valid: workload.processes=1..{count}"
+            )
+
     def engagement(self, seen: Seen) -> list[Check]:
         """In the worker, after its work: the evidence that this backend's layer engaged. Each
         backend adds its own checks to this one: the worker got every variable the backend set."""

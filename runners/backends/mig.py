@@ -66,6 +66,13 @@ class MigBackend(Backend):
         visible = selected["uuid"] if selected else f"MIG-no-such-instance-{self.config.instance}"
         return {"CUDA_VISIBLE_DEVICES": visible, **super().environment()}
 
+    def check_ranks(self, processes):
+        if processes > 1:
+            raise UsageError(
+                f"workload.processes={processes}: backend 'mig' gives a run one MIG instance, and data-parallel "
+                "ranks need a device each (NCCL does not run between MIG instances). Valid: workload.processes=1"
+            )
+
     def engagement(self, seen):
         visible = seen.env.get("CUDA_VISIBLE_DEVICES", "")
         got = seen.device.get("uuid") or ""

@@ -116,6 +116,14 @@ class VgpuBackend(Backend):
                 f"or a torch built for CUDA <= {client[0]}.{client[1]}"
             )
 
+    def check_ranks(self, processes):
+        # Each process gets backend.vgpus vGPUs of its own: a rank takes its first.
+        if processes > 1 and self.config.vgpus != 1:
+            raise UsageError(
+                f"workload.processes={processes} gives each rank one vGPU of its own, and backend.vgpus="
+                f"{self.config.vgpus} would request {self.config.vgpus} per rank. Valid: backend.vgpus=1"
+            )
+
     def engagement(self, seen):
         client = os.path.realpath(self.config.client_dir)
         runtimes = seen.mapped_like("libcudart")

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Optional
 
-from runners.config import OverheadConfig
+from runners.config import Inputs, OverheadConfig, WorkloadConfig
 from runners.errors import USER_ERRORS, one_line
 from runners.parent import compose
 
@@ -35,7 +35,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     entry = zoo.get(args.model)(args.size)
     shape = zoo.InputShape(seq_len=args.seq_len, image_size=args.image_size)
     framework = TorchFramework(device, "fp32", None)
-    suite_step = framework.infer_step(entry, args.batch_size, shape, seed=0)
+    # The batch stays on the device in every path: what is compared is the measurement alone.
+    workload = WorkloadConfig(batch_size=args.batch_size, inputs=Inputs.device)
+    suite_step = framework.infer_step(entry, workload, shape, seed=0)
     model = framework.model  # the very same weights for the bare loop
     batch = {k: v.to(device) for k, v in entry.make_batch(args.batch_size, shape, seed=0).items()}
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)

@@ -36,7 +36,7 @@ def progress(run_name: str) -> Iterator[Callable[[str], None]]:
         yield update
 
 
-_NUMERIC = {"throughput", "p50 ms", "p99 ms", "memory MiB"}
+_NUMERIC = {"throughput", "p50 ms", "p99 ms", "start-up s", "J/sample", "memory MiB"}
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -54,7 +54,8 @@ def status_line(result: Result) -> str:
 
 def summary_table(rows: list[Finished]) -> Table:
     table = Table(title="vgpu-bench results")
-    for column in ("run", "workload", "backend", "device", "throughput", "p50 ms", "p99 ms", "memory MiB", "status"):
+    columns = ("run", "workload", "backend", "device", "throughput", "p50 ms", "p99 ms", "start-up s", "J/sample")
+    for column in (*columns, "memory MiB", "status"):
         table.add_column(column, justify="right" if column in _NUMERIC else "left")
     for row in rows:
         result = row.result
@@ -71,6 +72,8 @@ def summary_table(rows: list[Finished]) -> Table:
             f"{_fmt(throughput.value if throughput else None)} {throughput.unit if throughput else ''}".strip(),
             _fmt(result.value("latency_ms_p50")),
             _fmt(result.value("latency_ms_p99")),
+            _fmt(result.value("time_to_first_step_s"), 1),
+            _fmt(result.value("energy_j_per_sample"), 3),
             _fmt(result.value("memory_peak_mb"), 0),
             status,
         )
@@ -81,5 +84,5 @@ def print_summary(rows: list[Finished]) -> None:
     if rows:
         out = Console()
         if not out.is_terminal:
-            out.width = max(out.width, 150)  # logs and CI: do not squeeze the table to 80 columns
+            out.width = max(out.width, 200)  # logs and CI: do not squeeze the table to 80 columns
         out.print(summary_table(rows))

@@ -14,7 +14,7 @@ import zoo
 from runners import suite
 from runners.backends import Backend, backends
 from runners.backends import create as create_backend
-from runners.config import BenchConfig, Compile, DiagnoseConfig, config_hash, to_plain
+from runners.config import BenchConfig, Compile, DiagnoseConfig, TfMode, config_hash, to_plain
 from runners.contracts import GroupRef, Job, ModelRecord, TenantBarrier
 from runners.errors import UsageError
 from runners.redact import redact_env, redact_tree
@@ -115,6 +115,15 @@ def plan(config: BenchConfig) -> Plan:
         raise UsageError(
             f"workload.compile applies to PyTorch models; {entry.name} is {entry.framework} "
             f"(use workload.tf_mode=eager|graph|xla)"
+        )
+    if (
+        entry.framework == "tensorflow"
+        and config.workload.tf_mode is not TfMode.eager
+        and not config.workload.warmup_steps
+    ):
+        raise UsageError(
+            f"workload.tf_mode={config.workload.tf_mode.value} traces (and compiles) on the first step: "
+            "it needs workload.warmup_steps >= 1, or workload.tf_mode=eager"
         )
     scenario.check(config, entry, backend)
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runners import stats
-from runners.config import Compile, WorkloadConfig, _check
+from runners.config import Compile, Sync, WorkloadConfig, _check
 from runners.contracts import Metric
 from runners.errors import UsageError
 from runners.scenarios import Scenario, scenarios
@@ -38,16 +38,23 @@ class Generate(Scenario):
             raise UsageError(
                 "workload.compile is not supported with workload=generate (the decode loop changes shapes)"
             )
+        if config.workload.sync is Sync.window:
+            raise UsageError(
+                "workload.sync=window does not apply to workload=generate: every generation synchronizes "
+                "after its prefill (time to first token). Valid: workload.sync=step"
+            )
 
     def extra_tokens(self, workload):
         return workload.new_tokens
 
     def build_step(self, framework, entry, workload, shape, seed):
-        return framework.generate_step(entry, workload.batch_size, shape, seed, workload.new_tokens)
+        return framework.generate_step(entry, workload, shape, seed, workload.new_tokens)
 
     def derive(self, result, framework, workload, m):
-        steps = len(m.step_times_ms)  # the measured generations only, not the warm-up ones
-        ttft, tpot = framework.ttft_ms[-steps:], framework.tpot_ms[-steps:]
+        # The measured generations only: not the warm-up ones before, nor profiled ones after.
+        measured = slice(m.warmup_steps, m.warmup_steps + m.steps)
+        ttft, tpot = framework.ttft_ms[measured], framework.tpot_ms[measured]
+        result.details["generations"] = {"measured": len(ttft), "ttft_ms": ttft, "tpot_ms": tpot}
         result.set(TTFT_P50, stats.percentile(ttft, 50))
         result.set(TTFT_MEAN, stats.summarize_ms(ttft)["mean"])
         if tpot:

@@ -1,4 +1,8 @@
-"""`workload=infer`: the forward pass in eval mode without gradients."""
+"""`workload=infer`: the forward pass in eval mode without gradients.
+
+By default each step copies its batch from (pageable) host memory to the device and its
+outputs back, and the host waits for every step: a request arrives in host memory, its
+answer must leave the device, and its latency is what a service reports."""
 
 from runners.scenarios import Scenario, scenarios
 
@@ -10,4 +14,4 @@ class Infer(Scenario):
     flops_factor = 1.0
 
     def build_step(self, framework, entry, workload, shape, seed):
-        return framework.infer_step(entry, workload.batch_size, shape, seed)
+        return framework.infer_step(entry, workload, shape, seed)

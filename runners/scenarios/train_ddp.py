@@ -9,16 +9,17 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-from runners.config import WorkloadConfig, _check
+from runners.config import _check
 from runners.contracts import Metric
 from runners.scenarios import Scenario, scenarios
+from runners.scenarios.train import TrainConfig
 
 SCALING_EFFICIENCY = Metric("scaling_efficiency", "ratio", "N-process throughput / (N x one-process throughput)")
 SINGLE_PROCESS_THROUGHPUT = Metric("single_process_throughput", "samples/s", "the one-process reference's throughput")
 
 
 @dataclass
-class TrainDdpConfig(WorkloadConfig):
+class TrainDdpConfig(TrainConfig):
     processes: int = 2  # ranks: one GPU each on a GPU backend, gloo processes on the CPU
 
     def __post_init__(self) -> None:
@@ -33,6 +34,9 @@ class TrainDdp(Scenario):
     summary = "data-parallel training over torchrun ranks"
     flops_factor = 3.0
     time_limited = False  # each rank waits for the others' gradients: all run the same steps
+
+    def check(self, config, entry, backend):
+        backend.check_ranks(config.workload.processes)
 
     def plan(self, config, device):
         if device != "cpu" or config.backend.threads is not None:
@@ -57,18 +61,22 @@ class TrainDdp(Scenario):
         group.set(SCALING_EFFICIENCY, run.value("throughput") / (run.config["workload"]["processes"] * one))
 
     def build_step(self, framework, entry, workload, shape, seed):
-        return framework.train_step(entry, workload.batch_size, shape, seed, distributed=True)
+        return framework.train_step(entry, workload, shape, seed, distributed=True)
 
     def throughput(self, own, result):
         """Gather every rank's throughput; the run's is their sum."""
+        import torch
         import torch.distributed as dist
 
-        per_rank: list[float] = [0.0] * dist.get_world_size()
-        dist.all_gather_object(per_rank, own)
+        device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_initialized() else "cpu"
+        gathered: list = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, (own, device))
+        per_rank = [throughput for throughput, _ in gathered]
         result.details["ddp"] = {
             "world_size": dist.get_world_size(),
             "rank": dist.get_rank(),
             "backend": dist.get_backend(),
             "per_rank_throughput": per_rank,
+            "per_rank_device": [device for _, device in gathered],
         }
         return sum(per_rank)

@@ -16,13 +16,13 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable, NoReturn, Optional
 
 from runners import names, nvml, stats
-from runners.config import BenchConfig
+from runners.config import BenchConfig, Sync
 from runners.contracts import INVALID, RESULT_FILE, STOP_FILE, SUCCESS, Job, Measurement, MemoryReading, Result
 from runners.scenarios import Scenario, scenarios
-from runners.worker import evidence, fingerprint, measure
+from runners.worker import evidence, fingerprint, measure, startup
 from runners.worker.frameworks import Framework, frameworks
 from runners.worker.gpu_peaks import peak_tflops
 
@@ -99,6 +99,10 @@ def setup(job: Job, config: BenchConfig, state: dict[str, Any]):
         config.model.weights,
     )
     state["framework"] = framework
+    framework.startup = startup.Startup(job.spawned_at)
+    framework.mark("import")
+    framework.init_device()
+    framework.mark("device_init")
     return entry, shape, framework
 
 
@@ -117,7 +121,8 @@ def run_parity(job: Job, result: Result, state: dict[str, Any]) -> None:
 
 def mfu(result: Result, scenario: Scenario, entry, shape, framework: Framework) -> None:
     """Model FLOPs utilization, where the published FLOPs apply: a GPU run at the entry's
-    default size and input shape, of a kind that has a FLOPs factor."""
+    default size and input shape, of a kind that has a FLOPs factor, on a GPU whose peak is
+    known (runners/worker/gpu_peaks.py): an unknown GPU gets no MFU rather than a wrong one."""
     import zoo
 
     if (
@@ -130,49 +135,83 @@ def mfu(result: Result, scenario: Scenario, entry, shape, framework: Framework) 
         return
     achieved = entry.flops_per_sample * scenario.flops_factor * result.value("throughput") / 1e12
     gpu = (framework.describe().get("cuda_device") or {}).get("name", "")
-    peak = peak_tflops(gpu, framework.precision)
+    peak = peak_tflops(gpu, framework.precision, framework.tf32_enabled(entry))
     result.details["mfu_basis"] = {
         "flops_per_sample": entry.flops_per_sample,
         "factor": scenario.flops_factor,
-        "peak_tflops": peak,
         "device": gpu,
+        "peak_tflops": peak.tflops if peak else None,
+        "peak": peak.basis if peak else f"none: no datasheet peak for {gpu!r} at {framework.precision}",
+        "mig_fraction": peak.fraction if peak else None,
     }
     result.set(names.ACHIEVED_TFLOPS, achieved)
-    result.set(names.MFU, achieved / peak if peak else None)
+    if peak:
+        result.set(names.MFU, achieved / peak.tflops)
 
 
 def record_measurement(
-    result: Result, m: measure.Measurement, batch_size: int, scenario: Scenario, spawned_at: float
+    result: Result, m: measure.Measurement, workload, scenario: Scenario, framework: Framework, spawned_at: float
 ) -> float:
+    per_step = m.steps_per_time == 1  # sync=window: one time per window, no per-step latency
     latency = stats.summarize_ms(m.step_times_ms)
     device_latency = stats.summarize_ms(m.device_times_ms) if m.device_times_ms else {}
-    own = batch_size * len(m.step_times_ms) / (sum(m.step_times_ms) / 1e3)
+    own = workload.batch_size * len(m.step_times_ms) / (sum(m.step_times_ms) / 1e3)
     throughput = scenario.throughput(own, result)
+    traffic = framework.traffic
+    moved = traffic.per_step() if traffic.inputs in ("host", "loader") else {}
     for metric, value in (
         (names.THROUGHPUT, throughput),
-        (names.LATENCY_P50, latency["p50"]),
-        (names.LATENCY_P90, latency["p90"]),
-        (names.LATENCY_P99, latency["p99"]),
+        (names.LATENCY_P50, latency["p50"] if per_step else None),
+        (names.LATENCY_P90, latency["p90"] if per_step else None),
+        (names.LATENCY_P99, latency["p99"] if per_step else None),
         (names.LATENCY_MEAN, latency["mean"]),
-        (names.LATENCY_STDEV, latency["stdev"]),
-        (names.DEVICE_P50, device_latency.get("p50")),
+        (names.LATENCY_STDEV, latency["stdev"] if per_step else None),
+        (names.DEVICE_P50, device_latency.get("p50") if per_step else None),
         (names.DEVICE_MEAN, device_latency.get("mean")),
         (names.TIME_TO_FIRST_STEP, m.first_step_done_at - spawned_at),
-        (names.STEPS, len(m.step_times_ms)),
+        (names.STEPS, m.steps),
         (names.MEASURED_S, m.duration_s),
+        (names.TO_DEVICE_BYTES, moved.get("to_device_bytes")),
+        (names.TO_HOST_BYTES, moved.get("to_host_bytes")),
+        (names.COPIES, moved.get("copies")),
     ):
         result.set(metric, value)
+    if framework.startup:
+        framework.startup.mark("first_step", at=m.first_step_done_at)
+        for phase, seconds in framework.startup.seconds.items():
+            result.set(startup.METRICS[phase], seconds)
     result.measurement = Measurement(
         warmup_steps=m.warmup_steps,
-        steps=len(m.step_times_ms),
+        steps=m.steps,
         duration_s=m.duration_s,
         reached_minimums=m.reached_minimums,
         window=list(m.window),
         ci_rel=m.ci_rel if m.ci_rel != float("inf") else None,
         step_times_ms=m.step_times_ms,
         device_times_ms=m.device_times_ms,
+        sync=workload.sync.value,
+        steps_per_time=m.steps_per_time,
+        inputs=traffic.inputs,
+        pinned=traffic.pinned,
     )
     return throughput
+
+
+def record_energy(result: Result, meter: Optional[nvml.EnergyMeter], m: measure.Measurement, batch_size: int) -> None:
+    if meter is None:
+        return
+    if meter.joules is None or not meter.seconds:
+        result.details["energy"] = {"source": meter.source, "missing": meter.why or "no reading"}
+        return
+    result.details["energy"] = {
+        "source": meter.source,
+        "scope": meter.scope,
+        "joules": meter.joules,
+        "seconds": meter.seconds,
+    }
+    result.set(names.ENERGY_PER_STEP, meter.joules / m.steps)
+    result.set(names.ENERGY_PER_SAMPLE, meter.joules / (m.steps * batch_size))
+    result.set(names.POWER_MEAN, meter.joules / meter.seconds)
 
 
 def run_workload(job: Job, result: Result, state: dict[str, Any]) -> None:
@@ -186,7 +225,14 @@ def run_workload(job: Job, result: Result, state: dict[str, Any]) -> None:
     step = scenario.build_step(framework, entry, workload, shape, config.seed)
     result.model.params = framework.param_count()
     sampler = nvml.MemorySampler() if device == "cuda" else contextlib.nullcontext()
+    energy = nvml.EnergyMeter() if device == "cuda" else None
     timed = scenario.time_limited
+
+    def before_measuring() -> None:
+        wait_for_tenants(job)
+        if energy:
+            energy.start()
+
     with sampler:
         m = measure.run(
             step,
@@ -197,9 +243,15 @@ def run_workload(job: Job, result: Result, state: dict[str, Any]) -> None:
             max_duration_s=workload.max_duration_s if timed else float("inf"),
             timer=framework.step_timer(),
             progress=log,
-            before_measuring=lambda: wait_for_tenants(job),
+            before_measuring=before_measuring,
             target_ci=workload.target_ci if timed else None,
+            sync_every=workload.sync_every if workload.sync is Sync.window else 1,
         )
+        if energy:
+            energy.stop()
+    throughput = record_measurement(result, m, workload, scenario, framework, job.spawned_at)
+    record_energy(result, energy, m, workload.batch_size)
+    scenario.derive(result, framework, workload, m)  # before profiling adds steps of its own
 
     if config.profile:
         from runners.worker import profiler
@@ -226,15 +278,13 @@ def run_workload(job: Job, result: Result, state: dict[str, Any]) -> None:
     result.memory_peak_source = result.memory[0].source
     result.set(names.MEMORY_PEAK, result.memory[0].peak_mb)
 
-    throughput = record_measurement(result, m, workload.batch_size, scenario, job.spawned_at)
     result.measurement.final_loss = framework.final_loss()
     tokens = entry.items_per_sample(shape)
     if tokens and workload.kind != "generate":
         result.set(names.TOKENS_PER_S, throughput * tokens)
-    scenario.derive(result, framework, workload, m)
     mfu(result, scenario, entry, shape, framework)
     result.status = SUCCESS
-    log(f"{throughput:.2f} samples/s, p50 {result.value('latency_ms_p50'):.2f} ms over {len(m.step_times_ms)} steps")
+    log(f"{throughput:.2f} samples/s, mean step {result.value('latency_ms_mean'):.2f} ms over {m.steps} steps")
 
 
 def run_diagnostic(job: Job, result: Result, state: dict[str, Any]) -> None:

@@ -1,6 +1,9 @@
 """The timing loop: warm-up, then measured steps until both the minimum step count and
-the minimum duration are met (or the maximum duration passes). Every step is
-synchronized, so each wall-clock time covers the device work it launched."""
+the minimum duration are met (or the maximum duration passes). Each timed unit ends with
+a synchronize, so its wall-clock time covers the device work it launched: one step
+(`workload.sync=step`, per-step latency) or a window of `sync_every` steps
+(`sync=window`: the host queues steps ahead as a training loop does; one time per window,
+recorded as its mean step time)."""
 
 from __future__ import annotations
 
@@ -28,6 +31,11 @@ class Measurement:
     reached_minimums: bool = True  # False: max_duration_s cut the run short (before target_ci too)
     ci_rel: float = math.inf  # half-width of the 95% CI of the mean step time, relative to the mean
     window: tuple[float, float] = (0.0, 0.0)  # time.time() at the start and end of the measured steps
+    steps_per_time: int = 1  # steps behind each entry of step_times_ms (sync=window: sync_every)
+
+    @property
+    def steps(self) -> int:
+        return len(self.step_times_ms) * self.steps_per_time
 
 
 def run(
@@ -42,8 +50,9 @@ def run(
     progress: Callable[[str], None] = lambda line: None,
     before_measuring: Callable[[], None] = lambda: None,
     target_ci: Optional[float] = None,
+    sync_every: int = 1,
 ) -> Measurement:
-    m = Measurement(warmup_steps=warmup_steps)
+    m = Measurement(warmup_steps=warmup_steps, steps_per_time=sync_every)
     for i in range(warmup_steps):
         step()
         synchronize()
@@ -62,19 +71,20 @@ def run(
         if timer:
             timer.start()
         t0 = perf_counter()
-        step()
+        for _ in range(sync_every):
+            step()
         if timer:
             timer.stop()
         synchronize()
         t1 = perf_counter()
-        step_ms = (t1 - t0) * 1e3
+        step_ms = (t1 - t0) * 1e3 / sync_every
         times.append(step_ms)
         total += step_ms
         total_sq += step_ms * step_ms
         if not m.first_step_done_at:
             m.first_step_done_at = time.time()
         elapsed = t1 - began
-        if len(times) >= min_steps and elapsed >= min_duration_s:
+        if len(times) * sync_every >= min_steps and elapsed >= min_duration_s:
             m.ci_rel = _ci_rel(len(times), total, total_sq)
             if target_ci is None or m.ci_rel <= target_ci:
                 break
@@ -82,13 +92,13 @@ def run(
             m.reached_minimums = False
             break
         if len(times) % 10 == 0:
-            progress(f"step {len(times)} ({elapsed:.1f}s)")
+            progress(f"step {len(times) * sync_every} ({elapsed:.1f}s)")
     m.ci_rel = _ci_rel(len(times), total, total_sq)
     m.duration_s = elapsed
     m.window = (window_start, time.time())
     if timer:
-        m.device_times_ms = timer.times_ms()
-    progress(f"measured {len(times)} steps in {elapsed:.1f}s")
+        m.device_times_ms = [t / sync_every for t in timer.times_ms()]
+    progress(f"measured {m.steps} steps in {elapsed:.1f}s")
     return m
 
 

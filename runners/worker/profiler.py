@@ -12,10 +12,13 @@ from typing import Any, Callable
 from runners.contracts import Metric
 
 TRACE_FILE, TABLE_FILE = "trace.json", "top_ops.txt"
-# CUDA runtime/driver API calls by kind (prefix match on the call's name).
+# CUDA runtime/driver API calls by kind (prefix match on the call's name). Only calls that
+# block the host count as synchronizations: cudaStreamWaitEvent orders two streams on the
+# device and returns at once. Memsets copy nothing between host and device: a kind of their own.
 API_KINDS = {
     "launch": ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchCooperativeKernel", "cudaGraphLaunch", "cuGraphLaunch"),
-    "memcpy": ("cudaMemcpy", "cuMemcpy", "cudaMemset", "cuMemset"),
+    "memcpy": ("cudaMemcpy", "cuMemcpy"),
+    "memset": ("cudaMemset", "cuMemset"),
     "synchronize": (
         "cudaDeviceSynchronize",
         "cudaStreamSynchronize",
@@ -23,7 +26,6 @@ API_KINDS = {
         "cuCtxSynchronize",
         "cuStreamSynchronize",
         "cuEventSynchronize",
-        "cudaStreamWaitEvent",
     ),
     "malloc": ("cudaMalloc", "cuMemAlloc", "cudaHostAlloc", "cuMemHostAlloc"),
     "free": ("cudaFree", "cuMemFree", "cudaHostFree"),

@@ -174,6 +174,7 @@ def test_vgpu_runs_with_a_client_directory_and_records_it(cli, results_dir, clie
         "backend.extra_env.ORION_SECRET_KEY=k",
         "backend.extra_env.VGPU_BENCH_DUMMY_LOAD=libcudart.so.12",  # as a framework loads its runtime
         *TINY,
+        "tracking=none",
     )
     assert done.returncode == 0, done.stderr
     result = _only_result(results_dir)
@@ -203,6 +204,7 @@ def test_mps_daemon_is_started_and_always_stopped(cli, results_dir, fake_bin, fa
         "backend=mps",
         "backend.sm_percent=50",
         *TINY,
+        "tracking=none",
         "timeout_s=3",
         f"backend.extra_env.VGPU_BENCH_DUMMY_FAULT={fault}",
         env=fake_bin.env,
@@ -285,6 +287,7 @@ def test_hami_library_is_really_preloaded_into_the_worker(cli, results_dir, tmp_
         "backend.memory_limit=2g",
         "backend.sm_limit=50",
         *TINY,
+        "tracking=none",
     )
     assert done.returncode == 0, done.stderr
     result = _only_result(results_dir)

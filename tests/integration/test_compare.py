@@ -24,9 +24,8 @@ SLOW = "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=sleep:0.02"  # 20 x the tiny du
 
 
 def test_a_comparison_writes_its_tables_and_an_mlflow_run(cli, analyze, results_dir):
-    for label in ("one", "two"):
-        done = cli("model=dummy", "backend=cpu", f"label={label}", *TINY)
-        assert done.returncode == 0, done.stderr
+    done = cli("--multirun", "model=dummy", "backend=cpu", "label=one,two", *TINY)
+    assert done.returncode == 0, done.stderr
     done = analyze("compare", "baseline=label=one", "candidate=label=two")
     assert done.returncode == 0, done.stderr
     [row] = _rows(results_dir)  # whatever the timing noise said: verdicts are tested on synthetic data
@@ -43,8 +42,7 @@ def test_a_comparison_writes_its_tables_and_an_mlflow_run(cli, analyze, results_
 
 
 def test_single_runs_use_the_run_to_run_variation_measured_with_repeats(cli, analyze, results_dir):
-    for label in ("one", "two"):
-        assert cli("model=dummy", "backend=cpu", f"label={label}", *TINY).returncode == 0
+    assert cli("--multirun", "model=dummy", "backend=cpu", "label=one,two", *TINY).returncode == 0
     assert cli("model=dummy", "backend=cpu", "label=calibration", "repeats=3", *TINY).returncode == 0
     done = analyze("compare", "baseline=label=one", "candidate=label=two")
     assert done.returncode == 0, done.stderr

@@ -30,6 +30,44 @@ def test_native_runs_record_device_time_and_gpu_memory(cli, results_dir, precisi
         assert result.environment.gpus[0]["driver_version"]
 
 
+def _gpu_count() -> int:
+    from runners.nvml import visible_gpus
+
+    return len(visible_gpus()[0])
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_data_parallel_training_puts_each_rank_on_its_own_gpu(cli, results_dir, ranks):
+    if ranks > _gpu_count():
+        pytest.skip(f"needs {ranks} GPUs")
+    done = cli("model=bert", "workload=train_ddp", "backend=native", f"workload.processes={ranks}", *TINY)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [run] = [r for r in results_of(results_dir) if r.config["workload"]["processes"] == ranks]
+    assert run.ok, run.error
+    assert run.details["ddp"]["per_rank_device"] == [f"cuda:{i}" for i in range(ranks)]
+
+
+def test_host_inputs_move_the_bytes_they_count(cli, results_dir):
+    done = cli("model=resnet50", "backend=native", *TINY, "workload.pinned=true", "profile=true", "profile_steps=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    [result] = results_of(results_dir)
+    assert result.measurement.inputs == "host" and result.measurement.pinned
+    # what the profiler saw cross to and from the device is what the feed counted
+    assert result.value("prof_h2d_bytes") == pytest.approx(result.value("to_device_bytes_per_step"), rel=0.01)
+    assert result.value("prof_d2h_bytes") == pytest.approx(result.value("to_host_bytes_per_step"), rel=0.01)
+
+
+def test_energy_and_the_start_up_breakdown_on_the_gpu(cli, results_dir):
+    done = cli("model=resnet50", "backend=native", *TINY, "workload.min_duration_s=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    [result] = results_of(results_dir)
+    energy = result.details["energy"]
+    if "missing" in energy:
+        pytest.skip(f"this GPU has no readable energy counter: {energy['missing']}")
+    assert result.value("energy_j_per_step") > 0 and result.value("power_w_mean") > 0
+    assert result.value("startup_device_init_s") > 0  # a CUDA context is never free
+
+
 def test_auto_picks_the_gpu(cli, results_dir):
     assert cli("model=dummy", *TINY, "tracking=none").returncode == 0
     [result] = results_of(results_dir)

@@ -59,8 +59,7 @@ def _chromium():
 
 @pytest.mark.skipif(not _chromium(), reason="no chromium (make test installs it where it can)")
 def test_report_plots_render_in_a_headless_browser(cli, results_dir):
-    for label in ("base", "cand"):
-        assert cli("model=dummy", "backend=cpu", f"label={label}", *TINY).returncode == 0
+    assert cli("--multirun", "model=dummy", "backend=cpu", "label=base,cand", *TINY).returncode == 0
     done = _python(
         "runners.cli.analyze", "report", "baseline=label=base", "candidate=label=cand", results_dir=results_dir
     )

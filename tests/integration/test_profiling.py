@@ -65,8 +65,7 @@ def test_comparison_shows_estimated_next_to_measured_overhead(cli, results_dir):
 
     from runners.tracking.write import client_for
 
-    for label in ("base", "cand"):
-        assert cli(*BERT, f"label={label}", "profile=true").returncode == 0
+    assert cli("--multirun", *BERT, "label=base,cand", "profile=true").returncode == 0
     from runners.config import TrackingConfig
 
     client, experiment = client_for(TrackingConfig(), results_dir)

@@ -3,12 +3,7 @@ estimate from microbenchmarks, model FLOPs utilization."""
 
 import pytest
 
-import zoo
-from runners import names
 from runners.analysis.overhead_attribution import estimate
-from runners.contracts import DeviceRecord, ModelRecord, Result
-from runners.scenarios import scenarios
-from runners.worker.main import mfu
 from runners.worker.profiler import PER_STEP, count_trace
 
 from conftest import MICRO_NATIVE, MICRO_REMOTE
@@ -27,6 +22,8 @@ def test_trace_counts_per_step_from_a_gpu_trace():
             _event("cuda_driver", "cuLaunchKernel", 30, 5),
             _event("cuda_runtime", "cudaMemcpyAsync", 40, 5),
             _event("cuda_runtime", "cudaStreamSynchronize", 50, 40),
+            _event("cuda_runtime", "cudaStreamWaitEvent", 91, 1),  # orders streams on the device: no host wait
+            _event("cuda_runtime", "cudaMemsetAsync", 92, 1),  # not a copy between host and device
             _event("cuda_runtime", "cudaMalloc", 95, 2),
             _event("cuda_runtime", "cudaFree", 97, 2),
             _event("kernel", "gemm", 20, 30),
@@ -39,6 +36,7 @@ def test_trace_counts_per_step_from_a_gpu_trace():
     counts = count_trace(trace, steps=2)
     assert counts["prof_kernel_launches"] == 1 and counts["prof_api_launch"] == 1.5
     assert counts["prof_api_memcpy"] == 0.5 and counts["prof_api_synchronize"] == 0.5
+    assert counts["prof_api_memset"] == 0.5
     assert counts["prof_api_malloc"] == 0.5 and counts["prof_api_free"] == 0.5
     assert (counts["prof_h2d_bytes"], counts["prof_d2h_bytes"], counts["prof_d2d_bytes"]) == (2048, 512, 0)
     assert counts["prof_synchronizations"] == 0.5 and counts["prof_cpu_ops"] == 0.5
@@ -69,40 +67,3 @@ def test_overhead_estimate_adds_what_each_call_costs_more():
 def test_every_profiler_count_is_a_declared_metric():
     trace = {"traceEvents": [_event("kernel", "k", 0, 1), _event("cpu_op", "aten::mm", 0, 2)]}
     assert set(count_trace(trace, steps=1)) <= set(PER_STEP)
-
-
-class GPU:
-    device, precision = "cuda", "bf16"
-
-    def describe(self):
-        return {"cuda_device": {"name": "NVIDIA H100 80GB HBM3"}}
-
-
-def _result(throughput: float) -> Result:
-    result = Result(
-        run_id="r",
-        run_name="n",
-        config_hash="h",
-        task="workload",
-        workload="train",
-        model=ModelRecord("resnet50", None, "pytorch", "t"),
-        backend={"name": "native", "device": "cuda"},
-        device=DeviceRecord("cuda"),
-        config={},
-    )
-    result.set(names.THROUGHPUT, throughput)
-    return result
-
-
-def test_mfu_uses_the_published_flops_and_the_device_peak():
-    result = _result(2616.0)
-    mfu(result, scenarios.get("train")(), zoo.get("resnet50")(), zoo.InputShape(), GPU())
-    assert result.value("achieved_tflops") == pytest.approx(8.178368512e9 * 3 * 2616 / 1e12)
-    assert result.value("mfu") == pytest.approx(result.value("achieved_tflops") / 989.4)
-    assert result.details["mfu_basis"]["factor"] == 3.0
-    tiny = _result(1.0)
-    mfu(tiny, scenarios.get("train")(), zoo.get("resnet50")("tiny"), zoo.InputShape(), GPU())
-    assert "mfu" not in tiny.metrics  # figures hold for the default size only
-    generate = _result(1.0)
-    mfu(generate, scenarios.get("generate")(), zoo.get("resnet50")(), zoo.InputShape(), GPU())
-    assert "mfu" not in generate.metrics  # no FLOPs factor for the decode loop

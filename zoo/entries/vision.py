@@ -33,6 +33,7 @@ class ViTB16(TorchvisionClassifier):
     name = "vit_b_16"
     summary = "torchvision ViT-B/16: a transformer over 16x16 image patches."
     builder, weights_enum = "vit_b_16", "IMAGENET1K_V1"
+    convolutional = False  # one patch-embedding convolution; the FLOPs are matmuls
     sizes = {"full": dict(), "tiny": dict(num_layers=2, num_heads=2, hidden_dim=64, mlp_dim=128, num_classes=10)}
     default_size = "full"
     params = 86_567_656

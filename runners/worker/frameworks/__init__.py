@@ -4,11 +4,35 @@ Adapters import their framework lazily, so listing them costs nothing."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Optional
 
+from runners.config import WorkloadConfig
 from runners.worker.measure import StepTimer
+from runners.worker.startup import Startup
 from zoo.base import InputShape, ZooModel
 from zoo.registry import Registry
+
+
+@dataclass
+class Traffic:
+    """What the suite's own steps moved between host and device (workload.inputs), counted
+    as each copy is issued. On the CPU backend a "copy to the device" is a host copy."""
+
+    inputs: str = "device"
+    pinned: bool = False  # page-locked host memory actually used (only with a CUDA device)
+    to_device_bytes: int = 0
+    to_host_bytes: int = 0
+    copies: int = 0
+    steps: int = 0
+
+    def per_step(self) -> dict[str, float]:
+        steps = max(self.steps, 1)
+        return {
+            "to_device_bytes": self.to_device_bytes / steps,
+            "to_host_bytes": self.to_host_bytes / steps,
+            "copies": self.copies / steps,
+        }
 
 
 class Framework:
@@ -26,21 +50,30 @@ class Framework:
         self.device, self.precision, self.threads = device, precision, threads
         self.compile = compile  # PyTorch: none, inductor or cudagraphs
         self.weights = weights  # local pretrained weights, loaded after build
+        self.traffic = Traffic()
+        self.startup: Optional[Startup] = None  # set by the worker; adapters mark their phases
 
-    # The steps the scenarios (runners/scenarios/) are made of: each builds the model and its
-    # batch on the device and returns one step.
-    def infer_step(self, entry: ZooModel, batch_size: int, shape: InputShape, seed: int) -> Callable[[], Any]:
+    def mark(self, phase: str) -> None:
+        if self.startup:
+            self.startup.mark(phase)
+
+    def init_device(self) -> None:
+        """Create the device context now, so that its cost is a phase of its own."""
+
+    # The steps the scenarios (runners/scenarios/) are made of: each builds the model, sets up
+    # where its data comes from (workload.inputs) and returns one step.
+    def infer_step(self, entry: ZooModel, workload: WorkloadConfig, shape: InputShape, seed: int) -> Callable[[], Any]:
         raise NotImplementedError(f"framework '{self.name}' has no inference step")
 
     def train_step(
-        self, entry: ZooModel, batch_size: int, shape: InputShape, seed: int, distributed: bool = False
+        self, entry: ZooModel, workload: WorkloadConfig, shape: InputShape, seed: int, distributed: bool = False
     ) -> Callable[[], Any]:
         raise NotImplementedError(
             f"framework '{self.name}' has no {'distributed ' if distributed else ''}training step"
         )
 
     def generate_step(
-        self, entry: ZooModel, batch_size: int, shape: InputShape, seed: int, new_tokens: int
+        self, entry: ZooModel, workload: WorkloadConfig, shape: InputShape, seed: int, new_tokens: int
     ) -> Callable[[], Any]:
         raise NotImplementedError(f"framework '{self.name}' has no generation step")
 
@@ -66,6 +99,10 @@ class Framework:
 
     def final_loss(self) -> Optional[float]:
         return None
+
+    def tf32_enabled(self, entry: ZooModel) -> bool:
+        """Whether an fp32 run of `entry` may use TF32 tensor cores for its main operation."""
+        return False
 
     def param_count(self) -> Optional[int]:
         return None

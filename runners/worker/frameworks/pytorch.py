@@ -7,6 +7,7 @@ import time
 from typing import Any, Optional
 
 from runners.worker.frameworks import Framework, frameworks
+from runners.worker.frameworks.torch_feed import TorchFeed, move
 
 _DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 
@@ -31,12 +32,6 @@ class CudaEventTimer:
         return [start.elapsed_time(end) for start, end in self.pairs]
 
 
-def _move(batch: Any, device) -> Any:
-    if isinstance(batch, dict):
-        return {k: _move(v, device) for k, v in batch.items()}
-    return batch.to(device, non_blocking=True) if hasattr(batch, "to") else batch
-
-
 @frameworks.register
 class TorchFramework(Framework):
     name = "pytorch"
@@ -48,20 +43,43 @@ class TorchFramework(Framework):
         self.torch = torch
         if threads:
             torch.set_num_threads(threads)
+        self.torch_device = torch.device("cpu")
         self.model = None
         self._loss = None
         self.ttft_ms: list[float] = []  # generate: prefill to the first token, per generation
         self.tpot_ms: list[float] = []  # generate: mean time per later token, per generation
+
+    def init_device(self) -> None:
+        if self.device != "cuda":
+            return
+        import os
+
+        torch = self.torch
+        index = 0
+        if "LOCAL_RANK" in os.environ:
+            # A data-parallel rank takes its own device. Where each process has a device of its
+            # own (one vGPU per rank) every rank sees one device, its index 0; planning refused
+            # runs with more ranks than shared devices.
+            index = int(os.environ["LOCAL_RANK"]) % max(torch.cuda.device_count(), 1)
+        torch.cuda.set_device(index)
+        self.torch_device = torch.device("cuda", index)
+        torch.zeros(1, device=self.torch_device)  # creates the context
+        torch.cuda.synchronize()
 
     def autocast(self):
         if self.precision == "fp32":
             return contextlib.nullcontext()
         return self.torch.autocast(device_type=self.device, dtype=getattr(self.torch, _DTYPES[self.precision]))
 
-    def _model_and_batch(self, entry, batch_size, shape, seed):
+    def _model_and_feed(self, entry, workload, shape, seed):
         self.torch.manual_seed(seed)  # weights are random: the seed makes them the same everywhere
-        model = self.load_weights(entry, entry.build(shape)).to(self.device)
-        return model, _move(entry.make_batch(batch_size, shape, seed), self.device)
+        model = self.load_weights(entry, entry.build(shape))
+        self.mark("build")
+        model = model.to(self.torch_device)
+        feed = TorchFeed(self, entry, workload, shape, seed)
+        self.synchronize()
+        self.mark("to_device")
+        return model, feed
 
     def _optimizer(self, model):
         return self.torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -73,27 +91,29 @@ class TorchFramework(Framework):
         # through the compiled wrapper, which shares its parameters.
         return self.torch.compile(model, backend="cudagraphs" if self.compile == "cudagraphs" else "inductor")
 
-    def infer_step(self, entry, batch_size, shape, seed):
+    def infer_step(self, entry, workload, shape, seed):
         torch = self.torch
-        self.model, batch = self._model_and_batch(entry, batch_size, shape, seed)
+        self.model, feed = self._model_and_feed(entry, workload, shape, seed)
         model = self._compiled(self.model)
         model.eval()
 
         def infer_step():
+            batch = feed.next()
             with torch.inference_mode(), self.autocast():
-                return entry.forward(model, batch)
+                return feed.back(entry.forward(model, batch))
 
         return infer_step
 
-    def train_step(self, entry, batch_size, shape, seed, distributed=False):
+    def train_step(self, entry, workload, shape, seed, distributed=False):
         torch = self.torch
-        self.model, batch = self._model_and_batch(entry, batch_size, shape, seed)
+        self.model, feed = self._model_and_feed(entry, workload, shape, seed)
         model = self._compiled(self._distributed(self.model) if distributed else self.model)
         model.train()
         optimizer = self._optimizer(model)
         scaler = torch.amp.GradScaler(self.device, enabled=self.precision == "fp16" and self.device == "cuda")
 
         def train_step():
+            batch = feed.next()
             optimizer.zero_grad(set_to_none=True)
             with self.autocast():
                 loss = entry.loss(model, batch)
@@ -105,13 +125,37 @@ class TorchFramework(Framework):
 
         return train_step
 
-    def generate_step(self, entry, batch_size, shape, seed, new_tokens):
-        self.model, batch = self._model_and_batch(entry, batch_size, shape, seed)
-        return self._generate_step(self.model, batch["input_ids"], new_tokens)
+    def generate_step(self, entry, workload, shape, seed, new_tokens):
+        """Greedy decoding with the KV cache: a prefill, then one token per forward."""
+        torch = self.torch
+        self.model, feed = self._model_and_feed(entry, workload, shape, seed)
+        model = self.model.eval()
+
+        def generate_step():
+            with torch.inference_mode(), self.autocast():
+                began = time.perf_counter()
+                out = model(input_ids=feed.next()["input_ids"], use_cache=True)
+                token = out.logits[:, -1:].argmax(-1)
+                self.synchronize()
+                first = time.perf_counter()
+                past, tokens = out.past_key_values, [token]
+                for _ in range(new_tokens - 1):
+                    out = model(input_ids=token, past_key_values=past, use_cache=True)
+                    past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+                    tokens.append(token)
+                feed.back(torch.cat(tokens, dim=1))
+                self.synchronize()
+                self.ttft_ms.append((first - began) * 1e3)
+                if new_tokens > 1:
+                    self.tpot_ms.append((time.perf_counter() - first) * 1e3 / (new_tokens - 1))
+
+        return generate_step
 
     def parity(self, entry, batch_size, shape, seed, steps):
         torch = self.torch
-        model, batch = self._model_and_batch(entry, batch_size, shape, seed)
+        torch.manual_seed(seed)
+        model = self.load_weights(entry, entry.build(shape)).to(self.torch_device)
+        batch = move(entry.make_batch(batch_size, shape, seed), self.torch_device)
         model.eval()
         with torch.inference_mode(), self.autocast():
             outputs = entry.forward(model, batch).float().cpu().numpy()
@@ -129,47 +173,19 @@ class TorchFramework(Framework):
         return outputs, losses
 
     def _distributed(self, model):
-        """Join the torchrun group (NCCL between GPUs, gloo on the CPU) and wrap the model."""
-        import os
-
+        """Join the torchrun group (NCCL between GPUs, gloo on the CPU) and wrap the model,
+        which init_device already placed on this rank's own device."""
         import torch.distributed as dist
         from torch.nn.parallel import DistributedDataParallel
 
-        if self.device == "cuda":
-            local = int(os.environ.get("LOCAL_RANK", 0))
-            self.torch.cuda.set_device(local)
-            model = model.to(f"cuda:{local}")
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if self.device == "cuda" else "gloo")
         # Held until the rank exits, which skips its destructor (worker.end_rank): freeing the
         # wrapper frees its process group, and that can deadlock.
         self.distributed_model = DistributedDataParallel(
-            model, device_ids=[self.torch.cuda.current_device()] if self.device == "cuda" else None
+            model, device_ids=[self.torch_device.index] if self.device == "cuda" else None
         )
         return self.distributed_model
-
-    def _generate_step(self, model, prompt, new_tokens):
-        """Greedy decoding with the KV cache: a prefill, then one token per forward."""
-        torch = self.torch
-        model.eval()
-
-        def generate_step():
-            with torch.inference_mode(), self.autocast():
-                began = time.perf_counter()
-                out = model(input_ids=prompt, use_cache=True)
-                token = out.logits[:, -1:].argmax(-1)
-                self.synchronize()
-                first = time.perf_counter()
-                past = out.past_key_values
-                for _ in range(new_tokens - 1):
-                    out = model(input_ids=token, past_key_values=past, use_cache=True)
-                    past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
-                self.synchronize()
-                self.ttft_ms.append((first - began) * 1e3)
-                if new_tokens > 1:
-                    self.tpot_ms.append((time.perf_counter() - first) * 1e3 / (new_tokens - 1))
-
-        return generate_step
 
     def synchronize(self) -> None:
         if self.device == "cuda":
@@ -177,6 +193,12 @@ class TorchFramework(Framework):
 
     def step_timer(self):
         return CudaEventTimer(self.torch) if self.device == "cuda" else None
+
+    def tf32_enabled(self, entry) -> bool:
+        backends = self.torch.backends
+        if entry.convolutional:
+            return bool(backends.cudnn.allow_tf32)  # True by default
+        return bool(backends.cuda.matmul.allow_tf32) or self.torch.get_float32_matmul_precision() != "highest"
 
     def final_loss(self) -> Optional[float]:
         return float(self._loss.detach().float()) if self._loss is not None else None
@@ -208,9 +230,10 @@ class TorchFramework(Framework):
             "torch_cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
             "threads": torch.get_num_threads(),
+            "tf32": {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32},
         }
         if self.device == "cuda":
-            props = torch.cuda.get_device_properties(0)
+            props = torch.cuda.get_device_properties(self.torch_device)
             info["cuda_device"] = {
                 "name": props.name,
                 "capability": f"{props.major}.{props.minor}",

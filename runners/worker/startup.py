@@ -1,0 +1,32 @@
+"""The start-up breakdown: where the time between the parent's spawn and the end of the
+first step went. Through a remoting layer the phases move independently (context
+creation crosses the layer; importing a framework does not), so they are recorded apart.
+Each phase is the time since the previous mark, so together they sum to the time to the
+first step."""
+
+from __future__ import annotations
+
+import time
+
+from runners.contracts import Metric
+
+PHASES = {
+    "import": "interpreter start, the worker's and the framework's imports",
+    "device_init": "device and context initialization (CUDA context, TensorFlow's devices)",
+    "build": "model construction and weight loading, in host memory",
+    "to_device": "moving the model (and a device-resident batch) to the device",
+    "first_step": "the first step: data, compilation or tracing, first kernels",
+}
+METRICS = {phase: Metric(f"startup_{phase}_s", "s", f"start-up: {doc}") for phase, doc in PHASES.items()}
+
+
+class Startup:
+    def __init__(self, spawned_at: float):
+        self.last = spawned_at
+        self.seconds: dict[str, float] = {}
+
+    def mark(self, phase: str, at: float | None = None) -> None:
+        """`phase` ended now (or at `at`); a phase marked again accumulates."""
+        now = time.time() if at is None else at
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + max(0.0, now - self.last)
+        self.last = max(self.last, now)
