@@ -132,7 +132,7 @@ def test_require_engagement_false_keeps_the_run_with_a_warning(cli, results_dir,
 def test_the_cpu_backend_proves_it_hid_the_gpus(cli, results_dir):
     assert cli("model=dummy", "backend=cpu", *TINY, "tracking=none").returncode == 0
     [result] = results_of(results_dir)
-    assert result.evidence.engaged and result.evidence.env == {"CUDA_VISIBLE_DEVICES": ""}
+    assert result.evidence.engaged and result.evidence.env["CUDA_VISIBLE_DEVICES"] == ""
     assert {c.name for c in result.evidence.checks} == {"environment_applied", "no_gpu"}
 
 
