@@ -202,6 +202,7 @@ class AnalyzeConfig(CommandConfig):
     baseline: str = ""
     candidate: str = ""
     tolerance: float = 0.02  # relative: ratios within 1 +- tolerance are equivalent
+    wide: bool = False  # every column on the console (the CSV and HTML files always have them)
 
     def __post_init__(self) -> None:
         _check(0 <= self.tolerance < 1, f"tolerance must be in [0, 1), got {self.tolerance}")

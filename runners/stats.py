@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -26,3 +27,13 @@ def summarize_ms(values: list[float]) -> dict[str, float]:
         "min": min(values) if values else math.nan,
         "max": max(values) if values else math.nan,
     }
+
+
+@dataclass(frozen=True)
+class RunNoise:
+    """Run-to-run variation measured with repeats=N: the CV of throughput over `runs` runs of
+    one configuration (the repeats group `group_id`)."""
+
+    cv: float
+    runs: int
+    group_id: str = ""

@@ -71,7 +71,9 @@ def repo_stays_clean():
     the suite's artifact location once left artifacts in ./mlruns, and they got committed."""
 
     def entries() -> set[str]:
-        return {str(p.relative_to(REPO)) for d in (REPO, REPO / "results") for p in d.iterdir()}
+        found = {str(p.relative_to(REPO)) for d in (REPO, REPO / "results") for p in d.iterdir()}
+        changed = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True)
+        return found | {f"changed: {line}" for line in changed.stdout.splitlines()}  # files edited in place too
 
     before = entries()
     yield

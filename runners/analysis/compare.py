@@ -1,6 +1,8 @@
-"""Pair the runs of two sides and decide, per pair, whether the candidate is faster,
-slower or equivalent to the baseline, with a 95% confidence interval on the throughput
-ratio; `inconclusive` when the noise is too large to decide."""
+"""Pair the runs of two sides like for like (every setting that changes the work, except
+those the sides are defined by) and decide, per pair, whether the candidate is faster,
+slower or equivalent to the baseline, from a 95% confidence interval on the throughput
+ratio (runners/analysis/intervals.py); `inconclusive` when the noise is too large to
+decide, with the runs per side that would likely decide."""
 
 from __future__ import annotations
 
@@ -9,10 +11,9 @@ from typing import Optional
 
 import numpy as np
 
+from runners.analysis import intervals
 from runners.tracking.read import Run, Store
 
-BOOTSTRAP_SAMPLES = 2000
-RunNoise = tuple[float, int]  # run-to-run CV of throughput, and how many runs measured it
 KEY_NAMES = ("model", "workload", "precision", "batch_size", "size")
 
 
@@ -37,6 +38,9 @@ class Row:
     baseline_run_id: str
     candidate_run_id: str
     estimated_overhead_pct: Optional[float] = None  # from the profile and microbenchmarks, when both exist
+    settings: str = ""  # the rest of what the pair matched on (inputs, sync, threads, backend knobs...)
+    noise: str = ""  # where each side's variance came from (runs, runs+measured, measured, steps only)
+    runs_to_decide: Optional[int] = None  # inconclusive: runs per side that would likely decide
     # Start-up (time_to_first_step_s) and its context-creation part, candidate / baseline:
     # where pooling adds context creation through its layer. Energy per sample (GPU only).
     startup_ratio: float = float("nan")
@@ -52,11 +56,7 @@ class Row:
     @property
     def run_noise_unknown(self) -> bool:
         """A side has one run and no measured run-to-run variation: the interval is too narrow."""
-        return (
-            (self.baseline_runs == 1 or self.candidate_runs == 1)
-            and self.baseline_run_cv is None
-            and self.candidate_run_cv is None
-        )
+        return "steps only" in self.noise
 
     @property
     def overhead_pct(self) -> float:
@@ -99,53 +99,6 @@ class Comparison:
         return any(row.run_noise_unknown for row in self.rows)
 
 
-def throughput_ratio_ci(
-    baseline: list[tuple[int, list[float]]],
-    candidate: list[tuple[int, list[float]]],
-    samples: int = BOOTSTRAP_SAMPLES,
-    seed: int = 0,
-    baseline_noise: Optional[RunNoise] = None,
-    candidate_noise: Optional[RunNoise] = None,
-) -> tuple[float, float, float]:
-    """Ratio of candidate to baseline throughput and its 95% bootstrap interval.
-
-    Each side is a list of runs (batch size, per-step times). The bootstrap resamples
-    runs, then steps within each run, so with repeated runs the interval includes the
-    run-to-run variation and not only the step-to-step noise. A side of one run cannot
-    show that variation: its noise (a CV measured elsewhere over n repeated runs) enters
-    as a random factor per bootstrap sample, exp(CV x t) with t from Student's t with n-1
-    degrees of freedom, since a CV measured over few runs may well be an underestimate."""
-    rng = np.random.default_rng(seed)
-
-    def throughput(runs) -> float:
-        return sum(b * len(t) for b, t in runs) / (sum(sum(t) for _, t in runs) / 1e3)
-
-    def resampled(runs) -> np.ndarray:
-        picks = rng.integers(0, len(runs), size=(samples, len(runs)))
-        samples_out = np.zeros(samples)
-        work = np.zeros(samples)
-        for j, (batch, times) in enumerate(runs):
-            times = np.asarray(times)
-            steps = times[rng.integers(0, len(times), size=(samples, len(times)))]
-            totals = steps.sum(axis=1) / 1e3
-            chosen = (picks == j).sum(axis=1)  # how often run j was drawn in each sample
-            samples_out += chosen * totals
-            work += chosen * batch * len(times)
-        return work / samples_out
-
-    def with_run_noise(runs, noise: Optional[RunNoise]) -> np.ndarray:
-        values = resampled(runs)
-        if len(runs) > 1 or noise is None:
-            return values
-        cv, measured_over = noise
-        return values * np.exp(cv * rng.standard_t(measured_over - 1, samples))
-
-    ratio = throughput(candidate) / throughput(baseline)
-    distribution = with_run_noise(candidate, candidate_noise) / with_run_noise(baseline, baseline_noise)
-    low, high = np.percentile(distribution, [2.5, 97.5])
-    return ratio, float(low), float(high)
-
-
 def verdict(low: float, high: float, tolerance: float) -> str:
     if high < 1 - tolerance:
         return "slower"
@@ -156,14 +109,19 @@ def verdict(low: float, high: float, tolerance: float) -> str:
     return "inconclusive"  # the interval straddles a tolerance bound: noise too large to decide
 
 
-def _group(store: Store, runs: list[Run]) -> dict[tuple, list[Run]]:
-    """Per pair key, the latest run and the other runs of its repeat group."""
-    latest: dict[tuple, list[Run]] = {}
-    for run in runs:  # newest first
-        if run.key not in latest:
-            group = run.tags.get("group_id") if run.tags.get("group_kind") == "repeats" else None
-            latest[run.key] = [r for r in runs if group and r.tags.get("group_id") == group] or [run]
-    return latest
+def _group(runs: list[Run], sides: frozenset[str]) -> dict[tuple, list[Run]]:
+    """Every run of a side by the work it measured (newest first): all of them enter the pair."""
+    grouped: dict[tuple, list[Run]] = {}
+    for run in runs:
+        grouped.setdefault(run.work(sides), []).append(run)
+    return grouped
+
+
+def _label(runs: list[Run], work: tuple) -> str:
+    headline = "/".join(runs[0].key)
+    shown = {"model", "workload", "model_size", "workload.precision", "workload.batch_size"}
+    rest = " ".join(f"{k.removeprefix('workload.')}={v}" for k, v in work if k not in shown)
+    return f"{headline} [{rest}]" if rest else headline
 
 
 def _steps(store: Store, run: Run) -> tuple[int, list[float]]:
@@ -205,6 +163,13 @@ def _estimate(store: Store, b: list[Run], base_micro: list[Run], cand_micro: lis
     return found["estimated_overhead_pct"] if found else None
 
 
+def _side(store: Store, runs: list[Run], noise: Optional[intervals.RunNoise]) -> intervals.Side:
+    own_groups = {r.tags.get("group_id") for r in runs}
+    pooled = noise if noise and (len(runs) == 1 or noise.group_id not in own_groups) else None
+    steps = [store.result(runs[0]).measurement.step_times_ms] if len(runs) == 1 and not pooled else []
+    return intervals.side([r.metrics["throughput"] for r in runs], steps, pooled)
+
+
 def compare_runs(
     store: Store,
     baseline_runs: list[Run],
@@ -212,27 +177,27 @@ def compare_runs(
     tolerance: float,
     baseline: str = "",
     candidate: str = "",
+    sides: frozenset[str] = frozenset(),
 ) -> Comparison:
+    """`sides`: the filter keys that define the two sides, left out of the pairing."""
     base_micro = [r for r in baseline_runs if _is_micro(r)]
     cand_micro = [r for r in candidate_runs if _is_micro(r)]
-    base = _group(store, [r for r in baseline_runs if not _is_micro(r)])
-    cand = _group(store, [r for r in candidate_runs if not _is_micro(r)])
+    base = _group([r for r in baseline_runs if not _is_micro(r)], sides)
+    cand = _group([r for r in candidate_runs if not _is_micro(r)], sides)
     rows = []
-    for key in sorted(set(base) & set(cand)):
-        b, c = base[key], cand[key]
+    for work in sorted(set(base) & set(cand)):
+        b, c = base[work], cand[work]
         b_noise, c_noise = store.run_to_run_cv(b[0]), store.run_to_run_cv(c[0])
         # Where only one side's configuration was measured, the other's noise is taken to be alike:
         # the same machine, and an unmeasured variation is not an absent one.
         b_noise, c_noise = b_noise or c_noise, c_noise or b_noise
-        ratio, low, high = throughput_ratio_ci(
-            [_steps(store, r) for r in b],
-            [_steps(store, r) for r in c],
-            baseline_noise=b_noise,
-            candidate_noise=c_noise,
-        )
+        b_side, c_side = _side(store, b, b_noise), _side(store, c, c_noise)
+        ratio, low, high = intervals.ratio_interval(b_side, c_side)
+        found = verdict(low, high, tolerance)
+        label = _label(b, work)
         rows.append(
             Row(
-                *key,
+                *b[0].key,
                 baseline_throughput=float(np.mean([r.metrics["throughput"] for r in b])),
                 candidate_throughput=float(np.mean([r.metrics["throughput"] for r in c])),
                 ratio=ratio,
@@ -247,20 +212,23 @@ def compare_runs(
                     np.mean([r.metrics.get("memory_peak_mb", np.nan) for r in c])
                     - np.mean([r.metrics.get("memory_peak_mb", np.nan) for r in b])
                 ),
-                verdict=verdict(low, high, tolerance),
+                verdict=found,
                 baseline_runs=len(b),
                 candidate_runs=len(c),
                 baseline_run_id=b[0].tags["run_id"],
                 candidate_run_id=c[0].tags["run_id"],
                 estimated_overhead_pct=_estimate(store, b, base_micro, cand_micro),
-                baseline_run_cv=b_noise and b_noise[0],
-                baseline_run_cv_runs=b_noise and b_noise[1],
-                candidate_run_cv=c_noise and c_noise[0],
-                candidate_run_cv_runs=c_noise and c_noise[1],
+                baseline_run_cv=b_noise.cv if b_noise else None,
+                baseline_run_cv_runs=b_noise.runs if b_noise else None,
+                candidate_run_cv=c_noise.cv if c_noise else None,
+                candidate_run_cv_runs=c_noise.runs if c_noise else None,
+                settings=label.partition(" [")[2].rstrip("]"),
+                noise=f"{b_side.noise}/{c_side.noise}",
+                runs_to_decide=intervals.runs_to_decide(b_side, c_side, tolerance) if found == "inconclusive" else None,
             )
         )
-    missing = [f"{'/'.join(k)}: only in baseline" for k in sorted(set(base) - set(cand))]
-    missing += [f"{'/'.join(k)}: only in candidate" for k in sorted(set(cand) - set(base))]
+    missing = [f"{_label(base[k], k)}: only in baseline" for k in sorted(set(base) - set(cand))]
+    missing += [f"{_label(cand[k], k)}: only in candidate" for k in sorted(set(cand) - set(base))]
     return Comparison(baseline, candidate, tolerance, rows, missing, _micro_rows(base_micro, cand_micro))
 
 
@@ -272,19 +240,24 @@ def compare(
     baseline_spec: str,
     candidate_spec: str,
 ) -> Comparison:
-    """`candidate` None: every other run started after the baseline's (the regression gate)."""
+    """`candidate` None: every other run started after the baseline's newest of the same work,
+    on the same backend and device (the regression gate); a later CPU run is never judged
+    against a GPU baseline, nor a vgpu run against a native one."""
     baseline_runs = store.runs(baseline)
+    sides = frozenset(baseline) | frozenset(candidate or {})
     if candidate is not None:
         candidate_runs = store.runs(candidate)
     else:
-        newest = {}
+        newest: dict[tuple, int] = {}
         for run in baseline_runs:
-            newest.setdefault(run.key, run.start_time)
+            newest.setdefault(run.work(sides), run.start_time)
         ids = {r.mlflow_id for r in baseline_runs}
         candidate_runs = [
-            r for r in store.runs({}) if r.mlflow_id not in ids and r.key in newest and r.start_time > newest[r.key]
+            r
+            for r in store.runs({})
+            if r.mlflow_id not in ids and r.work(sides) in newest and r.start_time > newest[r.work(sides)]
         ]
-    comparison = compare_runs(store, baseline_runs, candidate_runs, tolerance, baseline_spec, candidate_spec)
-    sides = [baseline] + ([candidate] if candidate is not None else [])
-    comparison.invalid = sorted({line for side in sides for line in store.invalid(side)})
+    comparison = compare_runs(store, baseline_runs, candidate_runs, tolerance, baseline_spec, candidate_spec, sides)
+    comparison_sides = [baseline] + ([candidate] if candidate is not None else [])
+    comparison.invalid = sorted({line for side in comparison_sides for line in store.invalid(side)})
     return comparison

@@ -30,7 +30,12 @@ COLUMNS = (
     "verdict",
     "runs b/c",
     "run-to-run CV b/c",
+    "noise b/c",
+    "runs to decide",
+    "settings",
 )
+# The console's default: what answers "slower or not, and how sure", within 120 columns.
+COMPACT_COLUMNS = ("pair", "ratio [95% CI]", "verdict", "runs b/c", "p99 ratio", "note")
 MICRO_COLUMNS = ("microbenchmark", "baseline", "candidate", "ratio", "")
 
 
@@ -64,6 +69,23 @@ def table_cells(row: Row) -> list[str]:
                 (row.candidate_run_cv, row.candidate_run_cv_runs),
             )
         ),
+        row.noise,
+        "-" if row.runs_to_decide is None else str(row.runs_to_decide),
+        row.settings,
+    ]
+
+
+def compact_cells(row: Row) -> list[str]:
+    note = f"~{row.runs_to_decide} runs/side to decide" if row.runs_to_decide else ""
+    if "steps only" in row.noise:
+        note = "run-to-run noise unknown"
+    return [
+        f"{row.model}/{row.workload}/{row.precision}/bs{row.batch_size}/{row.size}",
+        f"{row.ratio:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]",
+        row.verdict,
+        f"{row.baseline_runs}/{row.candidate_runs}",
+        _ratio(row.p99_ratio),
+        note,
     ]
 
 

@@ -25,24 +25,28 @@ PINNED = "pinned-baseline"
 VERDICT_STYLE = {"slower": "red", "faster": "green", "equivalent": "", "inconclusive": "yellow"}
 
 
-def _print(comparison: comparing.Comparison) -> None:
-    out = Console()
-    if not out.is_terminal:
-        out.width = max(out.width, 180)
+def _print(comparison: comparing.Comparison, wide: bool = False, out: Optional[Console] = None) -> None:
+    """The compact table fits 120 columns; `wide=true` (or --wide) shows every column, as the
+    CSV and HTML files do."""
+    if out is None:
+        out = Console()
+        if not out.is_terminal:
+            out.width = max(out.width, 240 if wide else 120)
     table = Table(title=tables.title(comparison).replace("`", ""))
-    for column in tables.COLUMNS:
-        table.add_column(column)
+    for column in tables.COLUMNS if wide else tables.COMPACT_COLUMNS:
+        table.add_column(column, no_wrap=column == "ratio [95% CI]")
     for row in comparison.rows:
-        table.add_row(*tables.table_cells(row), style=VERDICT_STYLE[row.verdict])
+        cells = tables.table_cells(row) if wide else tables.compact_cells(row)
+        table.add_row(*cells, style=VERDICT_STYLE[row.verdict])
     out.print(table)
-    for line in comparison.missing:
-        out.print(f"not paired: {line}")
+    for line in comparison.missing:  # whole lines: they are grepped
+        out.print(f"not paired: {line}", soft_wrap=True, markup=False)
     for line in comparison.invalid:
-        out.print(f"left out, invalid (its layer did not engage): {line}")
+        out.print(f"left out, invalid (its layer did not engage): {line}", soft_wrap=True, markup=False)
     if comparison.run_noise_unknown:
         out.print(f"note: {tables.NOISE_NOTE}")
     if not comparison.rows:
-        out.print("no pairs: no (model, workload, precision, batch size, size) has successful runs on both sides")
+        out.print("no pairs: no work (a model, workload and every setting that changes it) ran on both sides")
 
 
 def _record(store: Store, comparison: comparing.Comparison, kind: str) -> list[Path]:
@@ -81,8 +85,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not argv or argv[0] not in COMMANDS:
             raise UsageError(f"the first word is the command: one of {', '.join(COMMANDS)}")
         command = argv[0]
+        overrides = ["wide=true" if arg == "--wide" else arg for arg in argv[1:]]
         config: AnalyzeConfig = compose.command_config(
-            compose.quote_values(argv[1:], ("baseline", "candidate")), "analyze"
+            compose.quote_values(overrides, ("baseline", "candidate")), "analyze"
         )
         results_dir = Path(config.results_dir).resolve()
         if command == "pin-baseline":
@@ -107,7 +112,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except USER_ERRORS as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
-    _print(comparison)
+    _print(comparison, config.wide)
     for path in _record(store, comparison, command):
         print(f"wrote {path}")
     if command == "regressions" and comparison.regressions:

@@ -30,10 +30,12 @@ Run = tuple[Result, Path]
 Progress = Callable[[str], None]
 
 TENANTS = Metric("tenants", "count", "tenants: copies run at once")
-AGGREGATE_THROUGHPUT = Metric("aggregate_throughput", "samples/s", "tenants: sum of the tenants' throughputs")
+AGGREGATE_THROUGHPUT = Metric(
+    "aggregate_throughput", "samples/s", "tenants: sum of the tenants' throughputs over the window all shared"
+)
 ALONE_THROUGHPUT = Metric("alone_throughput", "samples/s", "tenants: the workload alone on the backend")
 JAIN_FAIRNESS = Metric("jain_fairness", "ratio", "tenants: (sum x)^2 / (n sum x^2) of the tenants' throughputs")
-MEAN_SLOWDOWN = Metric("mean_slowdown", "ratio", "tenants: mean of alone / tenant throughput")
+MEAN_SLOWDOWN = Metric("mean_slowdown", "ratio", "tenants: mean of alone / tenant throughput (common window)")
 MAX_SLOWDOWN = Metric("max_slowdown", "ratio", "tenants: largest alone / tenant throughput")
 WINDOW_OVERLAP = Metric("window_overlap", "ratio", "tenants: time all measured together over the longest window")
 REPEATS = Metric("repeats", "count", "repeats: runs of the group")
@@ -69,13 +71,43 @@ def window_overlap(windows: list[tuple[float, float]]) -> float:
     return max(0.0, common) / longest if longest > 0 else 0.0
 
 
+def in_common_window(tenants: list[Result]) -> Optional[list[float]]:
+    """Each tenant's throughput over the window in which all of them measured: the samples of
+    its steps that ended inside it, over its length. A tenant that finished early freed the
+    device for the others; their own windows would count that time as contention. None when
+    the windows do not overlap."""
+    start = max(t.measurement.window[0] for t in tenants)
+    end = min(t.measurement.window[1] for t in tenants)
+    if end <= start:
+        return None
+    throughputs = []
+    for tenant in tenants:
+        m = tenant.measurement
+        batch = tenant.config.get("workload", {}).get("batch_size", 1)
+        done, steps = m.window[0], 0
+        for step_ms in m.step_times_ms:  # each entry ends steps_per_time steps
+            done += step_ms * m.steps_per_time / 1e3
+            if start <= done <= end:
+                steps += m.steps_per_time
+        throughputs.append(batch * steps / (end - start))
+    return throughputs
+
+
 def summarize_tenants(group: GroupRecord, alone: Result, tenants: list[Result]) -> None:
-    """The group's figures; none when the run alone or any tenant failed."""
+    """The group's figures, over the window all tenants shared; none when the run alone or any
+    tenant failed."""
     if not alone.ok or not all(t.ok for t in tenants):
         return
-    throughputs = [t.value("throughput") for t in tenants]
+    common = in_common_window(tenants)
+    if common and all(common):
+        throughputs = common
+        group.details["window"] = "common: every tenant's steps that ended while all of them measured"
+    else:  # no overlap, or a tenant without a step inside it: their own windows, and say so
+        throughputs = [t.value("throughput") for t in tenants]
+        group.details["window"] = "own: the tenants never measured together; figures from each one's own window"
     slowdowns = [alone.value("throughput") / t for t in throughputs]
     group.details["slowdown"] = {t.run_id: s for t, s in zip(tenants, slowdowns)}
+    group.details["throughput_in_window"] = {t.run_id: v for t, v in zip(tenants, throughputs)}
     for metric, value in (
         (TENANTS, len(tenants)),
         (AGGREGATE_THROUGHPUT, sum(throughputs)),

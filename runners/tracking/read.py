@@ -11,6 +11,7 @@ from typing import Optional
 from runners.config import BenchConfig, TrackingConfig
 from runners.contracts import RESULT_FILE, Result
 from runners.errors import UsageError
+from runners.stats import RunNoise
 from runners.tracking.write import GROUP_TAGS, TAGS, client_for
 
 TAG_KEYS = {*TAGS, *GROUP_TAGS}  # anything else with a dot (workload.batch_size) is a param
@@ -62,6 +63,73 @@ def _clause(key: str, value: str) -> str:
     )
 
 
+# How long to measure, what to call a run, its seed or the worker's extra environment (a
+# vendor's token, the self-test's fault switch) leave the work of a step alike.
+NOT_WORK = {
+    "workload.kind",  # the workload tag
+    "workload.warmup_steps",
+    "workload.min_steps",
+    "workload.min_duration_s",
+    "workload.max_duration_s",
+    "workload.target_ci",
+    "backend.name",  # the backend tag
+    "backend.require_engagement",
+}
+# Settings logged only since they exist: older runs ran with these values.
+HISTORIC = {
+    "workload.inputs": "device",
+    "workload.sync": "step",
+    "workload.compile": "none",
+    "workload.tf_mode": "graph",
+}
+
+
+def work_settings(run: "Run") -> dict[str, str]:
+    """The settings that change a step's work, with the knobs that do nothing in the run's mode
+    left out (sync_every without sync=window, loader_workers without inputs=loader...)."""
+    settings = {k: run.tags.get(k, "?") for k in ("model", "workload", "model_size", "backend", "device_name")}
+    for key, value in run.params.items():
+        if (
+            key.startswith(("workload.", "backend."))
+            and key not in NOT_WORK
+            and not key.startswith("backend.extra_env")
+        ):
+            settings[key] = value
+    for key, value in HISTORIC.items():
+        settings.setdefault(key, value)
+    idle = []
+    if settings["workload.sync"] != "window":
+        idle.append("workload.sync_every")
+    if settings["workload.inputs"] != "loader":
+        idle.append("workload.loader_workers")
+    if settings["workload.inputs"] == "device":
+        idle.append("workload.pinned")
+    framework = run.tags.get("framework")
+    idle += [k for k, fw in (("workload.tf_mode", "tensorflow"), ("workload.compile", "pytorch")) if framework != fw]
+    inputs = _inputs_of(settings["model"])
+    idle += [k for k, kind in (("workload.seq_len", "text"), ("workload.image_size", "image")) if inputs != kind]
+    for key in idle:
+        settings.pop(key, None)
+    return settings
+
+
+def _inputs_of(model: str) -> str:
+    import zoo
+
+    try:
+        return zoo.get(model).inputs
+    except Exception:  # a model no longer in the zoo: every shape setting counts
+        return "unknown"
+
+
+def _excluded(key: str, sides: frozenset[str]) -> bool:
+    """A setting the sides are defined by: named by a side, or belonging to a backend when the
+    sides differ in their backend (each backend has knobs of its own, and its device name)."""
+    if key in sides or key.removeprefix("params.").removeprefix("tags.") in sides:
+        return True
+    return "backend" in sides and (key.startswith("backend.") or key == "device_name")
+
+
 @dataclass
 class Run:
     mlflow_id: str
@@ -71,9 +139,14 @@ class Run:
     start_time: int
     _result: Optional[Result] = field(default=None, repr=False)
 
+    def work(self, exclude: frozenset[str] = frozenset()) -> tuple[tuple[str, str], ...]:
+        """What a comparison pairs on: every setting that changes what a step does and where it
+        runs (runners/tracking/read.py: work_settings), less the keys that define the sides."""
+        return tuple(sorted((k, v) for k, v in work_settings(self).items() if not _excluded(k, exclude)))
+
     @property
     def key(self) -> tuple[str, ...]:
-        """What a comparison pairs on."""
+        """The headline of a pair: model, workload, precision, batch size, size."""
         return (
             self.tags.get("model", "?"),
             self.tags.get("workload", "?"),
@@ -93,7 +166,7 @@ class Store:
         self.tracking = tracking
         self.client, self.experiment_id = client_for(self.tracking, self.results_dir)
         self._seen: dict[str, Run] = {}  # by the suite's run id: a run found once keeps its loaded result
-        self._noise: dict[tuple, Optional[tuple[float, int]]] = {}  # run_to_run_cv, by configuration
+        self._noise: dict[tuple, Optional[RunNoise]] = {}  # run_to_run_cv, by the work it measured
 
     def runs(self, filters: dict[str, str]) -> list[Run]:
         """Successful single runs (not tenants, groups or comparisons) matching `filters`, newest first."""
@@ -139,34 +212,27 @@ class Store:
             self.runs({"run_id": run_id})
         return self._seen[run_id]
 
-    def run_to_run_cv(self, run: Run) -> Optional[tuple[float, int]]:
-        """The run-to-run variation (stdev / mean of throughput) measured for `run`'s configuration
-        on its backend and device, and how many runs measured it: from the newest `repeats=N`
-        group of such runs, None when there is none. One run cannot show this variation,
-        however many steps it measured."""
-        like = {
-            "model": run.tags.get("model", ""),
-            "workload": run.tags.get("workload", ""),
-            "model_size": run.tags.get("model_size", ""),
-            "backend": run.tags.get("backend", ""),
-            "device_name": run.tags.get("device_name", ""),
-            "workload.precision": run.params.get("workload.precision", ""),
-            "workload.batch_size": run.params.get("workload.batch_size", ""),
-        }
-        key = tuple(like.values())
-        if key not in self._noise:  # both sides of a pair often share a configuration
-            self._noise[key] = self._newest_repeat_cv(like)
-        return self._noise[key]
-
-    def _newest_repeat_cv(self, filters: dict[str, str]) -> Optional[tuple[float, int]]:
-        groups: dict[str, list[float]] = {}
-        for found in self.runs(filters):  # newest first, so the first group of two or more is the newest
-            if found.tags.get("group_kind") == "repeats":
-                groups.setdefault(found.tags["group_id"], []).append(found.metrics["throughput"])
-        for throughputs in groups.values():
-            if len(throughputs) >= 2:
-                return statistics.stdev(throughputs) / statistics.fmean(throughputs), len(throughputs)
-        return None
+    def run_to_run_cv(self, run: Run) -> Optional[RunNoise]:
+        """The run-to-run variation (stdev / mean of throughput) measured for `run`'s work (every
+        setting that changes it, on its backend and device), and over how many runs: from the
+        newest `repeats=N` group of such runs, None when there is none. One run cannot show
+        this variation, however many steps it measured."""
+        work = run.work()
+        if work not in self._noise:  # both sides of a pair often share a configuration
+            like = {k: run.tags.get(k, "") for k in ("model", "workload", "model_size", "backend", "device_name")}
+            groups: dict[str, list[float]] = {}
+            for found in self.runs(like):  # newest first, so the first group of two or more is the newest
+                if found.tags.get("group_kind") == "repeats" and found.work() == work:
+                    groups.setdefault(found.tags["group_id"], []).append(found.metrics["throughput"])
+            self._noise[work] = next(
+                (
+                    RunNoise(statistics.stdev(values) / statistics.fmean(values), len(values), group)
+                    for group, values in groups.items()
+                    if len(values) >= 2
+                ),
+                None,
+            )
+        return self._noise[work]
 
     def result(self, run: Run) -> Result:
         """The run's result file (schema 1 or 2): the local copy when there is one, else its MLflow artifact."""

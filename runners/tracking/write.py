@@ -56,12 +56,21 @@ def tracking_uri(config: TrackingConfig, results_dir: Path) -> str:
     return config.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{results_dir.resolve()}/mlflow.db"
 
 
+# MLflow 3's UI opens an experiment of unknown kind on its GenAI "Traces" view (empty here);
+# this kind opens it on its runs, as classic model training.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def _experiment_id(client, name: str, results_dir: Path) -> str:
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    # Artifacts next to the store, not in whatever directory the command ran from.
-    return client.create_experiment(name, artifact_location=(results_dir.resolve() / "mlartifacts").as_uri())
+    if experiment is None:
+        # Artifacts next to the store, not in whatever directory the command ran from.
+        location = (results_dir.resolve() / "mlartifacts").as_uri()
+        return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+    for key, value in EXPERIMENT_KIND.items():
+        if experiment.tags.get(key) is None:  # made by an older suite: set, never overwrite a user's choice
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
 
 
 def client_for(config: TrackingConfig, results_dir: Path):

@@ -3,6 +3,7 @@ the real command line. Verdicts are asserted only where the effect is far beyond
 noise (a workload 20 times slower); the statistics are tested in tests/unit."""
 
 import csv
+import re
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -75,8 +76,9 @@ def test_pairs_missing_on_one_side_are_listed(cli, analyze, results_dir):
     assert cli("model=dummy", "backend=cpu", "label=a", *TINY).returncode == 0
     assert cli("model=dummy", "workload=train", "backend=cpu", "label=b", *TINY).returncode == 0
     done = analyze("compare", "baseline=label=a", "candidate=label=b")
-    assert "dummy/infer/fp32/2/tiny: only in baseline" in done.stdout
-    assert "dummy/train/fp32/2/tiny: only in candidate" in done.stdout
+    # each with the settings that kept it apart
+    assert re.search(r"not paired: dummy/infer/fp32/2/tiny \[.*sync=step.*\]: only in baseline", done.stdout)
+    assert re.search(r"not paired: dummy/train/fp32/2/tiny \[.*sync=window.*\]: only in candidate", done.stdout)
 
 
 @pytest.mark.parametrize(
@@ -110,12 +112,29 @@ def test_repeats_report_run_to_run_variation(cli, results_dir):
     assert {c.data.tags["group_kind"] for c in children} == {"repeats"}
 
 
-def test_version_1_results_ingest_and_compare(results_dir, analyze):
+def test_version_1_results_ingest_and_compare(results_dir, analyze, tmp_path):
     """Result files of schema 1 (made before the typed contracts) load, log and pair."""
+    import shutil
 
-    done = run_command(results_dir, "sync", f"dir={REPO / 'tests' / 'data' / 'v1'}")
+    old = tmp_path / "v1"  # ingest notes what it logged beside each file: a copy, not the repository's
+    shutil.copytree(REPO / "tests" / "data" / "v1", old)
+    done = run_command(results_dir, "sync", f"dir={old}")
     assert done.returncode == 0 and "4 logged" in done.stdout, done.stdout + done.stderr
     done = analyze("compare", "baseline=label=v1-0", "candidate=label=v1-1")
     assert done.returncode == 0, done.stderr
     [row] = _rows(results_dir)
     assert row["baseline_runs"] == row["candidate_runs"] == "2" and row["model"] == "dummy"
+
+
+def test_reading_the_store_pages_through_every_run(results_dir, monkeypatch):
+    from runners.config import TrackingConfig
+    from runners.tracking import read
+    from runners.tracking.write import client_for
+
+    client, experiment = client_for(TrackingConfig(), results_dir)
+    for n in range(7):
+        run = client.create_run(experiment, tags={"run_id": f"r{n}", "status": "success", "task": "workload"})
+        client.set_terminated(run.info.run_id)
+    monkeypatch.setattr(read, "PAGE_SIZE", 2)  # 7 runs: four pages
+    store = read.Store(TrackingConfig(), results_dir)
+    assert sorted(r.tags["run_id"] for r in store.runs({})) == [f"r{n}" for n in range(7)]

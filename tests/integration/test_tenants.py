@@ -22,7 +22,7 @@ def test_two_tenants_log_a_parent_with_aggregate_and_fairness(cli, results_dir):
     assert group.kind == "tenants" and sorted(m.run_id for m in group.members) == sorted(r.run_id for r in results)
     for tenant in tenants:  # the group's figure, never written into the tenant's own result
         assert group.details["slowdown"][tenant.run_id] == pytest.approx(
-            alone.value("throughput") / tenant.value("throughput")
+            alone.value("throughput") / group.details["throughput_in_window"][tenant.run_id]
         )
         assert "slowdown" not in tenant.metrics
     # the barrier made them measure together
@@ -35,7 +35,8 @@ def test_two_tenants_log_a_parent_with_aggregate_and_fairness(cli, results_dir):
     assert parent.info.run_name == "dummy-infer-cpu-tenants2" and len(children) == 3
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {f"{group.id}.json"}
     metrics = parent.data.metrics
-    assert metrics["aggregate_throughput"] == pytest.approx(sum(t.value("throughput") for t in tenants))
+    # over the window both tenants measured in, not each one's own
+    assert metrics["aggregate_throughput"] == pytest.approx(sum(group.details["throughput_in_window"].values()))
     assert 0.5 <= metrics["jain_fairness"] <= 1.0 and metrics["tenants"] == 2
     assert {c.info.run_name for c in children} == {"dummy-infer-cpu-alone", "dummy-infer-cpu-t0", "dummy-infer-cpu-t1"}
 

@@ -61,6 +61,8 @@ def test_ui_serves_the_logged_run_with_its_metrics(cli, results_dir):
                 time.sleep(0.5)
         experiments = _post(f"{base}/api/2.0/mlflow/experiments/search", {"max_results": 10})["experiments"]
         experiment = next(e for e in experiments if e["name"] == "vgpu-bench")
+        # the UI opens it on its runs (classic training), not on MLflow 3's empty GenAI traces view
+        assert {"key": "mlflow.experimentKind", "value": "custom_model_development"} in experiment["tags"]
         runs = _post(f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
         assert len(runs) == 1
         assert {m["key"] for m in runs[0]["data"]["metrics"]} >= METRICS

@@ -48,6 +48,20 @@ def test_tenant_figures_are_the_group_s_and_the_runs_stay_as_written():
     assert all("slowdown" not in t.metrics for t in tenants)
 
 
+def test_tenant_figures_count_only_the_window_all_tenants_shared():
+    # t0 runs 5 contended 1 s steps while t1 runs, then 5 fast ones alone once t1 has ended
+    t0, t1 = _result("t0", 10 / 6, (0.0, 6.0)), _result("t1", 2.0, (0.0, 5.0))
+    t0.measurement.step_times_ms = [1000.0] * 5 + [200.0] * 5
+    t1.measurement.step_times_ms = [500.0] * 10
+    for tenant in (t0, t1):
+        tenant.config = {"workload": {"batch_size": 1}}
+    group = GroupRecord("tenants", "g", "n", [], "failed")
+    summarize_tenants(group, _result("a", 4.0), [t0, t1])
+    assert group.value("aggregate_throughput") == pytest.approx(1.0 + 2.0)  # not 10/6 + 2 from own windows
+    assert group.details["slowdown"] == {"t0": pytest.approx(4.0), "t1": pytest.approx(2.0)}
+    assert group.details["window"].startswith("common")
+
+
 def test_a_failed_member_leaves_the_group_without_figures():
     failed = _result("t1", 60.0)
     failed.status = "failed"

@@ -1,0 +1,109 @@
+"""Like is compared with like: pairs match on every setting that changes the work, every
+matching run enters, and the regression gate stays on one backend and device. Runs are
+built in memory (the store's search is MLflow's; tested in tests/integration)."""
+
+import io
+
+from rich.console import Console
+
+from runners.analysis.compare import compare, compare_runs
+from runners.cli.analyze import _print
+from runners.tracking.read import Run
+
+PARAMS = {
+    "workload.precision": "fp32",
+    "workload.batch_size": "8",
+    "workload.seq_len": "128",
+    "workload.image_size": "224",
+    "workload.inputs": "host",
+    "workload.pinned": "False",
+    "workload.sync": "step",
+    "workload.sync_every": "10",
+    "workload.compile": "none",
+    "workload.tf_mode": "graph",
+    "backend.threads": "None",
+    "workload.min_steps": "10",
+}
+TAGS = {"model": "bert", "workload": "infer", "model_size": "base", "framework": "pytorch", "status": "success"}
+
+
+def _run(n: int, throughput: float = 100.0, start: int = 0, tags=None, **params) -> Run:
+    all_tags = {**TAGS, "backend": "cpu", "device_name": "Xeon", "run_id": f"r{n}", "label": "a", **(tags or {})}
+    return Run(f"m{n}", all_tags, {**PARAMS, **params}, {"throughput": throughput}, start)
+
+
+class Store:
+    def __init__(self, runs):
+        self.all = runs
+
+    def runs(self, filters):
+        return [
+            r
+            for r in sorted(self.all, key=lambda r: -r.start_time)
+            if all(r.tags.get(k) == v for k, v in filters.items())
+        ]
+
+    def run_to_run_cv(self, run):
+        return None
+
+    def invalid(self, filters):
+        return []
+
+    def result(self, run):
+        class Measurement:
+            step_times_ms = [10.0, 10.5, 9.5, 10.2, 9.8, 10.1, 9.9, 10.0, 10.3]
+
+        class Result:
+            measurement = Measurement()
+
+        return Result()
+
+
+def test_runs_that_differ_in_what_a_step_does_never_pair():
+    base = [_run(1)]
+    for setting in ({"workload.seq_len": "512"}, {"backend.threads": "1"}, {"workload.compile": "inductor"},
+                    {"workload.inputs": "device"}, {"workload.sync": "window"}):  # fmt: skip
+        comparison = compare_runs(Store([]), base, [_run(2, **setting)], 0.02, sides=frozenset({"label"}))
+        assert not comparison.rows and len(comparison.missing) == 2, setting
+    # a vision model's seq_len, or sync_every without sync=window, does nothing: they pair
+    vision = {"model": "resnet50", "label": "b"}
+    idle = {"workload.seq_len": "16", "workload.sync_every": "3"}
+    same = compare_runs(
+        Store([]), [_run(1, tags=vision)], [_run(2, tags=vision, **idle)], 0.02, sides=frozenset({"label"})
+    )
+    assert len(same.rows) == 1
+
+
+def test_every_matching_run_of_a_side_enters_the_interval():
+    base = [_run(1, 100.0), _run(2, 102.0)]
+    cand = [_run(3, 90.0), _run(4, 91.0), _run(5, 89.0)]
+    [row] = compare_runs(Store([]), base, cand, 0.02, sides=frozenset({"label"})).rows
+    assert (row.baseline_runs, row.candidate_runs) == (2, 3) and row.noise == "runs/runs"
+    assert 0.87 < row.ratio < 0.9
+
+
+def test_the_sides_own_key_and_its_backend_knobs_are_not_paired_on():
+    native = _run(1, tags={"backend": "native", "device_name": "NVIDIA H200"})
+    vgpu = _run(2, tags={"backend": "vgpu", "device_name": "Orion vGPU"}, **{"backend.vgpus": "1"})
+    assert len(compare_runs(Store([]), [native], [vgpu], 0.02, sides=frozenset({"backend"})).rows) == 1
+
+
+def test_regressions_stay_on_the_baseline_s_backend_and_device():
+    baseline = _run(1, start=1, tags={"backend": "native", "device_name": "NVIDIA H200", "label": "rel-1"})
+    later_cpu = _run(2, 10.0, start=2, tags={"backend": "cpu", "device_name": "Xeon", "label": "rel-2"})
+    later_gpu = _run(3, 99.0, start=3, tags={"backend": "native", "device_name": "NVIDIA H200", "label": "rel-2"})
+    comparison = compare(Store([baseline, later_cpu, later_gpu]), {"label": "rel-1"}, None, 0.02, "label=rel-1", "")
+    [row] = comparison.rows
+    assert row.candidate_run_id == "r3" and row.candidate_runs == 1  # never the CPU run
+
+
+def test_the_compact_table_fits_120_columns():
+    base, cand = [_run(1, 100.0), _run(2, 101.0)], [_run(3, 80.0), _run(4, 82.0)]
+    comparison = compare_runs(
+        Store([]), base, cand, 0.02, "label='release 2.3'", "label='release 2.4'", frozenset({"label"})
+    )
+    buffer = io.StringIO()
+    _print(comparison, out=Console(file=buffer, width=120))
+    lines = buffer.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 120
+    assert any("bert/infer/fp32/bs8/base" in line and "slower" in line for line in lines)  # one row, unwrapped
