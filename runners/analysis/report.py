@@ -1,10 +1,12 @@
 """`make report`: one self-contained HTML page (plots embedded as PNG) comparing a
-baseline and a candidate: throughput, latency distributions, memory, overhead,
-parity verdicts, and the environment fingerprints of both sides."""
+baseline and a candidate: the table, engagement and parity per pair, throughput,
+latency distributions, memory, overhead sorted with its interval, parity verdicts, and
+what differs between the two sides' environment fingerprints."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import json
@@ -64,6 +66,8 @@ def _latency(store: Store, comparison: Comparison) -> str:
 
 
 def _overhead(comparison: Comparison) -> str:
+    """Measured overhead per pair with its interval, largest first."""
+    comparison = dataclasses.replace(comparison, rows=sorted(comparison.rows, key=lambda r: -r.overhead_pct))
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(comparison.rows)), 4))
     values = [r.overhead_pct for r in comparison.rows]
     errors = [
@@ -115,13 +119,42 @@ def _parity_rows(store: Store) -> list[list[str]]:
     ]
 
 
-def _fingerprint(store: Store, run_id: str) -> str:
-    result = store.result(store.run(run_id))
-    return json.dumps(
-        to_plain({"backend": result.backend, "device": result.device, "environment": result.environment}),
-        indent=1,
-        sort_keys=True,
-    )
+def _flat(value, prefix: str = "") -> dict[str, str]:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): json.dumps(value) if isinstance(value, list) else str(value)}
+
+
+def _fingerprint_differences(store: Store, baseline_id: str, candidate_id: str) -> list[list[str]]:
+    """What differs between the two sides' fingerprints (backend, device, environment), key by
+    key; what is alike is not repeated."""
+    sides = []
+    for run_id in (baseline_id, candidate_id):
+        result = store.result(store.run(run_id))
+        sides.append(
+            _flat(to_plain({"backend": result.backend, "device": result.device, "environment": result.environment}))
+        )
+    keys = sorted(set(sides[0]) | set(sides[1]))
+    return [[k, sides[0].get(k, "-"), sides[1].get(k, "-")] for k in keys if sides[0].get(k) != sides[1].get(k)]
+
+
+def _status(store: Store, comparison: Comparison) -> list[list[str]]:
+    """Per pair: whether each side's layer engaged, and the latest parity verdict of its model."""
+    verdicts = {row[0]: row[4] for row in reversed(_parity_rows(store))}  # the newest wins
+    rows = []
+    for r in comparison.rows:
+        engaged = []
+        for run_id in (r.baseline_run_id, r.candidate_run_id):
+            evidence = store.result(store.run(run_id)).evidence
+            engaged.append(evidence.verdict if evidence else "no evidence recorded")
+        rows.append(
+            [
+                f"{r.model}/{r.workload}/{r.precision}/bs{r.batch_size}/{r.size}",
+                *engaged,
+                verdicts.get(r.model, "not checked"),
+            ]
+        )
+    return rows
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -158,15 +191,16 @@ def render(store: Store, comparison: Comparison) -> str:
         if parity
         else "<p>No parity checks recorded (make parity).</p>"
     )
-    fingerprints = ""
+    fingerprints = status = ""
     if rows:
+        differences = _fingerprint_differences(store, rows[0].baseline_run_id, rows[0].candidate_run_id)
         fingerprints = (
-            "<div class='sides'><div><h3>baseline</h3><pre>"
-            + html.escape(_fingerprint(store, rows[0].baseline_run_id))
-            + "</pre></div><div><h3>candidate</h3><pre>"
-            + html.escape(_fingerprint(store, rows[0].candidate_run_id))
-            + "</pre></div></div>"
+            "<p>What differs between the sides (first pair's runs; equal entries are left out):</p>"
+            + _table(["fingerprint", "baseline", "candidate"], differences)
+            if differences
+            else "<p>The two sides' fingerprints are identical.</p>"
         )
+        status = _table(["pair", "baseline engagement", "candidate engagement", "parity"], _status(store, comparison))
     missing = "".join(f"<li>{html.escape(m)}</li>" for m in comparison.missing)
     # The page reports on itself how many plots decoded, so a headless browser can check them.
     check = (
@@ -183,6 +217,8 @@ def render(store: Store, comparison: Comparison) -> str:
         + _table(list(COLUMNS), [table_cells(r) for r in rows])
         + (f"<p>Not paired:</p><ul>{missing}</ul>" if missing else "")
         + (f"<p>Note: {html.escape(NOISE_NOTE)}</p>" if comparison.run_noise_unknown else "")
+        + "<h2>Engagement and parity per pair</h2>"
+        + status
         + figures
         + "<h2>Numerical parity</h2>"
         + parity_html

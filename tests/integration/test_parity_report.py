@@ -91,3 +91,5 @@ def test_report_plots_render_in_a_headless_browser(cli, results_dir):
     assert total == 4 and rendered == total  # the browser decoded every plot
     for section in ("Throughput", "Latency", "Memory", "Overhead", "Numerical parity", "Environment fingerprints"):
         assert f"<h2>{section}</h2>" in dom
+    assert "Engagement and parity per pair" in dom and "engaged" in dom  # both dummy sides' verdicts
+    assert "identical" in dom or "<th>fingerprint</th>" in dom  # differences only, not two raw dumps
