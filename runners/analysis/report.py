@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: render to PNG
 import matplotlib.pyplot as plt  # noqa: E402
 
+from runners.analysis import sweep_view  # noqa: E402
 from runners.analysis.compare import Comparison  # noqa: E402
 from runners.analysis.tables import COLUMNS, NOISE_NOTE, table_cells, title  # noqa: E402
 from runners.config import to_plain  # noqa: E402
@@ -163,7 +164,8 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def render(store: Store, comparison: Comparison) -> str:
+def _details(store: Store, comparison: Comparison) -> str:
+    """One backend pair: its table, status, plots and fingerprint differences."""
     rows = comparison.rows
     plots = []
     if rows:
@@ -185,12 +187,6 @@ def render(store: Store, comparison: Comparison) -> str:
     figures = "".join(
         f"<h2>{name}</h2><img class='plot' alt='{name}' src='data:image/png;base64,{data}'>" for name, data in plots
     )
-    parity = _parity_rows(store)
-    parity_html = (
-        _table(["model", "baseline", "candidate", "precision", "verdict", "outputs max abs err"], parity)
-        if parity
-        else "<p>No parity checks recorded (make parity).</p>"
-    )
     fingerprints = status = ""
     if rows:
         differences = _fingerprint_differences(store, rows[0].baseline_run_id, rows[0].candidate_run_id)
@@ -202,6 +198,33 @@ def render(store: Store, comparison: Comparison) -> str:
         )
         status = _table(["pair", "baseline engagement", "candidate engagement", "parity"], _status(store, comparison))
     missing = "".join(f"<li>{html.escape(m)}</li>" for m in comparison.missing)
+    return (
+        f"<section><h2>{html.escape(title(comparison))}</h2>"
+        + _table(list(COLUMNS), [table_cells(r) for r in rows])
+        + (f"<p>Not paired:</p><ul>{missing}</ul>" if missing else "")
+        + (f"<p>Note: {html.escape(NOISE_NOTE)}</p>" if comparison.run_noise_unknown else "")
+        + "<h2>Engagement and parity per pair</h2>"
+        + status
+        + figures
+        + "<h2>Environment fingerprints</h2>"
+        + fingerprints
+        + "</section>"
+    )
+
+
+def render(store: Store, comparisons: list[Comparison]) -> str:
+    """The sweep first (overhead by pair for each backend pair, the ratio heat map), then each
+    backend pair in detail, then the parity checks recorded."""
+    parity = _parity_rows(store)
+    parity_html = (
+        _table(["model", "baseline", "candidate", "precision", "verdict", "outputs max abs err"], parity)
+        if parity
+        else "<p>No parity checks recorded (make parity).</p>"
+    )
+    overview = "".join(
+        f"<h3>{html.escape(c.candidate)} vs {html.escape(c.baseline)}</h3>{sweep_view.overhead_chart(c)}"
+        for c in comparisons
+    )
     # The page reports on itself how many plots decoded, so a headless browser can check them.
     check = (
         "<script>window.addEventListener('load',()=>{const i=[...document.querySelectorAll('img.plot')];"
@@ -212,21 +235,17 @@ def render(store: Store, comparison: Comparison) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>vgpu-bench report</title><style>"
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #999;"
         "padding:3px 8px}img{max-width:100%}.sides{display:flex;gap:2em}pre{font-size:11px;background:#f6f6f6}"
-        f"</style></head><body><h1>vgpu-bench report</h1><p>{html.escape(title(comparison))}, "
-        f"generated {time.strftime('%Y-%m-%d %H:%M:%S')}</p>"
-        + _table(list(COLUMNS), [table_cells(r) for r in rows])
-        + (f"<p>Not paired:</p><ul>{missing}</ul>" if missing else "")
-        + (f"<p>Note: {html.escape(NOISE_NOTE)}</p>" if comparison.run_noise_unknown else "")
-        + "<h2>Engagement and parity per pair</h2>"
-        + status
-        + figures
-        + "<h2>Numerical parity</h2>"
-        + parity_html
-        + "<h2>Environment fingerprints</h2>"
-        + fingerprints
+        ".heat td{text-align:right;font-variant-numeric:tabular-nums}"
+        f"</style></head><body><h1>vgpu-bench report</h1><p>baseline {html.escape(comparisons[0].baseline)}, "
+        f"{len(comparisons)} candidate side(s), generated {time.strftime('%Y-%m-%d %H:%M:%S')}. "
+        "Hover a bar or a cell for its values.</p>"
+        "<h2>Overhead by pair (95% interval), largest first</h2>" + overview
+        + "<h2>Throughput ratio by pair and candidate</h2>" + sweep_view.heat_map(comparisons)
+        + "".join(_details(store, c) for c in comparisons)
+        + "<h2>Numerical parity</h2>" + parity_html
         + check
         + "</body></html>"
-    )
+    )  # fmt: skip
 
 
 def _memory(store: Store, comparison: Comparison) -> str:
@@ -237,9 +256,9 @@ def _memory(store: Store, comparison: Comparison) -> str:
     return _bars(comparison, base, cand, "MiB (peak; source in the result files)", "Peak memory")
 
 
-def write(store: Store, comparison: Comparison) -> Path:
+def write(store: Store, comparisons: list[Comparison]) -> Path:
     out = store.results_dir / "reports"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"report-{time.strftime('%Y%m%d-%H%M%S')}.html"
-    path.write_text(render(store, comparison))
+    path.write_text(render(store, comparisons))
     return path

@@ -5,6 +5,7 @@ baseline="label='release 2.4' backend=native"."""
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional
@@ -70,6 +71,28 @@ def _record(store: Store, comparison: comparing.Comparison, kind: str) -> list[P
     return paths
 
 
+def _report_candidates(store: Store, baseline: str, candidate: str) -> list[tuple[str, dict[str, str]]]:
+    """The candidate sides of a report: the one given, or (a whole sweep) every other backend
+    with runs, each with the baseline's other filters."""
+    if candidate:
+        return [(candidate, parse_side(candidate))]
+    filters = parse_side(baseline)
+    if "backend" not in filters:
+        raise UsageError(
+            "a report without a candidate compares the baseline's backend with every other one: name it, "
+            'e.g. baseline="backend=native", or give candidate="backend=vgpu"'
+        )
+    others = {k: v for k, v in filters.items() if k != "backend"}
+    backends = sorted({r.tags.get("backend", "") for r in store.runs(others)} - {filters["backend"], ""})
+    if not backends:
+        raise UsageError(f"no runs on a backend other than {filters['backend']} to compare with")
+
+    def spec(backend: str) -> str:
+        return " ".join(f"{k}={shlex.quote(v)}" for k, v in {"backend": backend, **others}.items())
+
+    return [(spec(b), {**others, "backend": b}) for b in backends]
+
+
 def _baseline(spec: str, results_dir: Path) -> str:
     if spec:
         return spec
@@ -97,18 +120,22 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"pinned baseline: {config.baseline} (make regressions compares later runs against it)")
             return 0
         baseline = _baseline(config.baseline, results_dir)
-        if command in ("compare", "report") and not config.candidate:
-            raise UsageError(f'{command} needs a candidate, e.g. candidate="backend=vgpu"')
+        if command == "compare" and not config.candidate:
+            raise UsageError('compare needs a candidate, e.g. candidate="backend=vgpu"')
         candidate = parse_side(config.candidate) if config.candidate else None
         store = Store(config.tracking, results_dir)
-        comparison = comparing.compare(
-            store, parse_side(baseline), candidate, config.tolerance, baseline, config.candidate
-        )
         if command == "report":
             from runners.analysis import report
 
-            print(f"report: {report.write(store, comparison)}")
+            comparisons = [
+                comparing.compare(store, parse_side(baseline), side, config.tolerance, baseline, spec)
+                for spec, side in _report_candidates(store, baseline, config.candidate)
+            ]
+            print(f"report: {report.write(store, comparisons)}")
             return 0
+        comparison = comparing.compare(
+            store, parse_side(baseline), candidate, config.tolerance, baseline, config.candidate
+        )
     except USER_ERRORS as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2

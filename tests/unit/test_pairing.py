@@ -107,3 +107,19 @@ def test_the_compact_table_fits_120_columns():
     lines = buffer.getvalue().splitlines()
     assert max(len(line) for line in lines) <= 120
     assert any("bert/infer/fp32/bs8/base" in line and "slower" in line for line in lines)  # one row, unwrapped
+
+
+def test_a_sweep_report_shows_every_backend_pair_with_its_values():
+    from runners.analysis import sweep_view
+    from runners.cli.analyze import _report_candidates
+
+    native = [_run(1, 100.0, tags={"backend": "native"}), _run(2, 101.0, tags={"backend": "native"})]
+    store = Store([*native, _run(3, 80.0, tags={"backend": "mps"}), _run(4, 99.0, tags={"backend": "vgpu"})])
+    sides = _report_candidates(store, "backend=native label=a", "")
+    assert [spec for spec, _ in sides] == ["backend=mps label=a", "backend=vgpu label=a"]
+    comparisons = [compare(store, {"backend": "native", "label": "a"}, side, 0.02, "backend=native", spec)
+                   for spec, side in sides]  # fmt: skip
+    heat = sweep_view.heat_map(comparisons)
+    assert heat.count("class='cell'") == 2 and "data-ratio='0.796'" in heat  # 80 / geometric mean of 100, 101
+    chart = sweep_view.overhead_chart(comparisons[0])
+    assert "<title>bert/infer/fp32/bs8/base: overhead +20.4%" in chart  # the hover shows the value
