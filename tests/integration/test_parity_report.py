@@ -67,28 +67,33 @@ def test_report_plots_render_in_a_headless_browser(cli, results_dir):
     page = done.stdout.split("report: ", 1)[1].strip()
     text = open(page).read()
     assert "src='http" not in text and "<link" not in text  # self-contained
-    dom = subprocess.run(
-        [
-            _chromium(),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tempfile.mkdtemp()}",
-            "--dump-dom",
-            f"file://{page}",
-        ],
+    browser = [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tempfile.mkdtemp()}",
+    ]
+    dom = subprocess.run([*browser, "--dump-dom", f"file://{page}"], capture_output=True, text=True, timeout=120).stdout
+    shot = results_dir / "report.png"
+    subprocess.run(
+        [*browser, f"--screenshot={shot}", "--window-size=1280,2400", f"file://{page}"],
         capture_output=True,
-        text=True,
         timeout=120,
-    ).stdout
+    )
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000  # it was drawn
     body = re.search(r"<body[^>]*>", dom).group(0)
     total = int(re.search(r'data-plots-total="(\d+)"', body).group(1))
     rendered = int(re.search(r'data-plots-rendered="(\d+)"', body).group(1))
     assert total == 4 and rendered == total  # the browser decoded every plot
+    # the plotted values are in the page the browser built: the heat map cell and the overhead bar
+    by_label = {r.config["label"]: r.value("throughput") for r in results_of(results_dir)}
+    ratio = by_label["cand"] / by_label["base"]  # one run a side: the ratio of their throughputs
+    assert f'data-ratio="{ratio:.3f}"' in dom and f'data-overhead="{(1 - ratio) * 100:.2f}"' in dom
     for section in ("Throughput", "Latency", "Memory", "Overhead", "Numerical parity", "Environment fingerprints"):
         assert f"<h2>{section}</h2>" in dom
     assert "Engagement and parity per pair" in dom and "engaged" in dom  # both dummy sides' verdicts
