@@ -122,13 +122,15 @@ HOST ?= 127.0.0.1
 # MLflow 3's server also starts a job runner (huey consumers, periodic tasks) for GenAI
 # evaluation jobs; the suite logs classic runs and needs none of it. MLFLOW_JOBS=true keeps it.
 MLFLOW_JOBS ?= false
+MLFLOW_WORKERS ?= 2
 mlflow-server: setup ## team tracking server on $(HOST):$(PORT); PostgreSQL when MLFLOW_BACKEND_URI is set, else the sqlite file
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$(MLFLOW_JOBS) $(VENV)/bin/mlflow server --host $(HOST) --port $(PORT) --workers 2 \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$(MLFLOW_JOBS) $(VENV)/bin/mlflow server --host $(HOST) --port $(PORT) --workers $(MLFLOW_WORKERS) \
 		--backend-store-uri "$${MLFLOW_BACKEND_URI:-sqlite:///$(abspath $(RESULTS))/mlflow.db}" \
 		--artifacts-destination "$${MLFLOW_ARTIFACTS_DESTINATION:-$(abspath $(RESULTS))/server-artifacts}" --serve-artifacts
 
+# One person browsing needs one worker process (mlflow ui starts 4 by default, each a full MLflow).
 ui: setup ## browse results: MLflow UI on http://127.0.0.1:$(PORT)
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$(MLFLOW_JOBS) $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(RESULTS))/mlflow.db --host 127.0.0.1 --port $(PORT)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$(MLFLOW_JOBS) $(VENV)/bin/mlflow ui --workers 1 --backend-store-uri sqlite:///$(abspath $(RESULTS))/mlflow.db --host 127.0.0.1 --port $(PORT)
 
 clean: ## remove the virtualenv and caches (results/ is kept)
 	rm -rf $(VENV) .pytest_cache *.egg-info

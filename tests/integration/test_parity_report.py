@@ -10,7 +10,8 @@ from mlflow.tracking import MlflowClient
 
 from conftest import TINY, groups_of, results_of, run_command
 
-BERT = ["model=bert", "model.size=tiny", "workload.batch_size=2", "workload.seq_len=16"]
+# DLRM: a real zoo model whose worker imports torch alone (parity is model-agnostic).
+DLRM = ["model=dlrm", "model.size=tiny", "workload.batch_size=2"]
 
 
 def _python(module, *args, results_dir):
@@ -23,17 +24,17 @@ def test_parity_passes_identical_runs_and_fails_a_perturbed_one(results_dir, tmp
     import zoo
 
     same = _python(
-        "runners.cli.parity", "baseline=backend=cpu", "candidate=backend=cpu", *BERT, results_dir=results_dir
+        "runners.cli.parity", "baseline=backend=cpu", "candidate=backend=cpu", *DLRM, results_dir=results_dir
     )
     assert same.returncode == 0, same.stdout + same.stderr
-    assert "outputs: max abs err 0" in same.stdout and "parity-bert: PASS" in same.stdout
+    assert "outputs: max abs err 0" in same.stdout and "parity-dlrm: PASS" in same.stdout
     # The candidate with other weights (model.weights is honoured on each side): other outputs.
     other = tmp_path / "other.pt"
-    torch.save(zoo.load("bert", size="tiny", seed=5).model.state_dict(), other)
+    torch.save(zoo.load("dlrm", size="tiny", seed=5).model.state_dict(), other)
     perturbed = _python(
-        "runners.cli.parity", f"candidate=backend=cpu model.weights={other}", *BERT, results_dir=results_dir
+        "runners.cli.parity", f"candidate=backend=cpu model.weights={other}", *DLRM, results_dir=results_dir
     )
-    assert perturbed.returncode == 1 and "parity-bert: FAIL" in perturbed.stdout
+    assert perturbed.returncode == 1 and "parity-dlrm: FAIL" in perturbed.stdout
     client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
     runs = client.search_runs(
         [client.get_experiment_by_name("vgpu-bench").experiment_id], filter_string="tags.kind = 'parity'"
@@ -49,7 +50,7 @@ def test_parity_passes_identical_runs_and_fails_a_perturbed_one(results_dir, tmp
 
 def test_parity_bad_input_is_one_line(results_dir):
     # In the order `make parity model=bert candidate=... ARGS=...` passes them: overrides around the options.
-    done = _python("runners.cli.parity", BERT[0], "candidate=backend=vgpuu", *BERT[1:], results_dir=results_dir)
+    done = _python("runners.cli.parity", DLRM[0], "candidate=backend=vgpuu", *DLRM[1:], results_dir=results_dir)
     assert done.returncode == 2 and done.stderr.startswith("error: unknown backend 'vgpuu'")
 
 

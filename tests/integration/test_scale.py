@@ -88,7 +88,7 @@ def _server(env: dict, port: int):
     recipe = re.search(r"^mlflow-server:.*\n((?:\t.+\n)+)", (REPO / "Makefile").read_text(), re.M).group(1)
     assert "--host $(HOST)" in recipe and "HOST ?= 127.0.0.1" in (REPO / "Makefile").read_text()
     return subprocess.Popen(
-        ["make", "-s", "mlflow-server", f"PORT={port}", f"VENV={Path(sys.executable).parents[1]}"],
+        ["make", "-s", "mlflow-server", f"PORT={port}", "MLFLOW_WORKERS=1", f"VENV={Path(sys.executable).parents[1]}"],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
