@@ -12,6 +12,7 @@ from typing import Optional
 import numpy as np
 
 from runners.analysis import intervals
+from runners.stats import RunNoise
 from runners.tracking.read import Run, Store
 
 KEY_NAMES = ("model", "workload", "precision", "batch_size", "size")
@@ -117,15 +118,17 @@ def _group(runs: list[Run], sides: frozenset[str]) -> dict[tuple, list[Run]]:
     return grouped
 
 
+_HEADLINE = {"model", "workload", "model_size", "workload.precision", "workload.batch_size"}
+
+
+def _settings(work: tuple) -> str:
+    """What a pair matched on beyond its headline (Run.key)."""
+    return " ".join(f"{k.removeprefix('workload.')}={v}" for k, v in work if k not in _HEADLINE)
+
+
 def _label(runs: list[Run], work: tuple) -> str:
-    headline = "/".join(runs[0].key)
-    shown = {"model", "workload", "model_size", "workload.precision", "workload.batch_size"}
-    rest = " ".join(f"{k.removeprefix('workload.')}={v}" for k, v in work if k not in shown)
+    headline, rest = "/".join(runs[0].key), _settings(work)
     return f"{headline} [{rest}]" if rest else headline
-
-
-def _steps(store: Store, run: Run) -> tuple[int, list[float]]:
-    return run.batch_size, store.result(run).measurement.step_times_ms
 
 
 def _metric_ratio(base: list[Run], cand: list[Run], name: str) -> float:
@@ -163,7 +166,7 @@ def _estimate(store: Store, b: list[Run], base_micro: list[Run], cand_micro: lis
     return found["estimated_overhead_pct"] if found else None
 
 
-def _side(store: Store, runs: list[Run], noise: Optional[intervals.RunNoise]) -> intervals.Side:
+def _side(store: Store, runs: list[Run], noise: Optional[RunNoise]) -> intervals.Side:
     own_groups = {r.tags.get("group_id") for r in runs}
     pooled = noise if noise and (len(runs) == 1 or noise.group_id not in own_groups) else None
     steps = [store.result(runs[0]).measurement.step_times_ms] if len(runs) == 1 and not pooled else []
@@ -194,7 +197,6 @@ def compare_runs(
         b_side, c_side = _side(store, b, b_noise), _side(store, c, c_noise)
         ratio, low, high = intervals.ratio_interval(b_side, c_side)
         found = verdict(low, high, tolerance)
-        label = _label(b, work)
         rows.append(
             Row(
                 *b[0].key,
@@ -222,7 +224,7 @@ def compare_runs(
                 baseline_run_cv_runs=b_noise.runs if b_noise else None,
                 candidate_run_cv=c_noise.cv if c_noise else None,
                 candidate_run_cv_runs=c_noise.runs if c_noise else None,
-                settings=label.partition(" [")[2].rstrip("]"),
+                settings=_settings(work),
                 noise=f"{b_side.noise}/{c_side.noise}",
                 runs_to_decide=intervals.runs_to_decide(b_side, c_side, tolerance) if found == "inconclusive" else None,
             )

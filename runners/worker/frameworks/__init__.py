@@ -26,6 +26,17 @@ class Traffic:
     copies: int = 0
     steps: int = 0
 
+    def to_device(self, sizes: list[int]) -> None:
+        """One step's batch went to the device: its tensors' sizes in bytes."""
+        self.to_device_bytes += sum(sizes)
+        self.copies += len(sizes)
+        self.steps += 1
+
+    def to_host(self, sizes: list[int]) -> None:
+        """The step's outputs came back to the host."""
+        self.to_host_bytes += sum(sizes)
+        self.copies += len(sizes)
+
     def per_step(self) -> dict[str, float]:
         steps = max(self.steps, 1)
         return {

@@ -46,9 +46,7 @@ class TfFeed:
         if self.mode == "device":
             return self.placed
         host = next(self._batches) if self.mode == "loader" else self.host_batch
-        self.traffic.to_device_bytes += sum(_nbytes(v) for v in host.values())
-        self.traffic.copies += len(host)
-        self.traffic.steps += 1
+        self.traffic.to_device([_nbytes(v) for v in host.values()])
         with self.tf.device(self.device):
             return {k: self.tf.identity(v) for k, v in host.items()}
 
@@ -56,8 +54,7 @@ class TfFeed:
         if self.mode == "device":
             return outputs
         arrays = [t.numpy() for t in self.tf.nest.flatten(outputs)]
-        self.traffic.to_host_bytes += sum(a.nbytes for a in arrays)
-        self.traffic.copies += len(arrays)
+        self.traffic.to_host([a.nbytes for a in arrays])
         return arrays
 
 

@@ -76,10 +76,7 @@ class TorchFeed:
         if self.mode == "device":
             return self.placed
         host = next(self._batches) if self.mode == "loader" else self.host_batch
-        tensors = _tensors(host)
-        self.traffic.to_device_bytes += sum(t.nbytes for t in tensors)
-        self.traffic.copies += len(tensors)
-        self.traffic.steps += 1
+        self.traffic.to_device([t.nbytes for t in _tensors(host)])
         # copy=True: on the CPU backend the batch is copied too, as it would be to a device.
         return move(host, self.device, copy=True)
 
@@ -88,6 +85,5 @@ class TorchFeed:
         if self.mode == "device":
             return outputs
         tensors = _tensors(outputs)
-        self.traffic.to_host_bytes += sum(t.nbytes for t in tensors)
-        self.traffic.copies += len(tensors)
+        self.traffic.to_host([t.nbytes for t in tensors])
         return [t.to("cpu", copy=True) for t in tensors]
