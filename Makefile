@@ -46,7 +46,7 @@ $(VENV)/.installed: pyproject.toml
 	else \
 		install "torch==$(TORCH_VERSION)+cpu" 2>/dev/null \
 		|| install "torch==$(TORCH_VERSION)+cpu" --index-url $(TORCH_CPU_INDEX); \
-	fi && install -e ".[test]"
+	fi && install -e ".[test,ray]"
 	$(PY) -c "import runners.cli.bench, zoo" && touch $@
 
 bench: setup ## run one workload (defaults: model=bert workload=infer backend=auto)
