@@ -169,3 +169,6 @@ ui: setup ## browse results: MLflow UI on http://127.0.0.1:$(PORT)
 clean: ## remove the virtualenv and caches (results/ is kept)
 	rm -rf $(VENV) .pytest_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+gpu-check: setup ## every GPU path on this machine's GPU in <= 8 min; evidence in results/reference/<gpu>/ (ARGS="dry_run=true": the plan)
+	@$(PY) -m runners.cli.gpu_check $(ARGS)
