@@ -18,7 +18,7 @@ DIAGNOSE_OVERRIDES = $(if $(backend),backend=$(backend)) $(ARGS)
 # A side of a comparison or a parity check: free text, passed whole (the command quotes it for Hydra).
 SIDES = $(if $(baseline),"baseline=$(baseline)") $(if $(candidate),"candidate=$(candidate)") $(if $(tolerance),tolerance=$(tolerance))
 
-.PHONY: help setup lint format bench sweep probe profile microbench sync ingest mlflow-server demo docs compare regressions pin-baseline parity report bench-overhead test test-deps ui clean
+.PHONY: help setup wheelhouse gpu-check lint format bench sweep probe profile microbench sync ingest mlflow-server demo docs compare regressions pin-baseline parity report bench-overhead test test-deps ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -26,28 +26,62 @@ help: ## list the targets
 
 setup: $(VENV)/.installed ## create .venv with everything (idempotent)
 
-# torch first, pinned: the CPU build where there is no NVIDIA GPU (never the multi-GB
-# CUDA stack), the registry's CUDA build where there is one. The rest then resolves
-# against that torch and installs nothing torch-related on top.
+# Where the framework comes from (FRAMEWORK): `pinned`, this project's pins, torch first
+# (the CPU build where there is no NVIDIA GPU, never the multi-GB CUDA stack; the
+# registry's CUDA build where there is one), so the rest resolves against that torch;
+# `host`, the torch/TensorFlow that $(PYTHON) already imports (an NGC-style image),
+# reused through system site packages (and a path file to its own site packages, for a
+# framework in a venv or conda environment of its own) and never reinstalled; `auto`: host when $(PYTHON)
+# imports a CUDA build of torch or TensorFlow, else pinned.
+FRAMEWORK ?= auto
+# A folder from `make wheelhouse`: install from it alone, no package index (an offline GPU host).
+WHEELHOUSE ?=
+# Optional parts (pyproject extras) besides the core; from a wheelhouse, only what it holds.
+EXTRAS ?= $(if $(WHEELHOUSE),,tracking,cluster,test,ray)
 # uv installs the same pins in seconds where pip takes minutes; it ignores pip's settings,
 # so the local wheel folder is passed on, and pip does the whole install where uv fails.
 # Bytecode is compiled at install time, as pip does: where PYTHONDONTWRITEBYTECODE is set
 # (CI), every worker would otherwise compile torch, transformers and TensorFlow anew.
+# The .pth file makes `import torchvision` work first in any script (zoo/torchvision_hook.py).
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	@export UV_FIND_LINKS="$${UV_FIND_LINKS:-$$PIP_FIND_LINKS}" UV_COMPILE_BYTECODE=1; \
-	if $(VENV)/bin/pip install -q uv 2>/dev/null; then \
+	@set -e; host=""; \
+	[ "$(FRAMEWORK)" = pinned ] || host="$$($(PYTHON) runners/cli/host_framework.py $(if $(filter host,$(FRAMEWORK)),--any))"; \
+	if [ "$(FRAMEWORK)" = host ] && [ -z "$$host" ]; then \
+		echo "error: FRAMEWORK=host, but $(PYTHON) imports neither torch nor TensorFlow. Valid: FRAMEWORK=auto, pinned, host"; exit 2; fi; \
+	extras="$(EXTRAS)"; \
+	if [ -n "$$host" ]; then \
+		echo "setup: using the framework $(PYTHON) already has: $$host (system site packages; none installed)"; \
+		$(PYTHON) -m venv --system-site-packages $(VENV); \
+		$(PYTHON) -c 'import site; print(f"import site; list(map(site.addsitedir, {site.getsitepackages()!r}))")' \
+			> "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/vgpu_bench_host_site.pth"; \
+	else \
+		$(PYTHON) -m venv $(VENV); extras="frameworks$${extras:+,$$extras}"; \
+	fi; \
+	export UV_FIND_LINKS="$${UV_FIND_LINKS:-$$PIP_FIND_LINKS}" UV_COMPILE_BYTECODE=1; \
+	if [ -n "$(WHEELHOUSE)" ]; then \
+		install() { $(VENV)/bin/pip install -q --no-index --find-links "$(abspath $(WHEELHOUSE))" "$$@"; }; \
+	elif $(VENV)/bin/pip install -q uv 2>/dev/null; then \
 		install() { $(VENV)/bin/uv pip install -q --python $(PY) "$$@" || $(VENV)/bin/pip install -q "$$@"; }; \
 	else \
 		install() { $(VENV)/bin/pip install -q "$$@"; }; \
 	fi; \
-	if nvidia-smi -L >/dev/null 2>&1; then \
-		install "torch==$(TORCH_VERSION)"; \
-	else \
-		install "torch==$(TORCH_VERSION)+cpu" 2>/dev/null \
-		|| install "torch==$(TORCH_VERSION)+cpu" --index-url $(TORCH_CPU_INDEX); \
-	fi && install -e ".[test,ray]"
+	if [ -z "$$host" ]; then \
+		if nvidia-smi -L >/dev/null 2>&1; then install "torch==$(TORCH_VERSION)"; \
+		else install "torch==$(TORCH_VERSION)+cpu" 2>/dev/null \
+			|| install "torch==$(TORCH_VERSION)+cpu" --index-url $(TORCH_CPU_INDEX); fi; \
+	fi; \
+	install -e ".$${extras:+[$$extras]}"; \
+	$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "vgpu_bench_zoo.pth").write_text("import zoo.torchvision_hook as hook; hook.install()\n")'
 	$(PY) -c "import runners.cli.bench, zoo" && touch $@
+
+# For an offline GPU host: make wheelhouse WHEEL_PYTHON=3.12 WHEEL_PLATFORM="manylinux_2_28_x86_64 manylinux_2_17_x86_64"
+WHEELHOUSE_DIR ?= wheelhouse
+WHEEL_PYTHON ?=
+WHEEL_PLATFORM ?=
+WHEEL_EXTRAS ?=
+wheelhouse: ## wheels of everything but the framework, for make setup WHEELHOUSE=<dir> on a host with no index
+	$(PYTHON) runners/cli/wheelhouse.py --dest $(WHEELHOUSE_DIR) $(if $(WHEEL_PYTHON),--python $(WHEEL_PYTHON)) \
+		$(foreach p,$(WHEEL_PLATFORM),--platform $(p)) $(if $(WHEEL_EXTRAS),--extras $(WHEEL_EXTRAS))
 
 bench: setup ## run one workload (defaults: model=bert workload=infer backend=auto)
 	@$(PY) -m runners.cli.bench $(OVERRIDES)
@@ -135,3 +169,6 @@ ui: setup ## browse results: MLflow UI on http://127.0.0.1:$(PORT)
 clean: ## remove the virtualenv and caches (results/ is kept)
 	rm -rf $(VENV) .pytest_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+gpu-check: setup ## every GPU path on this machine's GPU in <= 8 min; evidence in results/reference/<gpu>/ (ARGS="dry_run=true": the plan)
+	@$(PY) -m runners.cli.gpu_check $(ARGS)

@@ -255,6 +255,16 @@ class OverheadConfig(CommandConfig):
         _check(self.rounds >= 1 and self.seconds > 0, "rounds must be >= 1 and seconds > 0")
 
 
+@dataclass
+class GpuCheckConfig(CommandConfig):
+    """`make gpu-check` (configs/gpu_check.yaml): every GPU path, each item within its budget."""
+
+    dry_run: bool = False  # list the plan (works without a GPU)
+    only: list[str] = field(default_factory=list)  # item names; empty: all
+    skip: list[str] = field(default_factory=list)
+    out: Optional[str] = None  # None: <results_dir>/reference/<gpu name>
+
+
 def config_hash(config: "BenchConfig") -> str:
     """What identifies a job for `resume`: its whole configuration, except how the
     command was asked to run (resume, dry_run) and where results go."""

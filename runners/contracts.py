@@ -144,6 +144,7 @@ class Environment:
     cpu_model: str = ""
     cpu_count: Optional[int] = None
     packages: dict[str, str] = field(default_factory=dict)
+    package_sources: dict[str, str] = field(default_factory=dict)
     gpu_libraries_loaded: list[str] = field(default_factory=list)
     suite: dict[str, str] = field(default_factory=dict)
     framework: dict[str, Any] = field(default_factory=dict)

@@ -31,6 +31,7 @@ ROOTS: dict[str, type] = {
     "demo": schemas.DemoConfig,
     "sync": schemas.SyncConfig,
     "bench_overhead": schemas.OverheadConfig,
+    "gpu_check": schemas.GpuCheckConfig,
 }
 GROUPS = ("model", "workload", "backend", "tracking", "diagnostic")
 _registered = False

@@ -35,6 +35,19 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def package_sources() -> dict[str, str]:
+    """`venv` for a package installed in this environment, `host` for one it reuses from
+    the interpreter's own site packages (make setup on a host with a preinstalled framework)."""
+    sources = {}
+    for name in PACKAGES:
+        try:
+            where = Path(importlib.metadata.distribution(name).locate_file("")).resolve()
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        sources[name] = "venv" if where.is_relative_to(Path(sys.prefix).resolve()) else "host"
+    return sources
+
+
 # The CUDA-related libraries, by the start of their file names.
 GPU_LIBRARIES = ("libcudart", "libcuda.", "libnvidia-ml", "libvgpu", "liborion", "libcublas.", "libcudnn.")
 
@@ -70,6 +83,7 @@ def collect(extra: dict[str, Any] | None = None) -> Environment:
             "cpu_model": cpu_model(),
             "cpu_count": os.cpu_count(),
             "packages": package_versions(),
+            "package_sources": package_sources(),
             "gpu_libraries_loaded": loaded_gpu_libraries(),
             **(extra or {}),
         }
