@@ -55,6 +55,7 @@ def ray_head(tmp_path):
         while not (temp / "ray_current_cluster").exists():
             assert head.poll() is None and time.monotonic() < deadline, (tmp_path / "ray-head.log").read_text()[-3000:]
             time.sleep(0.5)
+        assert "Usage stats collection is disabled" in (tmp_path / "ray-head.log").read_text()  # no report home
         yield f"127.0.0.1:{port}", elsewhere
     finally:
         head.send_signal(signal.SIGTERM)  # ray start --block stops its node's processes on the way out
