@@ -134,12 +134,12 @@ test: setup test-deps lint ## lint, then the unit tests (fast, no subprocess), t
 	$(PY) -m pytest -q -n 2 --dist loadgroup tests/integration $(PYTEST_ARGS)
 
 lint: setup ## ruff: the formatter's check and the linter (make format applies the formatter)
-	$(VENV)/bin/ruff format --check --quiet runners zoo tests || { echo "run: make format"; exit 1; }
-	$(VENV)/bin/ruff check --quiet runners zoo tests
+	$(VENV)/bin/ruff format --check --quiet runners zoo tests hydra_plugins || { echo "run: make format"; exit 1; }
+	$(VENV)/bin/ruff check --quiet runners zoo tests hydra_plugins
 
 format: setup ## apply ruff's formatter and safe lint fixes
-	$(VENV)/bin/ruff format --quiet runners zoo tests
-	$(VENV)/bin/ruff check --fix --quiet runners zoo tests
+	$(VENV)/bin/ruff format --quiet runners zoo tests hydra_plugins
+	$(VENV)/bin/ruff check --fix --quiet runners zoo tests hydra_plugins
 
 # Two tests use real system programs: the report opened in headless Chromium, and the
 # team server on a real PostgreSQL. Install Debian's packages where this user may (root
