@@ -32,7 +32,7 @@ ROOTS: dict[str, type] = {
     "sync": schemas.SyncConfig,
     "bench_overhead": schemas.OverheadConfig,
 }
-GROUPS = ("model", "workload", "backend", "tracking", "diagnostic")
+GROUPS = ("model", "workload", "backend", "tracking", "diagnostic", "runtime")
 _registered = False
 
 
