@@ -112,7 +112,7 @@ def plan(config: BenchConfig) -> Plan:
         )
     entry = zoo.get(config.model.name)(config.model.size)
     frameworks.get(entry.framework)
-    config = runtimes.resolve(config, entry, backend.device)
+    config = runtimes.resolve(config, entry, backend)
     if compile_mode is not Compile.none and entry.framework != "pytorch":
         raise UsageError(
             f"workload.compile applies to PyTorch models; {entry.name} is {entry.framework} "

@@ -22,8 +22,9 @@ PROVIDERS = {
 }
 
 
-def resolve(config: BenchConfig, entry: zoo.ZooModel, device: str) -> BenchConfig:
-    """`config` with its runtime resolved (auto: the entry's own framework), or UsageError."""
+def resolve(config: BenchConfig, entry: zoo.ZooModel, backend) -> BenchConfig:
+    """`config` with its runtime resolved (auto: the entry's own framework), or UsageError;
+    `backend` is the resolved backend (its name and device)."""
     runtime = config.runtime
     name = entry.framework if runtime.name == "auto" else runtime.name
     valid = [*OWN, *EXPORTED]
@@ -36,7 +37,7 @@ def resolve(config: BenchConfig, entry: zoo.ZooModel, device: str) -> BenchConfi
             f"models on {name}: {', '.join(able) or 'none'}"
         )
     if name in EXPORTED:
-        _check_exported(config, name, device)
+        _check_exported(config, name, backend.name, backend.device)
     elif runtime.provider != "cpu":
         raise UsageError(
             f"runtime.provider applies to runtime=onnxruntime|mnn; {name} runs on the backend's device "
@@ -45,20 +46,20 @@ def resolve(config: BenchConfig, entry: zoo.ZooModel, device: str) -> BenchConfi
     return dataclasses.replace(config, runtime=dataclasses.replace(runtime, name=name))
 
 
-def _check_exported(config: BenchConfig, name: str, device: str) -> None:
+def _check_exported(config: BenchConfig, name: str, backend: str, device: str) -> None:
     workload, provider = config.workload, config.runtime.provider
     providers = PROVIDERS[name]
     if provider not in providers:
         raise UsageError(f"unknown runtime.provider '{provider}' for {name}. Valid: {', '.join(providers)}")
     if providers[provider] and device != "cuda":
         raise UsageError(
-            f"runtime.provider={provider} runs on a GPU, and backend '{config.backend.name}' has none. "
+            f"runtime.provider={provider} runs on a GPU, and backend '{backend}' has none. "
             f"Valid here: runtime.provider=cpu"
         )
     if not providers[provider] and device == "cuda":
         gpu = ", ".join(p for p, on_gpu in providers.items() if on_gpu)
         raise UsageError(
-            f"runtime.provider=cpu would measure the CPU under a GPU backend ('{config.backend.name}'). "
+            f"runtime.provider=cpu would measure the CPU under a GPU backend ('{backend}'). "
             f"Valid: runtime.provider={gpu}, or backend=cpu"
         )
     if workload.kind != "infer":
