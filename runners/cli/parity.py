@@ -89,6 +89,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     for result, _ in (base, cand):
         if result.error:
             print(f"  {result.run_name} failed: {result.error.type}: {result.error.message}")
+        elif result.status == "invalid":  # it ran, but not where it was asked to (a provider, a layer)
+            print(f"  {result.run_name} invalid: {result.evidence.verdict if result.evidence else 'no evidence'}")
     print(f"{name}: {'PASS' if passed else 'FAIL'}")
 
     if cand_plan.config.tracking.name == "mlflow":
