@@ -66,6 +66,37 @@ def test_every_covered_tiny_model_runs_on_each_runtime_and_matches_pytorch(tmp_p
     assert len(list((tmp_path / "exports").glob("*/model.mnn"))) == len(COVERAGE["mnn"])
 
 
+def test_a_model_the_exporter_cannot_take_fails_naming_the_operator(tmp_path):
+    import torch
+
+    import zoo
+    from runners.config import RuntimeConfig
+    from runners.worker.frameworks.exported import ExportError, onnx_export
+    from runners.worker.frameworks.ort_runtime import OnnxRuntimeFramework
+
+    class Entry:  # a model with an operator that has no ONNX function (eigenvalues)
+        name, size, inputs = "eigen", "tiny", "image"
+
+        def build(self, shape):
+            class Eigen(torch.nn.Module):
+                def forward(self, x):
+                    return torch.linalg.eigvalsh(x @ x.transpose(-1, -2))
+
+            return Eigen()
+
+        def make_batch(self, batch_size, shape, seed):
+            return {"images": torch.randn(batch_size, 3, 4, 4)}
+
+        def forward(self, model, batch):
+            return model(batch["images"])
+
+    framework = OnnxRuntimeFramework("cpu", "fp32", 1)
+    framework.runtime, framework.exports_dir = RuntimeConfig(name="onnxruntime"), tmp_path
+    with pytest.raises(ExportError, match="No ONNX function found for <OpOverload.op='aten._linalg_eigh'"):
+        onnx_export(framework, Entry(), zoo.InputShape(), 2, 0, 18)
+    assert not list(tmp_path.iterdir())  # nothing half-written is left for a later run to take
+
+
 def test_parity_passes_on_each_runtime_and_fails_for_perturbed_weights(results_dir, tmp_path):
     import torch
 

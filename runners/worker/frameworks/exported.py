@@ -11,6 +11,7 @@ import ctypes
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -119,8 +120,7 @@ def onnx_export(framework: Framework, entry, shape, batch_size: int, seed: int, 
         graph = onnx.load(str(tmp / "model.onnx"), load_external_data=False).graph
     except Exception as exc:  # noqa: BLE001  (whatever the exporter raises is the reason)
         shutil.rmtree(tmp, ignore_errors=True)
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ExportError(f"torch.onnx.export of {entry.name} ({entry.size}) failed: {reason}") from exc
+        raise ExportError(f"torch.onnx.export of {entry.name} ({entry.size}) failed: {_reason(exc)}") from exc
     inputs = [
         {
             "name": i.name,
@@ -143,6 +143,14 @@ def onnx_export(framework: Framework, entry, shape, batch_size: int, seed: int, 
     _publish(tmp, directory)
     log(f"export: {entry.name} ({entry.size}) -> {directory}")
     return Export.load(directory)
+
+
+def _reason(exc: Exception) -> str:
+    """The exporter's own cause ("No ONNX function found for <aten op>"), not its advice."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if line.strip()]
+    if "## Exception summary" in lines[:-1]:
+        return re.sub(r"^<class '[\w.]+'>: ", "", lines[lines.index("## Exception summary") + 1])
+    return lines[0] if lines else type(exc).__name__
 
 
 def _publish(tmp: Path, final: Path) -> None:
