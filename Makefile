@@ -37,7 +37,7 @@ FRAMEWORK ?= auto
 # A folder from `make wheelhouse`: install from it alone, no package index (an offline GPU host).
 WHEELHOUSE ?=
 # Optional parts (pyproject extras) besides the core; from a wheelhouse, only what it holds.
-EXTRAS ?= $(if $(WHEELHOUSE),,tracking,cluster,test,ray)
+EXTRAS ?= $(if $(WHEELHOUSE),,runtimes,tracking,cluster,test,ray)
 # uv installs the same pins in seconds where pip takes minutes; it ignores pip's settings,
 # so the local wheel folder is passed on, and pip does the whole install where uv fails.
 # Bytecode is compiled at install time, as pip does: where PYTHONDONTWRITEBYTECODE is set

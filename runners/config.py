@@ -132,6 +132,21 @@ def parse_size_mib(text: str, key: str) -> int:
 
 
 @dataclass
+class RuntimeConfig:
+    """Which runtime executes the zoo model (docs/runtimes.md): its own framework (auto), or an
+    export of its PyTorch model to ONNX, run by ONNX Runtime or converted on to Alibaba's MNN."""
+
+    name: str = "auto"  # auto (the entry's own framework), pytorch, onnxruntime or mnn
+    # ONNX Runtime's execution provider (cpu, cuda, tensorrt) or MNN's backend (cpu, cuda,
+    # opencl, vulkan): one that does not run makes the run invalid, never CPU figures labelled GPU.
+    provider: str = "cpu"
+    opset: int = 18  # the ONNX opset of the export
+
+    def __post_init__(self) -> None:
+        _check(7 <= self.opset <= 25, f"runtime.opset must be an ONNX opset in 7..25, got {self.opset}")
+
+
+@dataclass
 class TrackingConfig:
     name: str = "mlflow"  # "mlflow" or "none"
     uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<results_dir>/mlflow.db
@@ -153,6 +168,7 @@ class BenchConfig(CommandConfig):
     model: ModelConfig = field(default_factory=ModelConfig)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     seed: int = 0
     label: str = ""  # free text to group runs (a release, an experiment)
     timeout_s: float = 900.0  # hard limit for the whole worker process

@@ -83,6 +83,7 @@ def card(entry: type[ZooModel]) -> dict[str, Any]:
         "params": entry.params,
         "flops_per_sample": entry.flops_per_sample,
         "workloads": [*entry.workloads],
+        "runtimes": [*entry.runtimes()],
     }
 
 

@@ -18,14 +18,14 @@ def cards_markdown() -> str:
         "default size and input shape (224x224 images, 128 tokens), forward pass, in FLOPs (2 per multiply-add);",
         "tests recompute them from the models and check them against the upstream figures named here.",
         "",
-        "| model | framework | task | params | GFLOPs/sample | workloads |",
-        "|---|---|---|---|---|---|",
+        "| model | framework | task | params | GFLOPs/sample | workloads | runtimes |",
+        "|---|---|---|---|---|---|---|",
     ]
     entries = [zoo.get(n) for n in zoo.list()]
     for e in entries:
         lines.append(
             f"| [{e.name}](#{e.name}) | {e.framework} | {e.task} | {e.params:,} | "
-            f"{e.flops_per_sample / 1e9:,.3f} | {', '.join(e.workloads)} |"
+            f"{e.flops_per_sample / 1e9:,.3f} | {', '.join(e.workloads)} | {', '.join(e.runtimes())} |"
         )
     for e in entries:
         sizes = ", ".join(f"`{s}`" + (" (default)" if s == e.default_size else "") for s in e.sizes)
@@ -41,6 +41,8 @@ def cards_markdown() -> str:
             e.summary,
             "",
             f"- framework: {e.framework}; task: {e.task}; workloads: {', '.join(e.workloads)}",
+            f"- runtimes: {', '.join(e.runtimes())}"
+            + (f" (`runtime={e.exported_to[0]}`: inference, docs/runtimes.md)" if e.exported_to else ""),
             f"- sizes: {sizes}",
             f"- input: {shape}"
             + (f", at most {e.max_seq_len:,} tokens" if e.max_seq_len else "")
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     table = Table(title="vgpu-bench zoo")
-    for column in ("name", "framework", "task", "params", "GFLOPs/sample", "workloads"):
+    for column in ("name", "framework", "task", "params", "GFLOPs/sample", "workloads", "runtimes"):
         table.add_column(column, justify="right" if column in ("params", "GFLOPs/sample") else "left")
     for c in cards:
         table.add_row(
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{c['params']:,}",
             f"{c['flops_per_sample'] / 1e9:,.3f}",
             ", ".join(c["workloads"]),
+            ", ".join(c["runtimes"]),
         )
     Console(width=140).print(table)
     return 0

@@ -42,6 +42,14 @@ class ZooModel:
     # default in PyTorch and TensorFlow: MFU then takes the TF32 peak (runners/worker/gpu_peaks.py).
     convolutional: ClassVar[bool] = False
     hidden: ClassVar[bool] = False  # not part of the zoo a user browses (the self-test entry)
+    # Runtimes its model reaches by export (runtime=onnxruntime|mnn, docs/runtimes.md), each
+    # one tested on the tiny preset; besides its own framework.
+    exported_to: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def runtimes(cls) -> tuple[str, ...]:
+        """Where this entry runs: its own framework first, then the runtimes it is exported to."""
+        return (cls.framework, *cls.exported_to)
 
     def __init__(self, size: str | None = None):
         self.size = size or self.default_size

@@ -19,6 +19,7 @@ from runners.parent import compose
 from runners.parent.console import progress
 from runners.parent.launch import launch
 from runners.parent.plan import Plan, plan
+from runners.parent.runtimes import EXPORTED
 
 
 def _key(arg: str) -> str:
@@ -64,10 +65,12 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     name = f"parity-{cand_plan.entry.name}"
     group_id = f"{name}-{secrets.token_hex(3)}"
-    base = _run(base_plan, config.steps, GroupRef("parity", group_id, "baseline"))
-    cand = _run(cand_plan, config.steps, GroupRef("parity", group_id, "candidate"))
+    inference_only = {p.config.runtime.name for p in (base_plan, cand_plan)} & set(EXPORTED)
+    steps = 0 if inference_only else config.steps  # outputs only: an exported model does not train
+    base = _run(base_plan, steps, GroupRef("parity", group_id, "baseline"))
+    cand = _run(cand_plan, steps, GroupRef("parity", group_id, "candidate"))
     precision = cand_plan.config.workload.precision.value
-    group, checks = check_pair(group_id, name, base, cand, precision, config.steps)
+    group, checks = check_pair(group_id, name, base, cand, precision, steps)
     group.details.update(baseline=baseline_spec, candidate=config.candidate)
     group.write(cand_plan.results_dir)
 
@@ -81,9 +84,13 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"  {check.name}: max abs err {check.max_abs_err:.3g} (bound {check.bound:.3g}), "
             f"max rel err {check.max_rel_err:.3g} -> {'pass' if check.passed else 'FAIL'}"
         )
+    if inference_only:
+        print(f"  loss: not compared ({', '.join(sorted(inference_only))} runs inference only)")
     for result, _ in (base, cand):
         if result.error:
             print(f"  {result.run_name} failed: {result.error.type}: {result.error.message}")
+        elif result.status == "invalid":  # it ran, but not where it was asked to (a provider, a layer)
+            print(f"  {result.run_name} invalid: {result.evidence.verdict if result.evidence else 'no evidence'}")
     print(f"{name}: {'PASS' if passed else 'FAIL'}")
 
     if cand_plan.config.tracking.name == "mlflow":

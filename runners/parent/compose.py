@@ -33,7 +33,7 @@ ROOTS: dict[str, type] = {
     "bench_overhead": schemas.OverheadConfig,
     "gpu_check": schemas.GpuCheckConfig,
 }
-GROUPS = ("model", "workload", "backend", "tracking", "diagnostic")
+GROUPS = ("model", "workload", "backend", "tracking", "diagnostic", "runtime")
 _registered = False
 
 

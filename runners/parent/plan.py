@@ -17,6 +17,7 @@ from runners.backends import create as create_backend
 from runners.config import BenchConfig, Compile, DiagnoseConfig, TfMode, config_hash, to_plain
 from runners.contracts import GroupRef, Job, ModelRecord, TenantBarrier
 from runners.errors import UsageError
+from runners.parent import runtimes
 from runners.redact import redact_env, redact_tree
 from runners.scenarios import Scenario, scenarios
 from runners.worker.frameworks import frameworks
@@ -111,6 +112,7 @@ def plan(config: BenchConfig) -> Plan:
         )
     entry = zoo.get(config.model.name)(config.model.size)
     frameworks.get(entry.framework)
+    config = runtimes.resolve(config, entry, backend)
     if compile_mode is not Compile.none and entry.framework != "pytorch":
         raise UsageError(
             f"workload.compile applies to PyTorch models; {entry.name} is {entry.framework} "
@@ -147,4 +149,6 @@ def plan(config: BenchConfig) -> Plan:
         entry.check_shape(shape, scenario.extra_tokens(config.workload))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return Plan(config, "workload", backend, f"{entry.name}-{kind}-{backend.name}", entry, scenario, preflight_error)
+    runtime = config.runtime.name
+    name = f"{entry.name}-{kind}-{backend.name}" + (f"-{runtime}" if runtime in runtimes.EXPORTED else "")
+    return Plan(config, "workload", backend, name, entry, scenario, preflight_error)

@@ -88,9 +88,11 @@ def work_settings(run: "Run") -> dict[str, str]:
     """The settings that change a step's work, with the knobs that do nothing in the run's mode
     left out (sync_every without sync=window, loader_workers without inputs=loader...)."""
     settings = {k: run.tags.get(k, "?") for k in ("model", "workload", "model_size", "backend", "device_name")}
+    settings["runtime"] = run.tags.get("runtime") or run.tags.get("framework", "?")  # runs before runtimes: their own
     for key, value in run.params.items():
         if (
-            key.startswith(("workload.", "backend."))
+            key.startswith(("workload.", "backend.", "runtime."))
+            and key != "runtime.name"  # the runtime tag, resolved
             and key not in NOT_WORK
             and not key.startswith("backend.extra_env")
         ):
@@ -104,6 +106,8 @@ def work_settings(run: "Run") -> dict[str, str]:
         idle.append("workload.loader_workers")
     if settings["workload.inputs"] == "device":
         idle.append("workload.pinned")
+    if settings["runtime"] not in ("onnxruntime", "mnn"):  # its provider and opset: of an export only
+        idle += ["runtime.provider", "runtime.opset"]
     framework = run.tags.get("framework")
     idle += [k for k, fw in (("workload.tf_mode", "tensorflow"), ("workload.compile", "pytorch")) if framework != fw]
     inputs = _inputs_of(settings["model"])
@@ -123,9 +127,11 @@ def _inputs_of(model: str) -> str:
 
 
 def _excluded(key: str, sides: frozenset[str]) -> bool:
-    """A setting the sides are defined by: named by a side, or belonging to a backend when the
-    sides differ in their backend (each backend has knobs of its own, and its device name)."""
+    """A setting the sides are defined by: named by a side, or belonging to a backend (a runtime)
+    when the sides differ in their backend (runtime): each has knobs of its own."""
     if key in sides or key.removeprefix("params.").removeprefix("tags.") in sides:
+        return True
+    if "runtime" in sides and key.startswith("runtime."):  # each runtime has knobs of its own
         return True
     return "backend" in sides and (key.startswith("backend.") or key == "device_name")
 

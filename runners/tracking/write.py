@@ -30,6 +30,8 @@ TAGS: dict[str, Callable[[Result], str]] = {
     "backend": lambda r: r.backend["name"],
     "backend_requested": lambda r: r.backend.get("requested", ""),
     "framework": lambda r: r.model.framework if r.model else "",
+    # What ran the model (runtime=...): its own framework, or onnxruntime / mnn on its export.
+    "runtime": lambda r: (r.config.get("runtime") or {}).get("name") or (r.model.framework if r.model else ""),
     "device_name": lambda r: str(r.device.name or ""),
     "driver_version": lambda r: str((r.environment.gpus or [{}])[0].get("driver_version", "")),
     "status": lambda r: r.status,

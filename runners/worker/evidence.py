@@ -53,25 +53,26 @@ def device_seen() -> dict[str, Any]:
     return {}
 
 
-def collect(job: Job) -> Evidence:
-    """The evidence and its verdict; a check that cannot even run is a failed check."""
+def collect(job: Job, framework=None) -> Evidence:
+    """The evidence and its verdict; a check that cannot even run is a failed check. A runtime
+    adapter (`framework`) adds its own: the execution provider or backend that really ran."""
     mapped = mapped_files()
     seen = Seen(
         env=dict(os.environ),
         expected_env=dict(job.backend.get("env") or {}),
         mapped=mapped,
         device={},
-        framework_loaded="torch" in sys.modules or "tensorflow" in sys.modules,
+        framework_loaded=any(m in sys.modules for m in ("torch", "tensorflow", "onnxruntime", "MNN")),
         pid=os.getpid(),
         run_dir=Path(job.run_dir),
     )
     checks: list[Check]
     config = None
     try:
-        seen.device = device_seen()
+        seen.device = device_seen() or (framework.device_seen() if framework else {})
         config = job.backend_config()
         backend = backends.get(job.backend["name"])(config, Path(job.run_dir))
-        checks = backend.engagement(seen)
+        checks = backend.engagement(seen) + (framework.runtime_checks() if framework else [])
     except Exception as exc:  # noqa: BLE001  (evidence that cannot be read is no evidence)
         checks = [Check("evidence_readable", False, f"{type(exc).__name__}: {exc}")]
     failed = [f"{c.name}: {c.detail}" for c in checks if not c.passed]

@@ -90,7 +90,8 @@ def setup(job: Job, config: BenchConfig, state: dict[str, Any]):
     workload = config.workload
     entry = zoo.get(config.model.name)(job.model.size)
     shape = zoo.InputShape(seq_len=workload.seq_len, image_size=workload.image_size)
-    framework = frameworks.get(entry.framework)(
+    runtime = config.runtime.name  # resolved by planning (runners/parent/runtimes.py)
+    framework = frameworks.get(entry.framework if runtime == "auto" else runtime)(
         job.backend["device"],
         workload.precision.value,
         config.backend.threads,
@@ -98,6 +99,7 @@ def setup(job: Job, config: BenchConfig, state: dict[str, Any]):
         workload.compile.value,
         config.model.weights,
     )
+    framework.runtime, framework.exports_dir = config.runtime, Path(config.results_dir).resolve() / "exports"
     state["framework"] = framework
     framework.startup = startup.Startup(job.spawned_at)
     framework.mark("import")
@@ -315,10 +317,11 @@ def record_environment(job: Job, result: Result, framework: Framework | None) ->
         result.environment = fingerprint.collect(extra)
 
 
-def record_evidence(job: Job, result: Result) -> None:
-    """What this worker saw of its backend; a success whose layer did not engage is invalid."""
+def record_evidence(job: Job, result: Result, framework: Optional[Framework] = None) -> None:
+    """What this worker saw of its backend (and of its runtime's provider); a success whose
+    layer did not engage is invalid."""
     try:
-        result.evidence = evidence.collect(job)
+        result.evidence = evidence.collect(job, framework)
     except Exception as exc:  # noqa: BLE001
         log(f"could not collect the backend evidence: {exc}")
         result.evidence = None
@@ -346,7 +349,7 @@ def main(argv: list[str]) -> int:
         print(tail, file=sys.stderr, flush=True)
     finally:
         record_environment(job, result, state.get("framework"))
-        record_evidence(job, result)
+        record_evidence(job, result, state.get("framework"))
         result.finished_at = time.time()
         rank = int(os.environ.get("RANK", "0"))  # torchrun: rank 0 writes the run's result
         result.write(job_path.parent / (RESULT_FILE if rank == 0 else f"result-rank{rank}.json"))

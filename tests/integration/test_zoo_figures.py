@@ -33,7 +33,11 @@ def test_zoo_list_json_has_at_least_12_models_in_both_frameworks():
     done = subprocess.run([sys.executable, "-m", "zoo", "list", "--json"], cwd=REPO, capture_output=True, text=True)
     cards = json.loads(done.stdout)
     assert len(cards) >= 12 and {c["framework"] for c in cards} == {"pytorch", "tensorflow"}
-    assert all(set(c) == {"name", "framework", "task", "params", "flops_per_sample", "workloads"} for c in cards)
+    assert all(
+        set(c) == {"name", "framework", "task", "params", "flops_per_sample", "workloads", "runtimes"} for c in cards
+    )
+    runtimes = {c["name"]: c["runtimes"] for c in cards}
+    assert runtimes["resnet50"] == ["pytorch", "onnxruntime", "mnn"] and runtimes["t5"] == ["pytorch"]
     assert all(c["params"] > 0 and c["flops_per_sample"] > 0 for c in cards)
     assert "torch" not in done.stderr  # listing imports no framework (fast)
 

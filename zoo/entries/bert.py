@@ -8,6 +8,7 @@ class Bert(TorchModel):
     name = "bert"
     task = "text-classification"
     inputs = "text"
+    exported_to = ("onnxruntime", "mnn")
     summary = "BERT encoder (transformers) with a 2-class head; the base size is bert-base-uncased."
     sizes = {
         "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),

@@ -7,6 +7,7 @@ from zoo.transformers_entry import TransformersLM
 @models.register
 class GPT2(TransformersLM):
     name = "gpt2"
+    exported_to = ("onnxruntime",)
     summary = "GPT-2 causal language model (transformers); small is the 124M-parameter gpt2."
     config_class, model_class = "GPT2Config", "GPT2LMHeadModel"
     vocab_size = 50257

@@ -7,6 +7,7 @@ from zoo.torchvision_entry import TorchvisionClassifier
 @models.register
 class ResNet50(TorchvisionClassifier):
     name = "resnet50"
+    exported_to = ("onnxruntime", "mnn")
     summary = "torchvision ResNet-50 (ImageNet head, 1000 classes)."
     builder, weights_enum = "resnet50", "IMAGENET1K_V2"
     sizes = {

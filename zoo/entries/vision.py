@@ -7,6 +7,7 @@ from zoo.torchvision_entry import TorchvisionClassifier
 @models.register
 class MobileNetV3Large(TorchvisionClassifier):
     name = "mobilenet_v3_large"
+    exported_to = ("onnxruntime", "mnn")
     summary = "torchvision MobileNetV3-Large: depthwise convolutions, many small kernels."
     builder, weights_enum = "mobilenet_v3_large", "IMAGENET1K_V2"
     sizes = {"full": dict(), "tiny": dict(width_mult=0.25, num_classes=10)}
@@ -19,6 +20,7 @@ class MobileNetV3Large(TorchvisionClassifier):
 @models.register
 class EfficientNetB0(TorchvisionClassifier):
     name = "efficientnet_b0"
+    exported_to = ("onnxruntime",)
     summary = "torchvision EfficientNet-B0: inverted residuals with squeeze-excitation."
     builder, weights_enum = "efficientnet_b0", "IMAGENET1K_V1"
     sizes = {"full": dict(), "tiny": dict(num_classes=10)}  # the architecture is small; tests use 32x32 images
@@ -31,6 +33,7 @@ class EfficientNetB0(TorchvisionClassifier):
 @models.register
 class ViTB16(TorchvisionClassifier):
     name = "vit_b_16"
+    exported_to = ("onnxruntime",)
     summary = "torchvision ViT-B/16: a transformer over 16x16 image patches."
     builder, weights_enum = "vit_b_16", "IMAGENET1K_V1"
     convolutional = False  # one patch-embedding convolution; the FLOPs are matmuls

@@ -5,9 +5,11 @@ Adapters import their framework lazily, so listing them costs nothing."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
 
-from runners.config import WorkloadConfig
+from runners.config import RuntimeConfig, WorkloadConfig
+from runners.contracts import Check
 from runners.worker.measure import StepTimer
 from runners.worker.startup import Startup
 from zoo.base import InputShape, ZooModel
@@ -63,6 +65,8 @@ class Framework:
         self.weights = weights  # local pretrained weights, loaded after build
         self.traffic = Traffic()
         self.startup: Optional[Startup] = None  # set by the worker; adapters mark their phases
+        self.runtime: Optional[RuntimeConfig] = None  # set by the worker: runtime.provider, runtime.opset
+        self.exports_dir = Path("results") / "exports"  # set by the worker: <results>/exports
 
     def mark(self, phase: str) -> None:
         if self.startup:
@@ -97,8 +101,6 @@ class Framework:
     def load_weights(self, entry: ZooModel, model: Any) -> Any:
         if not self.weights:
             return model
-        from pathlib import Path
-
         return entry.load_weights(model, Path(self.weights)) or model
 
     def synchronize(self) -> None:
@@ -126,7 +128,22 @@ class Framework:
         """Framework and device facts for the environment fingerprint."""
         return {}
 
+    def runtime_checks(self) -> list[Check]:
+        """Evidence that the runtime ran where it was asked to (a requested execution provider
+        or backend), added to the backend's checks: one that failed makes the run invalid."""
+        return []
+
+    def device_seen(self) -> dict[str, Any]:
+        """The GPU a runtime without torch.cuda ran on, for the backend's checks; {} for none."""
+        return {}
+
 
 frameworks: Registry[type[Framework]] = Registry("framework")
 
-from runners.worker.frameworks import python, pytorch, tensorflow  # noqa: E402,F401  (registers the adapters)
+from runners.worker.frameworks import (  # noqa: E402,F401  (registers the adapters)
+    mnn_runtime,
+    ort_runtime,
+    python,
+    pytorch,
+    tensorflow,
+)
