@@ -131,6 +131,75 @@ def parse_size_mib(text: str, key: str) -> int:
     return int(mib)
 
 
+class Arrival(Enum):
+    poisson = "poisson"  # exponential gaps (MLPerf LoadGen Server, vLLM burstiness 1)
+    gamma = "gamma"  # gamma gaps of shape serve.burstiness: < 1 burstier, > 1 more regular
+
+
+class Search(Enum):
+    none = "none"  # one run at serve.rate
+    capacity = "capacity"  # the highest serve.rate meeting the SLO (runners/parent/search.py)
+    density = "density"  # the most tenants all meeting the SLO at serve.rate
+
+
+@dataclass
+class SloConfig:
+    p99_ms: Optional[float] = None  # latency bound (from the scheduled time) at the 99th percentile
+
+    def __post_init__(self) -> None:
+        _check(self.p99_ms is None or self.p99_ms > 0, f"serve.slo.p99_ms must be > 0, got {self.p99_ms}")
+
+
+@dataclass
+class ServeConfig:
+    """`workload=serve` (docs/serving.md): the load, the server's batching, the SLO, the searches."""
+
+    rate: Optional[float] = 20.0  # requests/s of the arrival schedule; null: closed loop (needs concurrency)
+    concurrency: Optional[int] = None  # at most this many requests outstanding; null: no limit
+    arrival: Arrival = Arrival.poisson
+    burstiness: float = 1.0  # arrival=gamma: the gamma shape (1 = Poisson)
+    duration_s: float = 10.0  # length of the arrival schedule
+    max_batch_size: int = 8  # the server's dynamic batching: at most this many requests per batch,
+    max_queue_delay_ms: float = 2.0  # waiting at most this long for a batch to fill
+    max_queue: int = 1000  # requests waiting in the server beyond which new ones are rejected
+    drain_s: float = 5.0  # after the last arrival, how long outstanding requests may still complete
+    generators: int = 1  # load-generator processes (more when one cannot keep up)
+    min_duration_s: float = 5.0  # a run is valid only with at least this long a schedule
+    min_requests: int = 100  # and this many requests issued
+    slo: SloConfig = field(default_factory=SloConfig)
+    search: Search = Search.none
+    search_max_runs: int = 8  # capacity: probes at most; density: tenants at most
+    search_tolerance: float = 0.1  # capacity: stop when the bracket is this narrow (relative)
+
+    def __post_init__(self) -> None:
+        _check(self.rate is None or self.rate > 0, f"serve.rate must be > 0 requests/s, got {self.rate}")
+        _check(
+            self.concurrency is None or self.concurrency >= 1, f"serve.concurrency must be >= 1, got {self.concurrency}"
+        )
+        _check(
+            self.rate is not None or self.concurrency is not None,
+            "serve.rate=null (closed loop) needs serve.concurrency=<requests outstanding>",
+        )
+        _check(self.burstiness > 0, f"serve.burstiness must be > 0, got {self.burstiness}")
+        _check(
+            self.arrival is Arrival.gamma or self.burstiness == 1.0,
+            "serve.burstiness applies to serve.arrival=gamma (poisson has burstiness 1)",
+        )
+        for name in ("duration_s", "max_queue_delay_ms", "drain_s", "search_tolerance"):
+            _check(getattr(self, name) > 0, f"serve.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("max_batch_size", "max_queue", "generators", "min_requests", "search_max_runs"):
+            _check(getattr(self, name) >= 1, f"serve.{name} must be >= 1, got {getattr(self, name)}")
+        _check(self.min_duration_s >= 0, f"serve.min_duration_s must be >= 0, got {self.min_duration_s}")
+        _check(
+            self.search is Search.none or self.slo.p99_ms is not None,
+            f"serve.search={self.search.value} needs an SLO: serve.slo.p99_ms=<ms>",
+        )
+        _check(
+            self.search is not Search.capacity or self.rate is not None,
+            "serve.search=capacity varies serve.rate: give a starting rate, not null",
+        )
+
+
 @dataclass
 class TrackingConfig:
     name: str = "mlflow"  # "mlflow" or "none"
@@ -162,6 +231,7 @@ class BenchConfig(CommandConfig):
     resume: bool = False  # skip jobs whose configuration already has a successful result
     profile: bool = False  # after the measured steps, profile a few more (trace, top ops, per-step counts)
     profile_steps: int = 3
+    serve: ServeConfig = field(default_factory=ServeConfig)  # workload=serve only
 
     def __post_init__(self) -> None:
         _check(self.timeout_s > 0, f"timeout_s must be > 0, got {self.timeout_s}")
@@ -264,6 +334,8 @@ def config_hash(config: "BenchConfig") -> str:
     plain = to_plain(config)
     for key in ("resume", "dry_run", "results_dir", "tracking"):
         plain.pop(key, None)
+    if plain["workload"]["kind"] != "serve":
+        plain.pop("serve", None)  # only serve reads it: other runs keep the hashes they had
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
 
 

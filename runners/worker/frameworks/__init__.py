@@ -76,6 +76,12 @@ class Framework:
     def infer_step(self, entry: ZooModel, workload: WorkloadConfig, shape: InputShape, seed: int) -> Callable[[], Any]:
         raise NotImplementedError(f"framework '{self.name}' has no inference step")
 
+    def batch_step(
+        self, entry: ZooModel, workload: WorkloadConfig, shape: InputShape, seed: int, max_batch_size: int
+    ) -> Callable[[int], Any]:
+        """Serving: a forward over n requests at once (1 <= n <= max_batch_size), synchronized."""
+        raise NotImplementedError(f"framework '{self.name}' cannot serve")
+
     def train_step(
         self, entry: ZooModel, workload: WorkloadConfig, shape: InputShape, seed: int, distributed: bool = False
     ) -> Callable[[], Any]:

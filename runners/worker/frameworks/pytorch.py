@@ -104,6 +104,27 @@ class TorchFramework(Framework):
 
         return infer_step
 
+    def batch_step(self, entry, workload, shape, seed, max_batch_size):
+        """One model; a feed per batch size, each copying its host batch in and the outputs out."""
+        import dataclasses
+
+        torch = self.torch
+        self.model, one = self._model_and_feed(entry, dataclasses.replace(workload, batch_size=1), shape, seed)
+        feeds = {1: one}
+        for n in range(2, max_batch_size + 1):
+            feeds[n] = TorchFeed(self, entry, dataclasses.replace(workload, batch_size=n), shape, seed)
+        model = self._compiled(self.model)
+        model.eval()
+
+        def batch_step(n):
+            feed = feeds[n]
+            with torch.inference_mode(), self.autocast():
+                outputs = feed.back(entry.forward(model, feed.next()))
+            self.synchronize()
+            return outputs
+
+        return batch_step
+
     def train_step(self, entry, workload, shape, seed, distributed=False):
         torch = self.torch
         self.model, feed = self._model_and_feed(entry, workload, shape, seed)

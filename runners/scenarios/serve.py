@@ -1,0 +1,113 @@
+"""`workload=serve`: the worker holds the model and is the server; load-generator processes
+send it requests on a seeded open-loop arrival schedule (docs/serving.md). The figures are
+per-request latencies from the scheduled time, the SLO verdict and the goodput
+(runners/serving/slo.py). A run is `valid` only with a schedule of serve.min_duration_s
+and serve.min_requests requests; otherwise it is recorded `invalid`, with why."""
+
+from __future__ import annotations
+
+import statistics
+
+from runners import names
+from runners.contracts import INVALID, SUCCESS, Metric
+from runners.errors import UsageError
+from runners.scenarios import Scenario, scenarios
+from runners.serving import slo
+
+TENANTS_AT_SLO = Metric("tenants_meeting_slo", "count", "serve tenants: tenants whose run met serve.slo")
+AGGREGATE_GOODPUT = Metric("aggregate_goodput", "requests/s", "serve tenants: sum of the tenants' goodput")
+WORST_P99 = Metric("worst_tenant_latency_ms_p99", "ms", "serve tenants: the largest tenant serve_latency_ms_p99")
+ALONE_P99 = Metric("alone_latency_ms_p99", "ms", "serve tenants: serve_latency_ms_p99 of the server alone")
+P99_INFLATION = Metric("p99_inflation", "ratio", "serve: worst tenant (or victim) p99 / the same server's p99 alone")
+SERVING_FRAMEWORKS = ("pytorch", "python")
+
+
+@scenarios.register
+class Serve(Scenario):
+    name = "serve"
+    summary = "a server under an open-loop arrival schedule: latency from the scheduled time, SLO, goodput"
+    model_workload = "infer"  # a model that can infer can be served
+
+    def check(self, config, entry, backend):
+        if entry.framework not in SERVING_FRAMEWORKS:
+            raise UsageError(
+                f"workload=serve runs PyTorch models; {entry.name} is {entry.framework}. "
+                f"Valid: models of {', '.join(SERVING_FRAMEWORKS)}"
+            )
+        if "generate" in entry.workloads:
+            raise UsageError(
+                f"workload=serve serves a forward pass per batch; {entry.name} is a decoder, whose token "
+                "streaming (TTFT, TPOT, ITL) is not built yet. Valid: encoders and vision models such as bert"
+            )
+
+    def run_worker(self, job, config, framework, entry, shape, result, wait_for_tenants, log) -> None:
+        from runners.worker import serving
+
+        run_batch = framework.batch_step(entry, config.workload, shape, config.seed, config.serve.max_batch_size)
+        requests = serving.run(job, config, run_batch, result, wait_for_tenants, log)
+        record(result, config, requests, log)
+
+    def summarize_tenants(self, group, alone, tenants) -> None:
+        """Per-tenant goodput and p99, and whether all met the SLO; none when any run failed."""
+        if not all(r.status in (SUCCESS, INVALID) for r in (alone, *tenants)):
+            return
+        p99s = [t.value(slo.LAT_P99.name) for t in tenants]
+        group.details["tenants"] = {
+            t.run_id: {
+                "goodput": t.value(slo.GOODPUT.name),
+                "latency_ms_p99": t.value(slo.LAT_P99.name),
+                "slo_met": t.value(slo.SLO_MET.name),
+                "valid": t.ok,
+            }
+            for t in tenants
+        }
+        met = sum(t.ok and t.value(slo.SLO_MET.name) == 1 for t in tenants)
+        goodputs = [t.value(slo.GOODPUT.name) for t in tenants]
+        group.set(TENANTS_AT_SLO, met)
+        group.set(AGGREGATE_GOODPUT, sum(goodputs) if None not in goodputs else None)
+        if None not in p99s:
+            group.set(WORST_P99, max(p99s))
+            alone_p99 = alone.value(slo.LAT_P99.name)
+            group.set(ALONE_P99, alone_p99)
+            group.set(P99_INFLATION, max(p99s) / alone_p99 if alone_p99 else None)
+        group.details["all_meet_slo"] = met == len(tenants)
+
+
+def record(result, config, requests, log) -> None:
+    serve = config.serve
+    verdict = slo.summarize(requests, serve.duration_s, serve.slo.p99_ms, serve.min_duration_s, serve.min_requests)
+    for metric, value in verdict.metrics.items():
+        result.set(metric, value)
+    m = verdict.metrics
+    for common, value in (
+        (names.THROUGHPUT, m[slo.REQUEST_THROUGHPUT]),  # one request is one sample
+        (names.LATENCY_P50, m[slo.LAT_P50]),
+        (names.LATENCY_P90, m[slo.LAT_P90]),
+        (names.LATENCY_P99, m[slo.LAT_P99]),
+        (names.LATENCY_MEAN, statistics.fmean(lat) if (lat := [r.latency_ms for r in requests if r.ok]) else None),
+        (names.STEPS, result.measurement.steps),
+        (names.MEASURED_S, result.measurement.duration_s),
+    ):
+        result.set(common, value)
+    warnings = []
+    if verdict.behind:
+        warnings.append(
+            f"the load generator fell behind its schedule: {m[slo.BEHIND]:.1%} of requests sent more than "
+            f"{slo.BEHIND_MS:g} ms late (send delay p99 {m[slo.DELAY_P99]:.2f} ms); latencies still count from "
+            f"the scheduled time; try serve.generators={serve.generators + 1}"
+        )
+    result.details["serve"] = {
+        "valid": verdict.valid,
+        "invalid_because": verdict.why_invalid or None,
+        "slo": {"p99_ms": serve.slo.p99_ms},
+        "slo_met": verdict.slo_met,
+        "failures": verdict.failures,
+        "warnings": warnings,
+        "requests_file": "requests.csv",
+        "latency_from": "scheduled time (no coordinated omission); sent_latency_* from the send time",
+    }
+    for warning in warnings:
+        log(f"warning: {warning}")
+    result.status = SUCCESS if verdict.valid else INVALID
+    if not verdict.valid:
+        log(f"INVALID: {verdict.why_invalid}")
