@@ -91,13 +91,14 @@ def run(sock: socket.socket, spec: Spec) -> list[Request]:
             drain()
             continue
         rid = mine[i][0] if mine is not None else i * spec.generators + spec.index
+        sent = now()  # before the call: the server may read it before send() returns
         try:
             sock.send(wire.REQUEST.pack(rid), DONTWAIT)
         except BlockingIOError:  # the server is not reading: take its answers, then retry
             drain()
             select.select([sock], [sock], [], 0.01)
             continue
-        requests[rid] = Request(rid, due - t0, sent=now() - t0, held=held)
+        requests[rid] = Request(rid, due - t0, sent=sent - t0, held=held)
         outstanding += 1
         i, held = i + 1, False
     for rid, arrival in (mine or [])[i:]:

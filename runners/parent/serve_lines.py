@@ -1,0 +1,58 @@
+"""What the console says of serve runs and their groups (tenants, capacity, density)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from runners.contracts import GroupRecord, Result
+
+
+def _ms(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:,.1f} ms"
+
+
+def run_line(result: Result) -> str:
+    """offered, goodput, latency from the scheduled time, the SLO verdict, failures, warnings."""
+    v = result.value
+    if v("offered_rate") is None:
+        return ""
+    serve = result.details.get("serve") or {}
+    slo_ms = (serve.get("slo") or {}).get("p99_ms")
+    good = f", goodput {v('goodput'):,.1f}/s" if v("goodput") is not None else ""
+    if slo_ms is None:
+        verdict = "no SLO given (serve.slo.p99_ms)"
+    else:
+        verdict = f"SLO p99 <= {slo_ms:g} ms {'MET' if serve.get('slo_met') else 'NOT met'}"
+    text = (
+        f" (offered {v('offered_rate'):,.1f}/s, completed {v('request_throughput'):,.1f}/s{good}; latency from "
+        f"scheduled p50 {_ms(v('serve_latency_ms_p50'))} p99 {_ms(v('serve_latency_ms_p99'))} max "
+        f"{_ms(v('serve_latency_ms_max'))}, send delay p99 {_ms(v('send_delay_ms_p99'))}; "
+        f"{int(v('requests_failed', 0))} failed; {verdict})"
+    )
+    return text
+
+
+def warnings(result: Result) -> list[str]:
+    return list((result.details.get("serve") or {}).get("warnings") or [])
+
+
+def group_line(group: GroupRecord) -> Optional[str]:
+    v = group.value
+    if group.kind == "tenants" and v("tenants_meeting_slo") is not None:
+        tenants = group.details.get("tenants") or {}
+        return (
+            f"{group.id}: {int(v('tenants_meeting_slo'))}/{len(tenants)} tenants met the SLO, aggregate goodput "
+            f"{v('aggregate_goodput') or 0:,.1f}/s, worst tenant p99 {_ms(v('worst_tenant_latency_ms_p99'))} "
+            f"(alone {_ms(v('alone_latency_ms_p99'))}, inflation {v('p99_inflation') or float('nan'):.2f}x)"
+        )
+    if group.kind == "capacity":
+        best = v("max_rate_at_slo")
+        probes = group.details.get("probes") or []
+        found = f"max rate at SLO {best:,.2f} requests/s" if best else "no rate tried met the SLO"
+        return f"{group.id}: {found} ({len(probes)} probes; bracket {group.details.get('bracket')})"
+    if group.kind == "density":
+        return (
+            f"{group.id}: density {int(v('density') or 0)} tenants all meeting the SLO at "
+            f"{group.details.get('rate')} requests/s each ({group.details.get('tried')})"
+        )
+    return None
