@@ -59,11 +59,12 @@ class Request:
 
     @property
     def latency_ms(self) -> float:
-        return (self.completed - self.scheduled) * 1e3
+        """NaN unless answered successfully: a rejection's quick answer is no latency."""
+        return (self.completed - self.scheduled) * 1e3 if self.ok else math.nan
 
     @property
     def sent_latency_ms(self) -> float:
-        return (self.completed - self.sent) * 1e3
+        return (self.completed - self.sent) * 1e3 if self.ok else math.nan
 
     @property
     def send_delay_ms(self) -> float:
