@@ -136,6 +136,12 @@ class Arrival(Enum):
     gamma = "gamma"  # gamma gaps of shape serve.burstiness: < 1 burstier, > 1 more regular
 
 
+class Aggressor(Enum):
+    none = "none"  # the server alone
+    train = "train"  # interference: the same model training next to the server (runners/parent/interference.py)
+    serve = "serve"  # interference: a second server of the model at serve.aggressor_rate
+
+
 class Search(Enum):
     none = "none"  # one run at serve.rate
     capacity = "capacity"  # the highest serve.rate meeting the SLO (runners/parent/search.py)
@@ -170,6 +176,8 @@ class ServeConfig:
     search: Search = Search.none
     search_max_runs: int = 8  # capacity: probes at most; density: tenants at most
     search_tolerance: float = 0.1  # capacity: stop when the bracket is this narrow (relative)
+    aggressor: Aggressor = Aggressor.none  # interference: the victim alone, then next to this aggressor
+    aggressor_rate: Optional[float] = None  # aggressor=serve: its rate; null: 4 x serve.rate
 
     def __post_init__(self) -> None:
         _check(self.rate is None or self.rate > 0, f"serve.rate must be > 0 requests/s, got {self.rate}")
@@ -193,6 +201,14 @@ class ServeConfig:
         _check(
             self.search is Search.none or self.slo.p99_ms is not None,
             f"serve.search={self.search.value} needs an SLO: serve.slo.p99_ms=<ms>",
+        )
+        _check(
+            self.aggressor is Aggressor.none or self.search is Search.none,
+            "serve.aggressor runs one victim next to one aggressor: not with serve.search; choose one",
+        )
+        _check(
+            self.aggressor_rate is None or self.aggressor_rate > 0,
+            f"serve.aggressor_rate must be > 0 requests/s, got {self.aggressor_rate}",
         )
         _check(
             self.search is not Search.capacity or self.rate is not None,

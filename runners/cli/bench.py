@@ -18,10 +18,10 @@ from typing import Optional
 
 import hydra
 
-from runners.config import BenchConfig, Search
+from runners.config import Aggressor, BenchConfig, Search
 from runners.contracts import GroupRecord, find_successful
 from runners.errors import USER_ERRORS, UsageError, one_line
-from runners.parent import compose, groups, search, serve_lines
+from runners.parent import compose, groups, interference, search, serve_lines
 from runners.parent.console import Finished, console, print_summary, progress, status_line
 from runners.parent.launch import launch, plan_text
 from runners.parent.plan import Plan, plan
@@ -109,7 +109,7 @@ class Session:
 
 
 def _describe_group(group: GroupRecord, config: BenchConfig) -> Optional[str]:
-    if group.status != "success" and group.kind not in ("tenants", "capacity", "density"):
+    if group.status != "success" and group.kind not in ("tenants", "capacity", "density", "interference"):
         return None
     if group.status != "success" and not serve_lines.group_line(group):
         return None
@@ -152,6 +152,8 @@ def run_plan(plan_: Plan, session: Session) -> None:
     with progress(plan_.run_name) as update, plan_.backend.session():
         if config.workload.kind == "serve" and config.serve.search is not Search.none:
             group, runs = search.run(plan_, update)
+        elif config.workload.kind == "serve" and config.serve.aggressor is not Aggressor.none:
+            group, runs = interference.run(plan_, update)
         elif config.tenants > 1:
             group, runs = groups.run_tenants(plan_, update)
         elif config.repeats > 1:

@@ -50,6 +50,12 @@ def group_line(group: GroupRecord) -> Optional[str]:
         probes = group.details.get("probes") or []
         found = f"max rate at SLO {best:,.2f} requests/s" if best else "no rate tried met the SLO"
         return f"{group.id}: {found} ({len(probes)} probes; bracket {group.details.get('bracket')})"
+    if group.kind == "interference" and v("p99_inflation") is not None:
+        return (
+            f"{group.id}: victim p99 {_ms(v('victim_latency_ms_p99'))} next to a {group.details.get('aggressor')} "
+            f"aggressor, {_ms(v('victim_alone_latency_ms_p99'))} alone: p99 inflation {v('p99_inflation'):.2f}x"
+            + (f", goodput x{v('victim_goodput_ratio'):.2f}" if v("victim_goodput_ratio") is not None else "")
+        )
     if group.kind == "density":
         return (
             f"{group.id}: density {int(v('density') or 0)} tenants all meeting the SLO at "

@@ -106,3 +106,23 @@ def test_serve_refuses_what_it_cannot_run(cli):
     ):
         done = cli(*args, "tracking=none")
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_interference_of_a_training_job_and_of_a_busier_server(cli, results_dir):
+    done = cli("--multirun", *DUMMY, "serve.rate=50", "serve.aggressor=train,serve")
+    assert done.returncode == 0, done.stderr[-3000:]
+    groups = {g.details["aggressor"]: g for g in groups_of(results_dir)}
+    assert set(groups) == {"train", "serve"}
+    results = {r.run_id: r for r in results_of(results_dir)}
+    for kind, group in groups.items():
+        roles = {m.role: results[m.run_id] for m in group.members}
+        assert set(roles) == {"alone", "victim", "aggressor"}
+        assert roles["aggressor"].workload == kind
+        if kind == "serve":
+            assert roles["aggressor"].value("offered_rate") > 2.5 * roles["victim"].value("offered_rate")  # 4 x
+        victim, aggressor = roles["victim"].measurement.window, roles["aggressor"].measurement.window
+        assert aggressor[0] <= victim[0] + 0.5 and aggressor[1] >= victim[1]  # the aggressor ran all along
+        assert group.value("p99_inflation") == roles["victim"].value("serve_latency_ms_p99") / roles["alone"].value(
+            "serve_latency_ms_p99"
+        )
+    assert "p99 inflation" in done.stderr
