@@ -32,7 +32,8 @@ def report(results: list[Result]) -> str:
         p50s.append(p50_us)
         rates.append(rate)
         lines.append(
-            f"round {i}: offered {v('offered_rate'):,.0f}/s, completed {rate:,.0f}/s, failed {v('requests_failed'):.0f}; "
+            f"round {i}: offered {v('offered_rate'):,.0f}/s, completed {rate:,.0f}/s, "
+            f"failed {v('requests_failed'):.0f}; "
             f"latency from scheduled p50 {p50_us:.1f} us p99 {v('serve_latency_ms_p99') * 1e3:.0f} us; "
             f"send delay p50 {v('send_delay_ms_p50') * 1e3:.1f} us p99 {v('send_delay_ms_p99') * 1e3:.0f} us; "
             f"behind {v('generator_behind_share'):.2%}"
