@@ -151,9 +151,17 @@ class Search(Enum):
 @dataclass
 class SloConfig:
     p99_ms: Optional[float] = None  # latency bound (from the scheduled time) at the 99th percentile
+    ttft_ms: Optional[float] = None  # decoders: time to first token bound, at the 99th percentile
+    tpot_ms: Optional[float] = None  # decoders: time per output token bound, at the 99th percentile
 
     def __post_init__(self) -> None:
-        _check(self.p99_ms is None or self.p99_ms > 0, f"serve.slo.p99_ms must be > 0, got {self.p99_ms}")
+        for name in ("p99_ms", "ttft_ms", "tpot_ms"):
+            value = getattr(self, name)
+            _check(value is None or value > 0, f"serve.slo.{name} must be > 0, got {value}")
+
+    @property
+    def given(self) -> bool:
+        return any(v is not None for v in (self.p99_ms, self.ttft_ms, self.tpot_ms))
 
 
 @dataclass
@@ -170,6 +178,7 @@ class ServeConfig:
     max_queue: int = 1000  # requests waiting in the server beyond which new ones are rejected
     drain_s: float = 5.0  # after the last arrival, how long outstanding requests may still complete
     generators: int = 1  # load-generator processes (more when one cannot keep up)
+    new_tokens: int = 16  # decoders: tokens generated per request after its seq_len-token prompt
     min_duration_s: float = 5.0  # a run is valid only with at least this long a schedule
     min_requests: int = 100  # and this many requests issued
     slo: SloConfig = field(default_factory=SloConfig)
@@ -195,12 +204,12 @@ class ServeConfig:
         )
         for name in ("duration_s", "max_queue_delay_ms", "drain_s", "search_tolerance"):
             _check(getattr(self, name) > 0, f"serve.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("max_batch_size", "max_queue", "generators", "min_requests", "search_max_runs"):
+        for name in ("max_batch_size", "max_queue", "generators", "min_requests", "search_max_runs", "new_tokens"):
             _check(getattr(self, name) >= 1, f"serve.{name} must be >= 1, got {getattr(self, name)}")
         _check(self.min_duration_s >= 0, f"serve.min_duration_s must be >= 0, got {self.min_duration_s}")
         _check(
-            self.search is Search.none or self.slo.p99_ms is not None,
-            f"serve.search={self.search.value} needs an SLO: serve.slo.p99_ms=<ms>",
+            self.search is Search.none or self.slo.given,
+            f"serve.search={self.search.value} needs an SLO: serve.slo.p99_ms=<ms> (decoders: or .ttft_ms, .tpot_ms)",
         )
         _check(
             self.aggressor is Aggressor.none or self.search is Search.none,

@@ -17,12 +17,19 @@ def run_line(result: Result) -> str:
     if v("offered_rate") is None:
         return ""
     serve = result.details.get("serve") or {}
-    slo_ms = (serve.get("slo") or {}).get("p99_ms")
+    bounds = serve.get("slo") or {}
+    named = {"p99_ms": "p99", "ttft_ms": "TTFT p99", "tpot_ms": "TPOT p99"}
+    given = [f"{named[k]} <= {b:g} ms" for k, b in bounds.items() if b is not None and k in named]
     good = f", goodput {v('goodput'):,.1f}/s" if v("goodput") is not None else ""
-    if slo_ms is None:
+    if not given:
         verdict = "no SLO given (serve.slo.p99_ms)"
     else:
-        verdict = f"SLO p99 <= {slo_ms:g} ms {'MET' if serve.get('slo_met') else 'NOT met'}"
+        verdict = f"SLO {', '.join(given)} {'MET' if serve.get('slo_met') else 'NOT met'}"
+    if v("serve_ttft_ms_p50") is not None:
+        good += (
+            f"; TTFT p50 {_ms(v('serve_ttft_ms_p50'))} p99 {_ms(v('serve_ttft_ms_p99'))}, TPOT p50 "
+            f"{_ms(v('serve_tpot_ms_p50'))}, ITL p50 {_ms(v('serve_itl_ms_p50'))} p99 {_ms(v('serve_itl_ms_p99'))}"
+        )
     text = (
         f" (offered {v('offered_rate'):,.1f}/s, completed {v('request_throughput'):,.1f}/s{good}; latency from "
         f"scheduled p50 {_ms(v('serve_latency_ms_p50'))} p99 {_ms(v('serve_latency_ms_p99'))} max "

@@ -34,18 +34,30 @@ class Serve(Scenario):
                 f"workload=serve runs PyTorch models; {entry.name} is {entry.framework}. "
                 f"Valid: models of {', '.join(SERVING_FRAMEWORKS)}"
             )
-        if "generate" in entry.workloads:
+        slo_ = config.serve.slo
+        if not decoder(entry) and (slo_.ttft_ms is not None or slo_.tpot_ms is not None):
             raise UsageError(
-                f"workload=serve serves a forward pass per batch; {entry.name} is a decoder, whose token "
-                "streaming (TTFT, TPOT, ITL) is not built yet. Valid: encoders and vision models such as bert"
+                f"serve.slo.ttft_ms and serve.slo.tpot_ms apply to decoders; {entry.name} answers with one forward "
+                "pass. Valid: serve.slo.p99_ms"
             )
+        if decoder(entry):
+            try:
+                entry.check_shape(shape_of(config.workload), config.serve.new_tokens)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
 
     def run_worker(self, job, config, framework, entry, shape, result, wait_for_tenants, log) -> None:
         from runners.worker import serving
 
-        run_batch = framework.batch_step(entry, config.workload, shape, config.seed, config.serve.max_batch_size)
-        requests = serving.run(job, config, run_batch, result, wait_for_tenants, log)
-        record(result, config, requests, log)
+        serve, workload = config.serve, config.workload
+        if decoder(entry):
+            run_batch = framework.decode_batch_step(
+                entry, workload, shape, config.seed, serve.max_batch_size, serve.new_tokens
+            )
+        else:
+            run_batch = framework.batch_step(entry, workload, shape, config.seed, serve.max_batch_size)
+        requests, itl_ms = serving.run(job, config, run_batch, result, wait_for_tenants, log)
+        record(result, config, requests, log, serve.new_tokens if decoder(entry) else None, itl_ms)
 
     def summarize_tenants(self, group, alone, tenants) -> None:
         """Per-tenant goodput and p99, and whether all met the SLO; none when any run failed."""
@@ -73,9 +85,30 @@ class Serve(Scenario):
         group.details["all_meet_slo"] = met == len(tenants)
 
 
-def record(result, config, requests, log) -> None:
+def decoder(entry) -> bool:
+    """A model that generates: served by static batches of prompts, each streaming its tokens."""
+    return "generate" in entry.workloads
+
+
+def shape_of(workload):
+    import zoo
+
+    return zoo.InputShape(seq_len=workload.seq_len, image_size=workload.image_size)
+
+
+def record(result, config, requests, log, tokens=None, itl_ms=None) -> None:
     serve = config.serve
-    verdict = slo.summarize(requests, serve.duration_s, serve.slo.p99_ms, serve.min_duration_s, serve.min_requests)
+    verdict = slo.summarize(
+        requests,
+        serve.duration_s,
+        serve.slo.p99_ms,
+        serve.min_duration_s,
+        serve.min_requests,
+        ttft_ms=serve.slo.ttft_ms,
+        tpot_ms=serve.slo.tpot_ms,
+        tokens=tokens,
+        itl_ms=itl_ms,
+    )
     for metric, value in verdict.metrics.items():
         result.set(metric, value)
     m = verdict.metrics
@@ -99,7 +132,8 @@ def record(result, config, requests, log) -> None:
     result.details["serve"] = {
         "valid": verdict.valid,
         "invalid_because": verdict.why_invalid or None,
-        "slo": {"p99_ms": serve.slo.p99_ms},
+        "slo": {"p99_ms": serve.slo.p99_ms, "ttft_ms": serve.slo.ttft_ms, "tpot_ms": serve.slo.tpot_ms},
+        "output_tokens": tokens,
         "slo_met": verdict.slo_met,
         "failures": verdict.failures,
         "warnings": warnings,

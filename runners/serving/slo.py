@@ -37,6 +37,13 @@ DELAY_MAX = Metric("send_delay_ms_max", "ms", "serve: send - scheduled time, lar
 QUEUE_P50 = Metric("server_queue_ms_p50", "ms", "serve: received by the server - its batch started, median")
 SLO_MET = Metric("slo_met", "bool", "serve: 1 when the run is valid and slo_latency_ms_p99 <= serve.slo.p99_ms")
 VALID = Metric("serve_valid", "bool", "serve: 1 when the schedule lasted serve.min_duration_s with serve.min_requests")
+TTFT_P50 = Metric("serve_ttft_ms_p50", "ms", "serve, decoders: first token - scheduled time, median")
+TTFT_P99 = Metric("serve_ttft_ms_p99", "ms", "serve, decoders: first token - scheduled time, 99th percentile")
+TPOT_P50 = Metric("serve_tpot_ms_p50", "ms", "serve, decoders: (latency - TTFT) / (tokens - 1) per request, median")
+TPOT_P99 = Metric("serve_tpot_ms_p99", "ms", "serve, decoders: time per output token, 99th percentile")
+ITL_P50 = Metric("serve_itl_ms_p50", "ms", "serve, decoders: every gap between a request's tokens, median")
+ITL_P99 = Metric("serve_itl_ms_p99", "ms", "serve, decoders: every gap between tokens, 99th percentile")
+OUTPUT_TOKENS = Metric("serve_output_tokens_per_s", "tokens/s", "serve, decoders: completed x new_tokens / window")
 BEHIND = Metric("generator_behind_share", "ratio", f"serve: share of requests sent > {BEHIND_MS:g} ms late")
 
 
@@ -70,6 +77,15 @@ class Request:
     def send_delay_ms(self) -> float:
         return (self.sent - self.scheduled) * 1e3
 
+    @property
+    def ttft_ms(self) -> float:
+        """Decoders: the first token (made and off the device, in the server) - scheduled time."""
+        return (self.first - self.scheduled) * 1e3 if self.ok else math.nan
+
+    def tpot_ms(self, tokens: int) -> float:
+        """vLLM's TPOT: (latency - TTFT) / (output tokens - 1)."""
+        return (self.completed - self.first) * 1e3 / (tokens - 1) if self.ok and tokens > 1 else math.nan
+
 
 def percentile_with_failures(latencies: list[float], failed: int, q: float) -> float:
     """The q-th percentile when `failed` more requests never completed: they rank last, as
@@ -100,9 +116,16 @@ def summarize(
     p99_ms: Optional[float],
     min_duration_s: float,
     min_requests: int,
+    *,
+    ttft_ms: Optional[float] = None,
+    tpot_ms: Optional[float] = None,
+    tokens: Optional[int] = None,  # decoders: output tokens per request
+    itl_ms: Optional[list[float]] = None,  # decoders: every gap between tokens
 ) -> Verdict:
     done = [r for r in requests if r.ok]
     latencies = [r.latency_ms for r in done]
+    ttfts = [r.ttft_ms for r in done] if tokens else []
+    tpots = [r.tpot_ms(tokens) for r in done] if tokens and tokens > 1 else []
     failed = len(requests) - len(done)
     last = max((r.completed for r in done), default=0.0)
     window = max(duration_s, last)  # to the last completion: an overloaded server drains after the schedule
@@ -116,8 +139,16 @@ def summarize(
         reasons.append(f"{len(requests)} requests < serve.min_requests={min_requests}")
     valid = not reasons
     slo_p99 = percentile_with_failures(latencies, failed, 99)
-    slo_met = None if p99_ms is None else bool(valid and slo_p99 <= p99_ms)
-    good = None if p99_ms is None else sum(lat <= p99_ms for lat in latencies) / window
+    # Every bound given, at the 99th percentile with the failed requests infinitely late;
+    # a request is good when it meets each bound given (vLLM's goodput).
+    bounds = [(p99_ms, latencies), (ttft_ms, ttfts), (tpot_ms, tpots)]
+    bounds = [(bound, values) for bound, values in bounds if bound is not None]
+    slo_met = None
+    if bounds:
+        slo_met = valid and all(percentile_with_failures(v, failed, 99) <= bound for bound, v in bounds)
+    good = None
+    if bounds:
+        good = sum(all(v[i] <= bound for bound, v in bounds) for i in range(len(done))) / window
     lat = stats.summarize_ms(latencies)
     pct = stats.percentile
     metrics: dict[Metric, Optional[float]] = {
@@ -142,5 +173,17 @@ def summarize(
         VALID: float(valid),
         BEHIND: behind_share,
     }
+    if tokens:
+        metrics.update(
+            {
+                TTFT_P50: pct(ttfts, 50),
+                TTFT_P99: pct(ttfts, 99),
+                TPOT_P50: pct(tpots, 50) if tpots else None,
+                TPOT_P99: pct(tpots, 99) if tpots else None,
+                ITL_P50: pct(itl_ms, 50) if itl_ms else None,
+                ITL_P99: pct(itl_ms, 99) if itl_ms else None,
+                OUTPUT_TOKENS: len(done) * tokens / window,
+            }
+        )
     failures = {s: sum(r.status == s for r in requests) for s in (REJECTED, ERROR, TIMEOUT)}
     return Verdict(metrics, valid, "; ".join(reasons), slo_met, behind_share > BEHIND_SHARE, failures)

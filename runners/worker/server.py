@@ -10,7 +10,7 @@ import select
 import socket
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Optional
 
 from runners.serving import wire
 
@@ -24,11 +24,12 @@ class Batches:
     seconds: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     rejected: int = 0
+    token_times: list[tuple[int, list[float]]] = field(default_factory=list)  # decoders: (batch size, token times)
 
 
 def serve(
     socks: list[socket.socket],
-    run_batch: Callable[[int], object],
+    run_batch: Callable[[int], Optional[list[float]]],
     max_batch_size: int,
     max_queue_delay_s: float,
     max_queue: int,
@@ -73,20 +74,23 @@ def serve(
         if not queue or (len(queue) < max_batch_size and now() < queue[0][1] + max_queue_delay_s):
             continue
         batch = [queue.popleft() for _ in range(min(max_batch_size, len(queue)))]
-        status, began = wire.OK, now()
+        status, began, tokens = wire.OK, now(), None
         try:
-            run_batch(len(batch))
+            tokens = run_batch(len(batch))  # decoders: the time of each token; None: a forward pass
         except Exception as exc:  # noqa: BLE001  (a failed batch fails its requests, not the server)
             status = wire.ERROR
             if len(batches.errors) < 5:
                 batches.errors.append(f"{type(exc).__name__}: {exc}")
         done = now()
+        first = tokens[0] if tokens else done
+        if tokens:
+            batches.token_times.append((len(batch), tokens))
         batches.sizes.append(len(batch))
         batches.started.append(began)
         batches.seconds.append(done - began)
         answers: dict[socket.socket, list[bytes]] = {}
         for rid, received, sock in batch:
-            answers.setdefault(sock, []).append(pack(rid, status, received, began, done, done))
+            answers.setdefault(sock, []).append(pack(rid, status, received, began, first, done))
         for sock, records in answers.items():
             if sock in open_socks:
                 sock.sendall(b"".join(records))

@@ -81,8 +81,9 @@ def write_csv(requests: list[Request], path: Path) -> None:
             writer.writerow([getattr(r, f) for f in FIELDS])
 
 
-def run(job, config: BenchConfig, run_batch: Callable[[int], object], result: Result, wait_for_tenants, log) -> list:
-    """Serve one run; returns every request's record (the scenario derives the figures)."""
+def run(job, config: BenchConfig, run_batch: Callable[[int], object], result: Result, wait_for_tenants, log):
+    """Serve one run; returns every request's record and the inter-token gaps in ms, each
+    batch's once per request in it (the scenario derives the figures)."""
     serve, run_dir = config.serve, Path(job.run_dir)
     log(f"warm-up: batch sizes 1..{serve.max_batch_size}")
     warm_up(run_batch, serve.max_batch_size, config.workload.warmup_steps)
@@ -134,4 +135,7 @@ def run(job, config: BenchConfig, run_batch: Callable[[int], object], result: Re
         sync="step",
         inputs=config.workload.inputs.value,
     )
-    return requests
+    itl_ms = [
+        (b - a) * 1e3 for size, times in batches.token_times for a, b in zip(times, times[1:]) for _ in range(size)
+    ]
+    return requests, itl_ms

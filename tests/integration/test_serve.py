@@ -100,7 +100,8 @@ def test_density_search_counts_tenants_at_the_slo(cli, results_dir):
 
 def test_serve_refuses_what_it_cannot_run(cli):
     for args, message in (
-        (["model=gpt2", "workload=serve"], "decoder"),
+        (["model=keras_bert", "workload=serve"], "runs PyTorch models"),
+        (["workload=serve", "serve.slo.ttft_ms=100"], "apply to decoders"),
         (["workload=serve", "serve.search=capacity"], "needs an SLO"),
         (["workload=serve", "serve.rate=-3"], "serve.rate must be > 0"),
     ):
@@ -126,3 +127,16 @@ def test_interference_of_a_training_job_and_of_a_busier_server(cli, results_dir)
             "serve_latency_ms_p99"
         )
     assert "p99 inflation" in done.stderr
+
+
+def test_a_tiny_decoder_streams_tokens_ttft_tpot_itl(cli, results_dir):
+    args = ["model=gpt2", *BERT[1:], *SHORT, "workload.seq_len=16", "serve.new_tokens=4", "serve.rate=4"]
+    done = cli(*args, "serve.slo.ttft_ms=5000", "serve.slo.tpot_ms=5000", "serve.max_batch_size=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    [r] = results_of(results_dir)
+    v = r.value
+    assert 0 < v("serve_ttft_ms_p50") < v("serve_latency_ms_p50")  # the first token comes before the last
+    assert v("serve_tpot_ms_p50") > 0 and v("serve_itl_ms_p50") > 0
+    assert v("serve_output_tokens_per_s") == v("request_throughput") * 4
+    assert v("slo_met") == 1 and v("goodput") == v("request_throughput")
+    assert "TTFT p50" in done.stderr

@@ -196,3 +196,22 @@ def test_the_server_batches_and_rejects_beyond_its_queue():
     statuses = {s: sum(r.status == s for r in requests) for s in (slo.OK, slo.REJECTED, slo.TIMEOUT)}
     assert statuses[slo.REJECTED] == batches.rejected and statuses[slo.OK] == sum(sizes)
     assert all(math.isnan(r.latency_ms) for r in requests if not r.ok)  # never a latency of zero
+
+
+def test_ttft_tpot_and_goodput_of_decoders_on_synthetic_timestamps():
+    # 200 requests, 5 tokens each: first token 40 ms after the scheduled time, then 10 ms per token
+    reqs = []
+    for i in range(200):
+        r = _request(i, 80.0)
+        r.first = r.scheduled + 0.040
+        reqs.append(r)
+    reqs[0].first = reqs[0].scheduled + 0.075  # one slow prefill: TTFT 75 ms, TPOT 1.25 ms
+    v = slo.summarize(reqs, 2.0, None, 1, 100, ttft_ms=50.0, tokens=5, itl_ms=[10.0] * 800)
+    m = {metric.name: value for metric, value in v.metrics.items()}
+    assert m["serve_ttft_ms_p50"] == pytest.approx(40.0) and m["serve_tpot_ms_p50"] == pytest.approx(10.0)
+    window = 1.99 + 0.080  # to the last completion
+    assert m["serve_itl_ms_p50"] == 10.0 and m["serve_output_tokens_per_s"] == pytest.approx(200 * 5 / window)
+    assert m["goodput"] == pytest.approx(199 / window)  # the slow prefill misses the TTFT bound
+    assert v.slo_met is True  # 1 in 200 over the bound: the p99 TTFT is within it
+    tight = slo.summarize(reqs, 2.0, None, 1, 100, tpot_ms=5.0, tokens=5)
+    assert tight.slo_met is False and tight.metrics[slo.GOODPUT] == pytest.approx(1 / window)

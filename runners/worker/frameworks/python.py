@@ -26,4 +26,8 @@ class PythonFramework(Framework):
 
     def batch_step(self, entry, workload, shape, seed, max_batch_size):
         model, _ = self._model_and_batch(entry, workload, shape, seed)
-        return lambda n: entry.forward(model, n)
+
+        def batch_step(n):
+            entry.forward(model, n)
+
+        return batch_step
