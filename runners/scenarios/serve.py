@@ -6,6 +6,8 @@ and serve.min_requests requests; otherwise it is recorded `invalid`, with why.""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import statistics
 
 from runners import names
@@ -27,6 +29,14 @@ class Serve(Scenario):
     name = "serve"
     summary = "a server under an open-loop arrival schedule: latency from the scheduled time, SLO, goodput"
     model_workload = "infer"  # a model that can infer can be served
+
+    def plan(self, config, device):
+        if device != "cpu" or config.backend.threads is not None:
+            return config
+        # The load generators need a core too: a model on every core makes its OpenMP threads
+        # spin-wait against them (and the generator falls behind its schedule).
+        threads = max(1, len(os.sched_getaffinity(0)) - config.serve.generators)
+        return dataclasses.replace(config, backend=dataclasses.replace(config.backend, threads=threads))
 
     def check(self, config, entry, backend):
         if entry.framework not in SERVING_FRAMEWORKS:
