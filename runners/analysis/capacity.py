@@ -72,3 +72,46 @@ def capacity_rows(store: Store, baseline: dict[str, str], candidate: dict[str, s
         text = " ".join(f"{k.split('.')[-1]}={v}" for k, v in settings if v not in ("", "None"))
         rows.append(CapacityRow(model, size, text, base[key][1], cand[key][1], base[key][0], cand[key][0]))
     return rows
+
+
+def _cell(value) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+def report_section(store: Store, comparisons: list) -> str:
+    """The report's serving part: max rate at SLO per pair of sides, then the serve runs of
+    each comparison (goodput, p99 from the scheduled time, SLO verdict), baseline | candidate."""
+    import html
+
+    from runners.tracking.read import parse_side
+
+    parts = []
+    for c in comparisons:
+        capacity = capacity_rows(store, parse_side(c.baseline), parse_side(c.candidate)) if c.candidate else []
+        rows = [
+            [r.model, r.size, r.settings, _cell(r.baseline_rate), _cell(r.candidate_rate), f"{r.ratio:.3f}"]
+            for r in capacity
+        ]
+        for row in (r for r in c.rows if r.workload == "serve"):
+            b, k = store.run(row.baseline_run_id).metrics, store.run(row.candidate_run_id).metrics
+            rows.append(
+                [
+                    row.model,
+                    row.size,
+                    f"one run: goodput {_cell(b.get('goodput'))} | {_cell(k.get('goodput'))} requests/s, p99 from "
+                    f"scheduled {_cell(b.get('serve_latency_ms_p99'))} | {_cell(k.get('serve_latency_ms_p99'))} ms, "
+                    f"SLO met {b.get('slo_met')} | {k.get('slo_met')}",
+                    _cell(b.get("offered_rate")),
+                    _cell(k.get("offered_rate")),
+                    "",
+                ]
+            )
+        if rows:
+            head = "".join(f"<th>{h}</th>" for h in ("model", "size", "what", "baseline", "candidate", "ratio"))
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in r) + "</tr>" for r in rows)
+            parts.append(
+                f"<h3>{html.escape(c.candidate)} vs {html.escape(c.baseline)}</h3><table><tr>{head}</tr>{body}</table>"
+            )
+    if not parts:
+        return ""
+    return "<h2>Serving: max rate at SLO (requests/s) and serve runs</h2>" + "".join(parts)
