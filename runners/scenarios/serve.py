@@ -44,6 +44,13 @@ class Serve(Scenario):
                 f"workload=serve runs PyTorch models; {entry.name} is {entry.framework}. "
                 f"Valid: models of {', '.join(SERVING_FRAMEWORKS)}"
             )
+        if config.profile:
+            raise UsageError("profile=true profiles timed steps; workload=serve has none. Use workload=infer")
+        if config.tenants > 1 and (config.serve.search.value != "none" or config.serve.aggressor.value != "none"):
+            raise UsageError(
+                "tenants=N runs N servers once; serve.search and serve.aggressor make their own runs: choose one "
+                "(serve.search=density searches over the number of tenants)"
+            )
         slo_ = config.serve.slo
         if not decoder(entry) and (slo_.ttft_ms is not None or slo_.tpot_ms is not None):
             raise UsageError(

@@ -104,6 +104,7 @@ def test_serve_refuses_what_it_cannot_run(cli):
         (["workload=serve", "serve.slo.ttft_ms=100"], "apply to decoders"),
         (["workload=serve", "serve.search=capacity"], "needs an SLO"),
         (["workload=serve", "serve.rate=-3"], "serve.rate must be > 0"),
+        (["workload=serve", "tenants=2", "serve.search=density", "serve.slo.p99_ms=9"], "choose one"),
     ):
         done = cli(*args, "tracking=none")
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
