@@ -18,7 +18,7 @@ DIAGNOSE_OVERRIDES = $(if $(backend),backend=$(backend)) $(ARGS)
 # A side of a comparison or a parity check: free text, passed whole (the command quotes it for Hydra).
 SIDES = $(if $(baseline),"baseline=$(baseline)") $(if $(candidate),"candidate=$(candidate)") $(if $(tolerance),tolerance=$(tolerance))
 
-.PHONY: help setup lint format bench sweep probe profile microbench sync ingest mlflow-server demo docs compare regressions pin-baseline parity report bench-overhead bench-loadgen test test-deps ui clean
+.PHONY: help setup lint format bench sweep probe profile microbench sync ingest mlflow-server demo docs compare regressions pin-baseline parity report bench-overhead test test-deps ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -84,6 +84,7 @@ bench-overhead: setup ## benchmark: suite throughput vs a bare hand-written loop
 
 # The null server answers at once, one request per batch: what is left is the generator, the
 # socket and the server loop. Kept as a reference: results/reference/cpu/serve-loadgen.txt.
+.PHONY: bench-loadgen
 bench-loadgen: setup ## benchmark: the serve load generator against a null server: make bench-loadgen ARGS="serve.rate=5000 repeats=10"
 	@$(PY) -m runners.cli.bench model=dummy model.size=instant workload=serve backend=cpu tracking=none \
 		serve.rate=5000 serve.duration_s=5 serve.max_batch_size=1 repeats=10 $(ARGS) >/dev/null
