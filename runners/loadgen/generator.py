@@ -32,12 +32,15 @@ class Spec:
     index: int = 0
     concurrency: Optional[int] = None
     drain_s: float = 5.0
+    min_requests: int = 0  # the schedule goes on past duration_s until it has this many (all generators)
 
 
 def run(sock: socket.socket, spec: Spec) -> list[Request]:
     mine = None
     if spec.rate is not None:
-        times = schedule.arrivals(spec.rate, spec.duration_s, spec.seed, spec.burstiness, spec.stream)
+        times = schedule.arrivals(
+            spec.rate, spec.duration_s, spec.seed, spec.burstiness, spec.stream, spec.min_requests
+        )
         mine = schedule.share(times, spec.generators, spec.index)
     sock.send(wire.REQUEST.pack(wire.READY))
     (t0,) = wire.START.unpack(sock.recv(64))
@@ -45,7 +48,9 @@ def run(sock: socket.socket, spec: Spec) -> list[Request]:
     limit = spec.concurrency or math.inf
     now, recv, unpack = wire.now, sock.recv, wire.RESPONSE.iter_unpack
     outstanding, i, held = 0, 0, False
-    end = t0 + spec.duration_s
+    end = t0 + (mine[-1][1] if mine else spec.duration_s)  # an extended schedule ends at its last arrival
+    end = max(end, t0 + spec.duration_s)
+    own_minimum = -(-spec.min_requests // spec.generators)  # closed loop: this generator's share
     deadline = None
 
     def drain() -> None:
@@ -64,7 +69,7 @@ def run(sock: socket.socket, spec: Spec) -> list[Request]:
 
     while True:
         t = now()
-        more = i < len(mine) if mine is not None else t < end
+        more = i < len(mine) if mine is not None else (t < end or i < own_minimum)
         if not more:
             if outstanding == 0:
                 break

@@ -33,7 +33,9 @@ def aggressor_config(config: BenchConfig) -> BenchConfig:
     from runners.scenarios.train import TrainConfig
 
     plain = to_plain(dataclasses.replace(config, serve=quiet))
-    lasts = serve.duration_s + serve.drain_s  # the victim's schedule and its drain, at most
+    # The victim's schedule (extended until serve.min_requests arrivals) and its drain, at most.
+    expected = max(serve.duration_s, 1.5 * serve.min_requests / serve.rate)
+    lasts = expected + serve.drain_s
     plain["workload"] = {
         **{k: v for k, v in plain["workload"].items() if k in ("batch_size", "seq_len", "image_size", "precision")},
         "kind": "train",

@@ -8,14 +8,17 @@ from __future__ import annotations
 import random
 
 
-def arrivals(rate: float, duration_s: float, seed: int, burstiness: float = 1.0, stream: int = 0) -> list[float]:
-    """Arrival times in [0, duration_s) at `rate` requests/s on average."""
+def arrivals(
+    rate: float, duration_s: float, seed: int, burstiness: float = 1.0, stream: int = 0, min_count: int = 0
+) -> list[float]:
+    """Arrival times at `rate` requests/s on average, over [0, duration_s) and on until there
+    are min_count of them (as LoadGen runs until both its minimum duration and query count)."""
     rng = random.Random(f"serve:{seed}:{stream}")  # a str seed is hashed the same on every run
     scale = 1.0 / (rate * burstiness)
     times, t = [], 0.0
     while True:
         t += rng.expovariate(rate) if burstiness == 1.0 else rng.gammavariate(burstiness, scale)
-        if t >= duration_s:
+        if t >= duration_s and len(times) >= min_count:
             return times
         times.append(t)
 

@@ -18,7 +18,7 @@ OK, REJECTED, ERROR, TIMEOUT = "ok", "rejected", "error", "timeout"
 BEHIND_MS = 1.0  # a request sent this much after its scheduled time means the generator fell behind
 BEHIND_SHARE = 0.01  # ... and more than this share of such requests is worth a warning
 
-OFFERED_RATE = Metric("offered_rate", "requests/s", "serve: requests scheduled / schedule duration")
+OFFERED_RATE = Metric("offered_rate", "requests/s", "serve: requests scheduled / the schedule's span")
 REQUESTS = Metric("requests", "count", "serve: requests scheduled (every one is sent, answered or counted failed)")
 COMPLETED = Metric("requests_completed", "count", "serve: requests answered successfully")
 FAILED = Metric("requests_failed", "count", "serve: rejected (server queue full), errors and not answered in time")
@@ -122,6 +122,8 @@ def summarize(
     tokens: Optional[int] = None,  # decoders: output tokens per request
     itl_ms: Optional[list[float]] = None,  # decoders: every gap between tokens
 ) -> Verdict:
+    # The schedule runs past duration_s until it has serve.min_requests arrivals: its real span.
+    duration_s = max([duration_s, *(r.scheduled for r in requests)])
     done = [r for r in requests if r.ok]
     latencies = [r.latency_ms for r in done]
     ttfts = [r.ttft_ms for r in done] if tokens else []

@@ -50,6 +50,7 @@ def start_generators(config: BenchConfig, run_dir: Path, stream: int) -> list[tu
             index=index,
             concurrency=None if serve.concurrency is None else -(-serve.concurrency // serve.generators),
             drain_s=serve.drain_s,
+            min_requests=serve.min_requests,
         )
         spec_path, out_path = run_dir / f"loadgen-{index}.json", run_dir / f"loadgen-{index}-records.json"
         spec_path.write_text(json.dumps(dataclasses.asdict(spec)))

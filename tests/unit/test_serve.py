@@ -51,6 +51,13 @@ def test_gamma_keeps_the_rate_and_its_burstiness_sets_the_spread(burstiness):
     assert cv == pytest.approx(1 / math.sqrt(burstiness), rel=0.1)  # gamma: CV = 1/sqrt(shape)
 
 
+def test_the_schedule_goes_on_until_its_minimum_count():
+    times = schedule.arrivals(2, 5, seed=0, min_count=40)  # ~10 in 5 s: extended to 40, about 20 s
+    assert len(times) == 40 and times[-1] > 5
+    assert schedule.arrivals(2, 5, seed=0, min_count=40)[:5] == schedule.arrivals(2, 5, seed=0)[:5]
+    assert len(schedule.arrivals(100, 5, seed=0, min_count=40)) > 400  # already enough: the duration decides
+
+
 def test_generators_share_the_schedule_without_overlap():
     times = schedule.arrivals(100, 5, seed=0)
     shares = [schedule.share(times, 3, i) for i in range(3)]
