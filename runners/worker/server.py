@@ -70,7 +70,7 @@ def serve(
                     queue.append((rid, t, sock))
             if rejected:
                 batches.rejected += len(rejected)
-                sock.sendall(b"".join(rejected))
+                _answer(sock, rejected, open_socks)
         if not queue or (len(queue) < max_batch_size and now() < queue[0][1] + max_queue_delay_s):
             continue
         batch = [queue.popleft() for _ in range(min(max_batch_size, len(queue)))]
@@ -93,5 +93,15 @@ def serve(
             answers.setdefault(sock, []).append(pack(rid, status, received, began, first, done))
         for sock, records in answers.items():
             if sock in open_socks:
-                sock.sendall(b"".join(records))
+                _answer(sock, records, open_socks)
     return batches
+
+
+def _answer(sock: socket.socket, records: list[bytes], open_socks: list) -> None:
+    """A generator that gave up (its drain time passed) may be gone before its STOP is read:
+    its unanswered requests are counted failed there; the server goes on with the others."""
+    try:
+        sock.sendall(b"".join(records))
+    except (BrokenPipeError, ConnectionResetError):
+        if sock in open_socks:
+            open_socks.remove(sock)

@@ -150,7 +150,12 @@ def _serve_in_process(spec: Spec, run_batch, max_batch=4, delay_s=0.001):
     """The real server loop here, the real generator in a thread, over a real socket pair."""
     mine, theirs = wire.socket_pair()
     out = {}
-    thread = threading.Thread(target=lambda: out.setdefault("requests", generate(theirs, spec)))
+
+    def generator():
+        out["requests"] = generate(theirs, spec)
+        theirs.close()  # as the generator's process ends
+
+    thread = threading.Thread(target=generator)
     thread.start()
     assert wire.REQUEST.unpack(mine.recv(64))[0] == wire.READY
     mine.send(wire.START.pack(wire.now() + 0.01))
@@ -222,3 +227,12 @@ def test_ttft_tpot_and_goodput_of_decoders_on_synthetic_timestamps():
     assert v.slo_met is True  # 1 in 200 over the bound: the p99 TTFT is within it
     tight = slo.summarize(reqs, 2.0, None, 1, 100, tpot_ms=5.0, tokens=5)
     assert tight.slo_met is False and tight.metrics[slo.GOODPUT] == pytest.approx(1 / window)
+
+
+def test_the_server_outlives_a_generator_that_gave_up():
+    """The generator's drain time passes while a batch runs; it stops and its process ends.
+    The answers then have nowhere to go: the server goes on, the generator counted them failed."""
+    requests, batches = _serve_in_process(
+        Spec(rate=50, duration_s=0.2, seed=0, drain_s=0.1), lambda n: time.sleep(0.5), max_batch=1
+    )
+    assert any(r.status == slo.TIMEOUT for r in requests) and batches.sizes
