@@ -145,6 +145,7 @@ def density(plan_: Plan, progress: Progress) -> tuple[GroupRecord, list[Run]]:
     most, _ = find_max_count(passes, serve.search_max_runs)
     group.set(DENSITY, most)
     group.details.update(rate=serve.rate, tried=tried, slo=dataclasses.asdict(serve.slo))
+    group.details["at_least"] = bool(tried) and all(tried.values())  # the cap was reached, not a failing count
     group = _finish(group, runs)
     group.status = "failed" if _crashed(runs) else "success"
     return group, runs

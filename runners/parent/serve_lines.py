@@ -64,8 +64,9 @@ def group_line(group: GroupRecord) -> Optional[str]:
             + (f", goodput x{v('victim_goodput_ratio'):.2f}" if v("victim_goodput_ratio") is not None else "")
         )
     if group.kind == "density":
+        capped = " (at least: every count up to serve.search_max_runs met it)" if group.details.get("at_least") else ""
         return (
             f"{group.id}: density {int(v('density') or 0)} tenants all meeting the SLO at "
-            f"{group.details.get('rate')} requests/s each ({group.details.get('tried')})"
+            f"{group.details.get('rate')} requests/s each{capped} ({group.details.get('tried')})"
         )
     return None
