@@ -15,9 +15,10 @@ from runners.contracts import RESULT_FILE, GroupRecord, Result
 TARGET_RATE, TARGET_P50_US = 5000.0, 50.0
 
 
-def rounds(results_dir: Path) -> list[Result]:
-    """The rounds of the newest repeats group of the null server."""
-    groups = sorted((results_dir / "groups").glob("dummy-serve-*-repeats*.json"), key=lambda p: p.stat().st_mtime)
+def rounds(results_dir: Path, group_id: str = "") -> list[Result]:
+    """The rounds of a repeats group of the null server: the newest, or the one named."""
+    pattern = f"{group_id}.json" if group_id else "dummy-serve-*-repeats*.json"
+    groups = sorted((results_dir / "groups").glob(pattern), key=lambda p: p.stat().st_mtime)
     if not groups:
         raise SystemExit(f"no serve repeats group under {results_dir}/groups: run make bench-loadgen")
     group = GroupRecord.load(groups[-1])
@@ -51,4 +52,4 @@ def report(results: list[Result]) -> str:
 
 
 if __name__ == "__main__":
-    print(report(rounds(Path(sys.argv[1]).resolve())))
+    print(report(rounds(Path(sys.argv[1]).resolve(), *sys.argv[2:3])))
