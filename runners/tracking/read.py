@@ -88,9 +88,10 @@ def work_settings(run: "Run") -> dict[str, str]:
     """The settings that change a step's work, with the knobs that do nothing in the run's mode
     left out (sync_every without sync=window, loader_workers without inputs=loader...)."""
     settings = {k: run.tags.get(k, "?") for k in ("model", "workload", "model_size", "backend", "device_name")}
+    serve = run.tags.get("workload") == "serve"  # its load (serve.rate ...) is its work too
     for key, value in run.params.items():
         if (
-            key.startswith(("workload.", "backend."))
+            (key.startswith(("workload.", "backend.")) or (serve and key.startswith("serve.")))
             and key not in NOT_WORK
             and not key.startswith("backend.extra_env")
         ):
