@@ -6,7 +6,7 @@ what these check. Thresholds are wide: the machine's load moves every figure."""
 import csv
 import statistics
 
-from conftest import groups_of, results_of, run_dirs
+from conftest import groups_of, results_of, run_command, run_dirs
 
 BERT = ["model=bert", "model.size=tiny", "workload=serve", "backend=cpu", "backend.threads=1", "tracking=none"]
 SHORT = ["serve.duration_s=2", "serve.min_duration_s=1", "serve.min_requests=8", "workload.warmup_steps=1"]
@@ -141,3 +141,18 @@ def test_a_tiny_decoder_streams_tokens_ttft_tpot_itl(cli, results_dir):
     assert v("serve_output_tokens_per_s") == v("request_throughput") * 4
     assert v("slo_met") == 1 and v("goodput") == v("request_throughput")
     assert "TTFT p50" in done.stderr
+
+
+def test_compare_shows_max_rate_at_slo_per_pair(cli, results_dir):
+    """Two capacity searches logged to the test's MLflow store, then `make compare` on them."""
+    search = [*DUMMY[:3], *DUMMY[4:], "serve.search=capacity", "serve.rate=100", "serve.search_max_runs=2"]
+    for label in ("a", "b"):
+        done = cli(*search, f"label={label}")
+        assert done.returncode == 0, done.stderr[-3000:]
+    compared = run_command(results_dir, "analyze", "compare", "baseline=label=a", "candidate=label=b")
+    assert compared.returncode == 0, compared.stderr[-3000:]
+    assert "max rate at SLO" in compared.stdout
+    a, b = sorted(groups_of(results_dir), key=lambda g: g.created_at)
+    rate_a, rate_b = a.value("max_rate_at_slo"), b.value("max_rate_at_slo")
+    assert f"{rate_a:,.2f}" in compared.stdout and f"{rate_b:,.2f}" in compared.stdout
+    assert f"{rate_b / rate_a:.3f}" in compared.stdout
