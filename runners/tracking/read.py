@@ -88,16 +88,17 @@ def work_settings(run: "Run") -> dict[str, str]:
     """The settings that change a step's work, with the knobs that do nothing in the run's mode
     left out (sync_every without sync=window, loader_workers without inputs=loader...)."""
     settings = {k: run.tags.get(k, "?") for k in ("model", "workload", "model_size", "backend", "device_name")}
-    serve = run.tags.get("workload") == "serve"  # its load (serve.rate ...) is its work too
     for key, value in run.params.items():
         if (
-            (key.startswith(("workload.", "backend.")) or (serve and key.startswith("serve.")))
+            key.startswith(("workload.", "backend."))
             and key not in NOT_WORK
             and not key.startswith("backend.extra_env")
         ):
             settings[key] = value
     for key, value in HISTORIC.items():
         settings.setdefault(key, value)
+    if run.tags.get("workload") == "serve":  # its load (serve.rate ...) is its work too
+        settings.update({k: v for k, v in run.params.items() if k.startswith("serve.")})
     idle = []
     if settings["workload.sync"] != "window":
         idle.append("workload.sync_every")
