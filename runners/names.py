@@ -37,6 +37,8 @@ def all_metrics() -> dict[str, Metric]:
     import runners.diagnostics.microbench  # noqa: F401
     import runners.diagnostics.probe  # noqa: F401
     import runners.parent.groups  # noqa: F401
+    import runners.parent.interference  # noqa: F401
+    import runners.parent.search  # noqa: F401
     import runners.scenarios  # noqa: F401
     import runners.worker.profiler  # noqa: F401
     import runners.worker.startup  # noqa: F401

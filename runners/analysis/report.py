@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: render to PNG
 import matplotlib.pyplot as plt  # noqa: E402
 
-from runners.analysis import sweep_view  # noqa: E402
+from runners.analysis import capacity, sweep_view  # noqa: E402
 from runners.analysis.compare import Comparison  # noqa: E402
 from runners.analysis.tables import COLUMNS, NOISE_NOTE, table_cells, title  # noqa: E402
 from runners.config import to_plain  # noqa: E402
@@ -241,6 +241,7 @@ def render(store: Store, comparisons: list[Comparison]) -> str:
         "Hover a bar or a cell for its values.</p>"
         "<h2>Overhead by pair (95% interval), largest first</h2>" + overview
         + "<h2>Throughput ratio by pair and candidate</h2>" + sweep_view.heat_map(comparisons)
+        + capacity.report_section(store, comparisons)
         + "".join(_details(store, c) for c in comparisons)
         + "<h2>Numerical parity</h2>" + parity_html
         + check

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from runners.analysis import compare as comparing
 from runners.analysis import tables
+from runners.analysis.capacity import capacity_rows
 from runners.config import AnalyzeConfig
 from runners.errors import USER_ERRORS, UsageError, one_line
 from runners.parent import compose
@@ -48,6 +49,28 @@ def _print(comparison: comparing.Comparison, wide: bool = False, out: Optional[C
         out.print(f"note: {tables.NOISE_NOTE}")
     if not comparison.rows:
         out.print("no pairs: no work (a model, workload and every setting that changes it) ran on both sides")
+
+
+def _print_capacity(rows: list) -> None:
+    """Serve capacity searches on both sides: max rate at SLO, candidate / baseline."""
+    if not rows:
+        return
+    out = Console()
+    if not out.is_terminal:
+        out.width = max(out.width, 160)
+    table = Table(title="max rate at SLO (serve.search=capacity), requests/s")
+    for column in ("model", "size", "settings", "baseline", "candidate", "ratio"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.model,
+            row.size,
+            row.settings,
+            f"{row.baseline_rate:,.2f}",
+            f"{row.candidate_rate:,.2f}",
+            f"{row.ratio:.3f}",
+        )
+    out.print(table)
 
 
 def _record(store: Store, comparison: comparing.Comparison, kind: str) -> list[Path]:
@@ -140,6 +163,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     _print(comparison, config.wide)
+    if command == "compare":
+        _print_capacity(capacity_rows(store, parse_side(baseline), candidate))
     for path in _record(store, comparison, command):
         print(f"wrote {path}")
     if command == "regressions" and comparison.regressions:

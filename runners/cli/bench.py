@@ -18,10 +18,10 @@ from typing import Optional
 
 import hydra
 
-from runners.config import BenchConfig
+from runners.config import Aggressor, BenchConfig, Search
 from runners.contracts import GroupRecord, find_successful
 from runners.errors import USER_ERRORS, UsageError, one_line
-from runners.parent import compose, groups
+from runners.parent import compose, groups, interference, search, serve_lines
 from runners.parent.console import Finished, console, print_summary, progress, status_line
 from runners.parent.launch import launch, plan_text
 from runners.parent.plan import Plan, plan
@@ -82,7 +82,10 @@ class Session:
                 f" (ttft p50 {result.value('ttft_ms_p50'):.1f} ms, {result.value('tpot_ms_mean', 0):.2f} ms per "
                 f"output token, {result.value('output_tokens_per_s'):.1f} output tokens/s)"
             )
+        extra += serve_lines.run_line(result)
         console.print(f"{result.display_name}: {status_line(result)}{extra} -> {finished.run_dir}")
+        for warning in serve_lines.warnings(result):
+            console.print(f"  [yellow]warning:[/] {warning}")
         return finished
 
     def record_group(self, config, group: Optional[GroupRecord], runs: list) -> None:
@@ -106,9 +109,13 @@ class Session:
 
 
 def _describe_group(group: GroupRecord, config: BenchConfig) -> Optional[str]:
-    if group.status != "success":
+    if group.status != "success" and group.kind not in ("tenants", "capacity", "density", "interference"):
+        return None
+    if group.status != "success" and not serve_lines.group_line(group):
         return None
     v = group.value
+    if serve_lines.group_line(group):
+        return serve_lines.group_line(group)
     if group.kind == "tenants":
         return (
             f"{group.id}: aggregate {v('aggregate_throughput'):.2f} samples/s over {config.tenants} tenants, "
@@ -143,7 +150,11 @@ def run_plan(plan_: Plan, session: Session) -> None:
             session.finished.append(Finished(Result.load(done / RESULT_FILE), done, True))
             return
     with progress(plan_.run_name) as update, plan_.backend.session():
-        if config.tenants > 1:
+        if config.workload.kind == "serve" and config.serve.search is not Search.none:
+            group, runs = search.run(plan_, update)
+        elif config.workload.kind == "serve" and config.serve.aggressor is not Aggressor.none:
+            group, runs = interference.run(plan_, update)
+        elif config.tenants > 1:
             group, runs = groups.run_tenants(plan_, update)
         elif config.repeats > 1:
             group, runs = groups.run_repeats(plan_, update)

@@ -43,12 +43,21 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return f"{value:,.{digits}f}" if isinstance(value, (int, float)) else "-"
 
 
+def _serve_invalid(result: Result) -> str:
+    return (result.details.get("serve") or {}).get("invalid_because") or ""
+
+
+def invalid_because(result: Result) -> str:
+    """A serve run too short to be valid, or a layer that did not engage."""
+    return _serve_invalid(result) or (result.evidence.verdict if result.evidence else "no evidence of the backend")
+
+
 def status_line(result: Result) -> str:
     if result.ok:
         warning = result.evidence and not result.evidence.engaged
         return f"ok (warning, engagement not required: {result.evidence.verdict})" if warning else "ok"
     if result.status == INVALID:
-        return f"INVALID ({result.evidence.verdict if result.evidence else 'no evidence of the backend'})"
+        return f"INVALID ({invalid_because(result)})"
     return f"FAILED ({result.error.type}: {result.error.message})" if result.error else "FAILED"
 
 
@@ -62,7 +71,7 @@ def summary_table(rows: list[Finished]) -> Table:
         throughput = result.metrics.get("throughput")
         status = result.status if not result.error else f"failed: {result.error.type}"
         if result.status == INVALID:
-            status = "INVALID: layer not engaged"
+            status = "INVALID: " + ("too short" if _serve_invalid(result) else "layer not engaged")
         name = result.model.name if result.model else result.task
         table.add_row(
             name + (f" ({result.display_name[len(result.run_name) + 1 :]})" if result.group else ""),

@@ -120,13 +120,11 @@ def summarize_tenants(group: GroupRecord, alone: Result, tenants: list[Result]) 
         group.set(metric, value)
 
 
-def run_tenants(plan_: Plan, progress: Progress) -> tuple[GroupRecord, list[Run]]:
-    """The run alone, then the tenants together. Call inside the backend's session."""
-    count = plan_.config.tenants
-    group = new_group("tenants", plan_, f"tenants{count}")
-    progress("alone (reference for slowdown)")
-    alone = launch(plan_, progress, GroupRef("tenants", group.id, "alone", None, count))
-    barrier_dir = plan_.results_dir / "runs" / f".barrier-{group.id}"
+def launch_together(
+    plan_: Plan, group: GroupRecord, count: int, progress: Progress, kind: str = "tenants"
+) -> list[Run]:
+    """`count` copies of the plan at once, measuring from the same moment (a file barrier)."""
+    barrier_dir = plan_.results_dir / "runs" / f".barrier-{group.id}-{count}"
     barrier_dir.mkdir(parents=True)
     barrier = TenantBarrier(str(barrier_dir), min(BARRIER_TIMEOUT_S, plan_.config.timeout_s))
 
@@ -134,7 +132,7 @@ def run_tenants(plan_: Plan, progress: Progress) -> tuple[GroupRecord, list[Run]
         result, run_dir = launch(
             plan_,
             progress if index == 0 else lambda _: None,
-            GroupRef("tenants", group.id, "tenant", index, count),
+            GroupRef(kind, group.id, "tenant", index, count),
             barrier,
         )
         if not result.ok:  # release the others from the barrier at once
@@ -146,7 +144,18 @@ def run_tenants(plan_: Plan, progress: Progress) -> tuple[GroupRecord, list[Run]
     for marker in barrier_dir.iterdir():
         marker.unlink()
     barrier_dir.rmdir()
-    summarize_tenants(group, alone[0], [r for r, _ in together])
+    return together
+
+
+def run_tenants(plan_: Plan, progress: Progress) -> tuple[GroupRecord, list[Run]]:
+    """The run alone, then the tenants together. Call inside the backend's session."""
+    count = plan_.config.tenants
+    group = new_group("tenants", plan_, f"tenants{count}")
+    progress("alone (reference for slowdown)")
+    alone = launch(plan_, progress, GroupRef("tenants", group.id, "alone", None, count))
+    together = launch_together(plan_, group, count, progress)
+    summarize = getattr(plan_.scenario, "summarize_tenants", None)  # serve: goodput and p99 per tenant
+    (summarize or summarize_tenants)(group, alone[0], [r for r, _ in together])
     return _finish(group, [alone, *together]), [alone, *together]
 
 

@@ -138,11 +138,12 @@ def plan(config: BenchConfig) -> Plan:
         raise UsageError(
             f"model.weights={config.model.weights} does not exist (a local file or directory; nothing is downloaded)"
         )
-    if kind not in entry.workloads:
-        able = [n for n in zoo.models.names() if kind in zoo.models.get(n).workloads]
+    needed = scenario.model_workload or kind  # serve needs a model that infers
+    if needed not in entry.workloads:
+        able = [n for n in zoo.models.names() if needed in zoo.models.get(n).workloads]
         raise UsageError(
-            f"model '{entry.name}' has no workload '{kind}' (it has {', '.join(entry.workloads)}); "
-            f"models with {kind}: {', '.join(able)}"
+            f"model '{entry.name}' has no workload '{needed}' (it has {', '.join(entry.workloads)}); "
+            f"models with {needed}: {', '.join(able)}"
         )
     try:
         shape = zoo.InputShape(seq_len=config.workload.seq_len, image_size=config.workload.image_size)

@@ -24,6 +24,8 @@ class Scenario:
     flops_factor: ClassVar[Optional[float]] = None
     # False: a fixed number of steps (min_steps), the same on every process, not a duration.
     time_limited: ClassVar[bool] = True
+    # The zoo workload a model must have for this kind; None: the kind's own name.
+    model_workload: ClassVar[Optional[str]] = None
 
     # -- in the parent ----------------------------------------------------------------------
     def check(self, config: BenchConfig, entry: Any, backend: Any) -> None:
@@ -64,4 +66,4 @@ class Scenario:
 
 scenarios: Registry[type[Scenario]] = Registry("workload")
 
-from runners.scenarios import generate, infer, train, train_ddp  # noqa: E402,F401  (registers the kinds)
+from runners.scenarios import generate, infer, serve, train, train_ddp  # noqa: E402,F401  (registers the kinds)

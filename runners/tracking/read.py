@@ -99,6 +99,8 @@ def work_settings(run: "Run") -> dict[str, str]:
             settings[key] = value
     for key, value in HISTORIC.items():
         settings.setdefault(key, value)
+    if run.tags.get("workload") == "serve":  # its load (serve.rate ...) is its work too
+        settings.update({k: v for k, v in run.params.items() if k.startswith("serve.")})
     idle = []
     if settings["workload.sync"] != "window":
         idle.append("workload.sync_every")

@@ -19,7 +19,7 @@ from runners.redact import redact_tree, redact_value
 MAX_PARAM_LENGTH = 6000  # MLflow's limit for a param value
 TRACKING_FILE, UNSYNCED_FILE = "tracking.json", "UNSYNCED"
 LOCK_RETRIES = 8
-ARTIFACTS = (RESULT_FILE, LOG_FILE, JOB_FILE, LAUNCH_FILE, "trace.json", "top_ops.txt")
+ARTIFACTS = (RESULT_FILE, LOG_FILE, JOB_FILE, LAUNCH_FILE, "trace.json", "top_ops.txt", "requests.csv")
 
 # Every tag of a run's MLflow record, and how it is read off the result.
 TAGS: dict[str, Callable[[Result], str]] = {

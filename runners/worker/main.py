@@ -216,6 +216,20 @@ def record_energy(result: Result, meter: Optional[nvml.EnergyMeter], m: measure.
     result.set(names.POWER_MEAN, meter.joules / meter.seconds)
 
 
+def record_memory(result: Result, framework: Framework, sampler) -> None:
+    readings = framework.memory() + (sampler.readings() if framework.device == "cuda" else [])
+    readings.append(
+        {
+            "source": "rusage.ru_maxrss",
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "scope": "host memory, peak resident set of the worker process",
+        }
+    )
+    result.memory = [MemoryReading(**reading) for reading in readings]
+    result.memory_peak_source = result.memory[0].source
+    result.set(names.MEMORY_PEAK, result.memory[0].peak_mb)
+
+
 def run_workload(job: Job, result: Result, state: dict[str, Any]) -> None:
     config = job.bench_config()
     workload = config.workload
@@ -224,9 +238,15 @@ def run_workload(job: Job, result: Result, state: dict[str, Any]) -> None:
     device = framework.device
 
     log(f"building {entry.name} ({entry.size}) for {workload.kind} on {device}")
+    sampler = nvml.MemorySampler() if device == "cuda" else contextlib.nullcontext()
+    if hasattr(scenario, "run_worker"):  # the scenario runs the worker itself (serve: a server)
+        with sampler:
+            scenario.run_worker(job, config, framework, entry, shape, result, wait_for_tenants, log)
+        result.model.params = framework.param_count()
+        record_memory(result, framework, sampler)
+        return
     step = scenario.build_step(framework, entry, workload, shape, config.seed)
     result.model.params = framework.param_count()
-    sampler = nvml.MemorySampler() if device == "cuda" else contextlib.nullcontext()
     energy = nvml.EnergyMeter() if device == "cuda" else None
     timed = scenario.time_limited
 
@@ -268,17 +288,7 @@ def run_workload(job: Job, result: Result, state: dict[str, Any]) -> None:
         for name, value in profile["per_step"].items():
             result.set(profiler.PER_STEP[name], value)
 
-    readings = framework.memory() + (sampler.readings() if device == "cuda" else [])
-    readings.append(
-        {
-            "source": "rusage.ru_maxrss",
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "scope": "host memory, peak resident set of the worker process",
-        }
-    )
-    result.memory = [MemoryReading(**reading) for reading in readings]
-    result.memory_peak_source = result.memory[0].source
-    result.set(names.MEMORY_PEAK, result.memory[0].peak_mb)
+    record_memory(result, framework, sampler)
 
     result.measurement.final_loss = framework.final_loss()
     tokens = entry.items_per_sample(shape)

@@ -17,7 +17,8 @@ class Dummy(ZooModel):
     task = "self-test"
     inputs = "none"
     summary = "No model: sleeps per step and injects faults on request, to test the runners."
-    sizes = {"tiny": dict(step_s=0.001), "default": dict(step_s=0.01)}
+    # instant: no work at all (the null server of the serve load generator's benchmark)
+    sizes = {"tiny": dict(step_s=0.001), "default": dict(step_s=0.01), "instant": dict(step_s=0.0)}
     default_size = "default"
     hidden = True  # not part of the zoo a user browses
 
@@ -45,7 +46,8 @@ class Dummy(ZooModel):
         return batch_size
 
     def forward(self, model, batch):
-        time.sleep(model)
+        if model:  # time.sleep(0) is still a system call that yields the core
+            time.sleep(model)
 
     def loss(self, model, batch):
         time.sleep(model)

@@ -80,6 +80,24 @@ class Framework:
     def infer_step(self, entry: ZooModel, workload: WorkloadConfig, shape: InputShape, seed: int) -> Callable[[], Any]:
         raise NotImplementedError(f"framework '{self.name}' has no inference step")
 
+    def batch_step(
+        self, entry: ZooModel, workload: WorkloadConfig, shape: InputShape, seed: int, max_batch_size: int
+    ) -> Callable[[int], Any]:
+        """Serving: a forward over n requests at once (1 <= n <= max_batch_size), synchronized."""
+        raise NotImplementedError(f"framework '{self.name}' cannot serve")
+
+    def decode_batch_step(
+        self,
+        entry: ZooModel,
+        workload: WorkloadConfig,
+        shape: InputShape,
+        seed: int,
+        max_batch_size: int,
+        new_tokens: int,
+    ) -> Callable[[int], list[float]]:
+        """Serving decoders: n prompts, then new_tokens tokens each; the CLOCK_MONOTONIC time of each token."""
+        raise NotImplementedError(f"framework '{self.name}' cannot serve decoders")
+
     def train_step(
         self, entry: ZooModel, workload: WorkloadConfig, shape: InputShape, seed: int, distributed: bool = False
     ) -> Callable[[], Any]:

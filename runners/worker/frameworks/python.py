@@ -23,3 +23,11 @@ class PythonFramework(Framework):
             return super().train_step(entry, workload, shape, seed, distributed)
         model, batch = self._model_and_batch(entry, workload, shape, seed)
         return lambda: entry.loss(model, batch)
+
+    def batch_step(self, entry, workload, shape, seed, max_batch_size):
+        model, _ = self._model_and_batch(entry, workload, shape, seed)
+
+        def batch_step(n):
+            entry.forward(model, n)
+
+        return batch_step

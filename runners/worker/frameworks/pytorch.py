@@ -104,6 +104,54 @@ class TorchFramework(Framework):
 
         return infer_step
 
+    def batch_step(self, entry, workload, shape, seed, max_batch_size):
+        """One model; a feed per batch size, each copying its host batch in and the outputs out."""
+        import dataclasses
+
+        torch = self.torch
+        self.model, one = self._model_and_feed(entry, dataclasses.replace(workload, batch_size=1), shape, seed)
+        feeds = {1: one}
+        for n in range(2, max_batch_size + 1):
+            feeds[n] = TorchFeed(self, entry, dataclasses.replace(workload, batch_size=n), shape, seed)
+        model = self._compiled(self.model)
+        model.eval()
+
+        def batch_step(n):
+            feed = feeds[n]
+            with torch.inference_mode(), self.autocast():
+                feed.back(entry.forward(model, feed.next()))
+            self.synchronize()
+
+        return batch_step
+
+    def decode_batch_step(self, entry, workload, shape, seed, max_batch_size, new_tokens):
+        """Serving decoders, static batching: n prompts prefilled together, then new_tokens greedy
+        steps; each token leaves the device as it is made (streamed). Returns the token times."""
+        import dataclasses
+
+        torch, now = self.torch, time.monotonic  # CLOCK_MONOTONIC, as the load generator's
+        self.model, one = self._model_and_feed(entry, dataclasses.replace(workload, batch_size=1), shape, seed)
+        feeds = {1: one}
+        for n in range(2, max_batch_size + 1):
+            feeds[n] = TorchFeed(self, entry, dataclasses.replace(workload, batch_size=n), shape, seed)
+        model = self.model.eval()
+
+        def decode_batch_step(n):
+            feed, times = feeds[n], []
+            with torch.inference_mode(), self.autocast():
+                token = feed.next()["input_ids"]  # the prompt, then each token made
+                out = None
+                for _ in range(new_tokens):
+                    past = out.past_key_values if out is not None else None
+                    out = model(input_ids=token, past_key_values=past, use_cache=True)
+                    token = out.logits[:, -1:].argmax(-1)
+                    feed.back(token)
+                    self.synchronize()
+                    times.append(now())
+            return times
+
+        return decode_batch_step
+
     def train_step(self, entry, workload, shape, seed, distributed=False):
         torch = self.torch
         self.model, feed = self._model_and_feed(entry, workload, shape, seed)

@@ -1,0 +1,117 @@
+"""`make compare` for serve capacity searches: the newest "max rate at SLO" of each side,
+paired like with like (model, size and the serving settings of the search's probes: the
+SLO, batching, arrival process, input shape), and their ratio. Read from the searches'
+MLflow group runs (tags.kind = capacity) and one probe of each (its params)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runners.tracking.read import TAG_KEYS, Store, _clause
+
+# What changes the answer of a search, besides the sides: a pair must match on these.
+PAIR_PARAMS = (
+    "serve.slo.p99_ms",
+    "serve.max_batch_size",
+    "serve.max_queue_delay_ms",
+    "serve.max_queue",
+    "serve.arrival",
+    "serve.burstiness",
+    "serve.concurrency",
+    "serve.duration_s",
+    "serve.search_tolerance",
+    "workload.seq_len",
+    "workload.image_size",
+    "workload.precision",
+    "workload.inputs",
+    "backend.threads",
+)
+
+
+@dataclass
+class CapacityRow:
+    model: str
+    size: str
+    settings: str
+    baseline_rate: float
+    candidate_rate: float
+    baseline_group: str
+    candidate_group: str
+
+    @property
+    def ratio(self) -> float:
+        return self.candidate_rate / self.baseline_rate if self.baseline_rate else float("nan")
+
+
+def _searches(store: Store, filters: dict[str, str]) -> dict[tuple, tuple[str, float]]:
+    """(model, size, settings) -> (group id, max rate at SLO) of the newest search of a side."""
+    tags = {k: v for k, v in filters.items() if k in TAG_KEYS or k.startswith("tags.")}
+    params = {k.removeprefix("params."): v for k, v in filters.items() if k not in tags}
+    clauses = [_clause(k, v) for k, v in tags.items()] + ["tags.kind = 'capacity'", "tags.status = 'success'"]
+    found: dict[tuple, tuple[str, float]] = {}
+    for group in store._search(" and ".join(clauses)):  # newest first
+        if "max_rate_at_slo" not in group.data.metrics:
+            continue
+        probes = store._search(f"tags.mlflow.parentRunId = '{group.info.run_id}'")
+        if not probes:
+            continue
+        probe = probes[0].data.params
+        if any(probe.get(k) != v for k, v in params.items()):
+            continue
+        settings = tuple((k, probe.get(k, "")) for k in PAIR_PARAMS if k not in params)
+        key = (group.data.tags.get("model", "?"), group.data.tags.get("model_size", "?"), settings)
+        found.setdefault(key, (group.data.tags.get("group", group.info.run_id), group.data.metrics["max_rate_at_slo"]))
+    return found
+
+
+def capacity_rows(store: Store, baseline: dict[str, str], candidate: dict[str, str]) -> list[CapacityRow]:
+    base, cand = _searches(store, baseline), _searches(store, candidate)
+    rows = []
+    for key in sorted(base.keys() & cand.keys()):
+        model, size, settings = key
+        text = " ".join(f"{k.split('.')[-1]}={v}" for k, v in settings if v not in ("", "None"))
+        rows.append(CapacityRow(model, size, text, base[key][1], cand[key][1], base[key][0], cand[key][0]))
+    return rows
+
+
+def _cell(value) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+def report_section(store: Store, comparisons: list) -> str:
+    """The report's serving part: max rate at SLO per pair of sides, then the serve runs of
+    each comparison (goodput, p99 from the scheduled time, SLO verdict), baseline | candidate."""
+    import html
+
+    from runners.tracking.read import parse_side
+
+    parts = []
+    for c in comparisons:
+        capacity = capacity_rows(store, parse_side(c.baseline), parse_side(c.candidate)) if c.candidate else []
+        rows = [
+            [r.model, r.size, r.settings, _cell(r.baseline_rate), _cell(r.candidate_rate), f"{r.ratio:.3f}"]
+            for r in capacity
+        ]
+        for row in (r for r in c.rows if r.workload == "serve"):
+            b, k = store.run(row.baseline_run_id).metrics, store.run(row.candidate_run_id).metrics
+            rows.append(
+                [
+                    row.model,
+                    row.size,
+                    f"one run: goodput {_cell(b.get('goodput'))} | {_cell(k.get('goodput'))} requests/s, p99 from "
+                    f"scheduled {_cell(b.get('serve_latency_ms_p99'))} | {_cell(k.get('serve_latency_ms_p99'))} ms, "
+                    f"SLO met {b.get('slo_met')} | {k.get('slo_met')}",
+                    _cell(b.get("offered_rate")),
+                    _cell(k.get("offered_rate")),
+                    "",
+                ]
+            )
+        if rows:
+            head = "".join(f"<th>{h}</th>" for h in ("model", "size", "what", "baseline", "candidate", "ratio"))
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in r) + "</tr>" for r in rows)
+            parts.append(
+                f"<h3>{html.escape(c.candidate)} vs {html.escape(c.baseline)}</h3><table><tr>{head}</tr>{body}</table>"
+            )
+    if not parts:
+        return ""
+    return "<h2>Serving: max rate at SLO (requests/s) and serve runs</h2>" + "".join(parts)

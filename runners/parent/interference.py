@@ -1,0 +1,83 @@
+"""`serve.aggressor=train|serve`: interference, in the parent. The server (the victim) runs
+alone at serve.rate, then again while an aggressor runs on the same backend: the same model
+training, or a second server of it at serve.aggressor_rate (default 4 x serve.rate). Both
+start measuring at the same moment (the tenants' file barrier); the aggressor lasts the
+victim's whole schedule. The group's figure: the victim's p99 inflation, with / alone."""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
+
+from runners.config import Aggressor, BenchConfig, from_plain, to_plain
+from runners.contracts import GroupRecord, GroupRef, Metric, TenantBarrier
+from runners.parent.groups import BARRIER_TIMEOUT_S, Progress, Run, _finish, new_group
+from runners.parent.launch import launch
+from runners.parent.plan import Plan, plan
+from runners.scenarios.serve import P99_INFLATION
+from runners.serving import slo
+
+VICTIM_ALONE_P99 = Metric("victim_alone_latency_ms_p99", "ms", "interference: the victim's serve p99, alone")
+VICTIM_P99 = Metric("victim_latency_ms_p99", "ms", "interference: the victim's serve p99 next to the aggressor")
+GOODPUT_LOSS = Metric("victim_goodput_ratio", "ratio", "interference: the victim's goodput with / alone")
+
+
+def aggressor_config(config: BenchConfig) -> BenchConfig:
+    serve = config.serve
+    quiet = dataclasses.replace(serve, aggressor=Aggressor.none)
+    if serve.aggressor is Aggressor.serve:
+        return dataclasses.replace(
+            config, serve=dataclasses.replace(quiet, rate=serve.aggressor_rate or 4 * serve.rate)
+        )
+    from runners.backends import backends
+    from runners.scenarios.train import TrainConfig
+
+    plain = to_plain(dataclasses.replace(config, serve=quiet))
+    # The victim's schedule (extended until serve.min_requests arrivals) and its drain, at most.
+    expected = max(serve.duration_s, 1.5 * serve.min_requests / serve.rate)
+    lasts = expected + serve.drain_s
+    plain["workload"] = {
+        **{k: v for k, v in plain["workload"].items() if k in ("batch_size", "seq_len", "image_size", "precision")},
+        "kind": "train",
+        "warmup_steps": 1,
+        "min_steps": 1,
+        "min_duration_s": lasts,
+        "max_duration_s": lasts + 5,
+    }
+    own = {("workload",): TrainConfig, ("backend",): backends.get(config.backend.name).config_class}
+    return from_plain(BenchConfig, plain, own)
+
+
+def run(plan_: Plan, progress: Progress) -> tuple[GroupRecord, list[Run]]:
+    config = plan_.config
+    kind = config.serve.aggressor.value
+    group = new_group("interference", plan_, f"vs-{kind}")
+    quiet = plan(dataclasses.replace(config, serve=dataclasses.replace(config.serve, aggressor=Aggressor.none)))
+    progress("victim alone")
+    alone = launch(quiet, progress, GroupRef("interference", group.id, "alone"))
+    barrier_dir = plan_.results_dir / "runs" / f".barrier-{group.id}"
+    barrier_dir.mkdir(parents=True)
+    barrier = TenantBarrier(str(barrier_dir), min(BARRIER_TIMEOUT_S, config.timeout_s))
+    aggressor = plan(aggressor_config(config))
+    progress(f"victim next to a {kind} aggressor")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        victim_run = pool.submit(launch, quiet, progress, GroupRef("interference", group.id, "victim", 0, 2), barrier)
+        aggressor_run = pool.submit(
+            launch, aggressor, lambda _: None, GroupRef("interference", group.id, "aggressor", 1, 2), barrier
+        )
+        victim, attacker = victim_run.result(), aggressor_run.result()
+    for marker in barrier_dir.iterdir():
+        marker.unlink()
+    barrier_dir.rmdir()
+    runs = [alone, victim, attacker]
+    a, v = alone[0], victim[0]
+    group.details.update(aggressor=kind, aggressor_status=attacker[0].status)
+    if a.ok and v.ok:
+        p99_alone, p99_with = a.value(slo.LAT_P99.name), v.value(slo.LAT_P99.name)
+        group.set(VICTIM_ALONE_P99, p99_alone)
+        group.set(VICTIM_P99, p99_with)
+        group.set(P99_INFLATION, p99_with / p99_alone if p99_alone else None)
+        good_alone, good_with = a.value(slo.GOODPUT.name), v.value(slo.GOODPUT.name)
+        if good_alone and good_with is not None:
+            group.set(GOODPUT_LOSS, good_with / good_alone)
+    return _finish(group, runs), runs
