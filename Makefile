@@ -37,7 +37,8 @@ FRAMEWORK ?= auto
 # A folder from `make wheelhouse`: install from it alone, no package index (an offline GPU host).
 WHEELHOUSE ?=
 # Optional parts (pyproject extras) besides the core; from a wheelhouse, only what it holds.
-EXTRAS ?= $(if $(WHEELHOUSE),,runtimes,tracking,cluster,test,ray)
+comma := ,
+EXTRAS ?= zoo$(if $(WHEELHOUSE),,$(comma)runtimes$(comma)tracking$(comma)cluster$(comma)test$(comma)ray)
 # uv installs the same pins in seconds where pip takes minutes; it ignores pip's settings,
 # so the local wheel folder is passed on, and pip does the whole install where uv fails.
 # Bytecode is compiled at install time, as pip does: where PYTHONDONTWRITEBYTECODE is set
@@ -78,10 +79,10 @@ $(VENV)/.installed: pyproject.toml
 WHEELHOUSE_DIR ?= wheelhouse
 WHEEL_PYTHON ?=
 WHEEL_PLATFORM ?=
-WHEEL_EXTRAS ?=
+WHEEL_EXTRAS ?= zoo
 wheelhouse: ## wheels of everything but the framework, for make setup WHEELHOUSE=<dir> on a host with no index
 	$(PYTHON) runners/cli/wheelhouse.py --dest $(WHEELHOUSE_DIR) $(if $(WHEEL_PYTHON),--python $(WHEEL_PYTHON)) \
-		$(foreach p,$(WHEEL_PLATFORM),--platform $(p)) $(if $(WHEEL_EXTRAS),--extras $(WHEEL_EXTRAS))
+		$(foreach p,$(WHEEL_PLATFORM),--platform $(p)) --extras "$(WHEEL_EXTRAS)"
 
 bench: setup ## run one workload (defaults: model=bert workload=infer backend=auto)
 	@$(PY) -m runners.cli.bench $(OVERRIDES)

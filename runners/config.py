@@ -220,6 +220,14 @@ class ServeConfig:
             f"serve.aggressor_rate must be > 0 requests/s, got {self.aggressor_rate}",
         )
         _check(
+            self.search is Search.none or self.rate is not None,
+            f"serve.search={self.search.value} works at a request rate: give serve.rate, not null",
+        )
+        _check(
+            self.aggressor is Aggressor.none or self.rate is not None,
+            "serve.aggressor measures a victim at a fixed rate: give serve.rate, not null",
+        )
+        _check(
             self.search is not Search.capacity or self.rate is not None,
             "serve.search=capacity varies serve.rate: give a starting rate, not null",
         )
@@ -387,6 +395,8 @@ def config_hash(config: "BenchConfig") -> str:
         plain.pop(key, None)
     if plain["workload"]["kind"] != "serve":
         plain.pop("serve", None)  # only serve reads it: other runs keep the hashes they had
+    if plain.get("runtime", {}).get("name") in ("auto", "pytorch", "tensorflow"):
+        plain.pop("runtime", None)  # the model's own framework, as before runtimes existed: the same hashes
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
 
 

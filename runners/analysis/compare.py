@@ -142,6 +142,10 @@ def _is_micro(run: Run) -> bool:
     return run.tags.get("task") == "microbench"
 
 
+def _is_serve(run: Run) -> bool:
+    return run.tags.get("workload") == "serve"
+
+
 def _micro_rows(base: list[Run], cand: list[Run]) -> list[MicroRow]:
     if not base or not cand:
         return []
@@ -185,8 +189,10 @@ def compare_runs(
     """`sides`: the filter keys that define the two sides, left out of the pairing."""
     base_micro = [r for r in baseline_runs if _is_micro(r)]
     cand_micro = [r for r in candidate_runs if _is_micro(r)]
-    base = _group([r for r in baseline_runs if not _is_micro(r)], sides)
-    cand = _group([r for r in candidate_runs if not _is_micro(r)], sides)
+    # A serve run's throughput is the rate it was offered: no verdict on it. Serve runs are
+    # compared by their max rate at the SLO (analysis/capacity.py) instead.
+    base = _group([r for r in baseline_runs if not _is_micro(r) and not _is_serve(r)], sides)
+    cand = _group([r for r in candidate_runs if not _is_micro(r) and not _is_serve(r)], sides)
     rows = []
     for work in sorted(set(base) & set(cand)):
         b, c = base[work], cand[work]

@@ -164,7 +164,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     _print(comparison, config.wide)
     if command == "compare":
-        _print_capacity(capacity_rows(store, parse_side(baseline), candidate))
+        try:
+            _print_capacity(capacity_rows(store, parse_side(baseline), candidate))
+        except USER_ERRORS as exc:
+            print(f"error: {one_line(exc)}", file=sys.stderr)
+            return 2
     for path in _record(store, comparison, command):
         print(f"wrote {path}")
     if command == "regressions" and comparison.regressions:

@@ -26,7 +26,6 @@ from runners.errors import USER_ERRORS, UsageError, one_line
 from runners.parent import compose
 from runners.parent.gpu_paths import Item, Missing, items, successful
 
-TOTAL_BUDGET_S = 480
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 KEEP = ("result.json", "job.json", "launch.json")  # per run; worker logs only for failed items
 
@@ -68,7 +67,7 @@ def run_item(item: Item, out: Path, work: Path) -> dict:
             done = _run(argv, handle, left)
             if done is None:
                 return _finish(row, began, FAILED, f"over its budget of {item.budget_s:.0f} s", work, out, item)
-            if done != 0:
+            if done != 0 and item.judge_exit:
                 reason = f"`{command[0]}` exited {done}: {_why(work, log.read_text())}"
                 return _finish(row, began, FAILED, reason, work, out, item)
     try:

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dest", default="wheelhouse")
     parser.add_argument("--python", default="%d.%d" % sys.version_info[:2], help="target Python, e.g. 3.12")
     parser.add_argument("--platform", action="append", help="target platform tag(s); default: this machine's")
-    parser.add_argument("--extras", default="", help="optional parts besides the core, e.g. tracking,test")
+    parser.add_argument("--extras", default="zoo", help="optional parts besides the core (default zoo: transformers)")
     args = parser.parse_args(argv)
     extras = [e for e in args.extras.replace(" ", ",").split(",") if e]
     platforms = args.platform or []

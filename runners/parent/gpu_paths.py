@@ -25,6 +25,7 @@ class Item:
     commands: list[list[str]]  # each: a runners.cli module, then its overrides
     check: Callable[[Path, str], str]  # (the item's results folder, its output) -> a note
     skip_reason: Callable[[], str] = field(default=lambda: "")  # "" when the item can run here
+    judge_exit: bool = True  # False: a command may fail (a run recorded invalid); the check decides
 
 
 def runs(work: Path) -> list[Result]:
@@ -140,6 +141,28 @@ def check_parity(work: Path, output: str) -> str:
     return "native vs MPS: pass"
 
 
+def check_serve_mps(work: Path, output: str) -> str:
+    successful(work, 3)  # the server alone, then 2 tenants
+    [group] = [g for g in groups(work) if g.kind == "tenants"]
+    meeting, p99 = group.value("tenants_meeting_slo"), group.value("worst_tenant_latency_ms_p99")
+    need(meeting is not None and p99 is not None, "no per-tenant SLO figures")
+    return f"{meeting:.0f}/2 tenants met p99 <= 200 ms, worst tenant p99 {p99:.1f} ms"
+
+
+def check_ort_cuda(work: Path, output: str) -> str:
+    """The CUDA execution provider ran, or (an onnxruntime without it) the run is invalid, never
+    CPU numbers labelled as the GPU's."""
+    [r] = runs(work)
+    checks = {c.name: c for c in (r.evidence.checks if r.evidence else [])}
+    need("runtime_provider" in checks, f"{r.display_name}: no provider check ({r.status})")
+    provider = checks["runtime_provider"]
+    if provider.passed:
+        need(r.ok, f"{r.display_name}: {r.status}")
+        return f"CUDA provider ran: {r.value('throughput'):.0f}/s"
+    need(r.status == "invalid", f"the CUDA provider did not run, yet the run is {r.status}")
+    return f"invalid as it should be: {provider.detail}"[:200]
+
+
 def check_overhead(work: Path, output: str) -> str:
     lines = [line.strip() for line in output.splitlines() if "bare" in line and "/" in line]
     need(bool(lines), "no suite / bare ratio printed")
@@ -159,29 +182,35 @@ def items(gpus: int) -> list[Item]:
     return [
         Item(
             "native", "bert and resnet50, train and infer, fp32 and bf16: wall vs CUDA-event time, memory sources, "
-            "inputs=host bytes, start-up, energy, MFU", 105,
+            "inputs=host bytes, start-up, energy, MFU", 95,
             [["bench", "--multirun", "model=bert,resnet50", "workload=infer,train", "workload.precision=fp32,bf16",
               "workload.batch_size=32", *native]],
             check_native,
         ),
-        Item("profile", "a profile with per-step counts (resnet50 infer)", 30,
+        Item("profile", "a profile with per-step counts (resnet50 infer)", 25,
              [["bench", "model=resnet50", "profile=true", "profile_steps=3", *native]], check_profile),
-        Item("microbench", "launch, sync, malloc, memcpy, GEMM on the bare GPU", 30,
+        Item("microbench", "launch, sync, malloc, memcpy, GEMM on the bare GPU", 25,
              [["diagnose", "diagnostic=microbench", "backend=native"]], check_microbench),
-        Item("compile", "bert infer compiled with inductor and with CUDA graphs", 75,
+        Item("compile", "bert infer compiled with inductor and with CUDA graphs", 65,
              [["bench", "--multirun", "model=bert", "workload.compile=inductor,cudagraphs", *native]], check_compile),
-        Item("generate", "llama 1B greedy decoding: TTFT, TPOT", 45,
+        Item("generate", "llama 1B greedy decoding: TTFT, TPOT", 40,
              [["bench", "model=llama", "workload=generate", "workload.precision=bf16", "workload.new_tokens=16",
                "workload.batch_size=4", *native]], check_generate),
-        Item("ddp", f"data-parallel bert training on the {gpus} GPU(s) present", 45,
+        Item("ddp", f"data-parallel bert training on the {gpus} GPU(s) present", 40,
              [["bench", "model=bert", "workload=train_ddp", f"workload.processes={gpus}", *native]], check_ddp),
-        Item("mps_tenants", "MPS at 100/50/25% SM with 2 tenants each", 70,
+        Item("mps_tenants", "MPS at 100/50/25% SM with 2 tenants each", 60,
              [["bench", "--multirun", *mps, "backend.sm_percent=100,50,25", "tenants=2"]], check_mps_tenants, no_mps),
         Item("mps_probe", "the quota probe under MPS at 50% (with a native reference)", 25,
              [["diagnose", "diagnostic=probe", "backend=mps", "backend.sm_percent=50", "diagnostic.duration_s=3"]],
              check_mps_probe, no_mps),
         Item("mps_parity", "parity of bert, native vs MPS", 30,
              [["parity", "model=bert", "candidate=backend=mps"]], check_parity, no_mps),
+        Item("serve_mps", "bert served under MPS: alone, then 2 tenants at 50 requests/s each", 30,
+             [["bench", "model=bert", "workload=serve", "backend=mps", "tenants=2", "serve.rate=50",
+               "serve.duration_s=5", "serve.drain_s=1", "serve.slo.p99_ms=200"]], check_serve_mps, no_mps),
+        Item("ort_cuda", "resnet50 on ONNX Runtime's CUDA provider (or an invalid run without it)", 20,
+             [["bench", "model=resnet50", "runtime=onnxruntime", "runtime.provider=cuda", *native]],
+             check_ort_cuda, judge_exit=False),
         Item("bench_overhead", "suite vs a bare loop on the GPU", 25,
              [["bench_overhead", "rounds=5", "seconds=1"]], check_overhead),
     ]  # fmt: skip

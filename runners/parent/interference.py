@@ -53,12 +53,12 @@ def run(plan_: Plan, progress: Progress) -> tuple[GroupRecord, list[Run]]:
     kind = config.serve.aggressor.value
     group = new_group("interference", plan_, f"vs-{kind}")
     quiet = plan(dataclasses.replace(config, serve=dataclasses.replace(config.serve, aggressor=Aggressor.none)))
+    aggressor = plan(aggressor_config(config))  # before anything runs: a bad aggressor wastes no run
     progress("victim alone")
     alone = launch(quiet, progress, GroupRef("interference", group.id, "alone"))
     barrier_dir = plan_.results_dir / "runs" / f".barrier-{group.id}"
     barrier_dir.mkdir(parents=True)
     barrier = TenantBarrier(str(barrier_dir), min(BARRIER_TIMEOUT_S, config.timeout_s))
-    aggressor = plan(aggressor_config(config))
     progress(f"victim next to a {kind} aggressor")
     with ThreadPoolExecutor(max_workers=2) as pool:
         victim_run = pool.submit(launch, quiet, progress, GroupRef("interference", group.id, "victim", 0, 2), barrier)

@@ -42,16 +42,33 @@ def job_options(config, backend) -> dict[str, Any]:
     shares; the backend is what enforces them on the device."""
     workload = config.workload
     ranks = getattr(workload, "processes", 1) if workload.kind == "train_ddp" else 1
-    processes = ranks * config.tenants
-    options: dict[str, Any] = {"num_cpus": (config.backend.threads or 1) * processes, "num_gpus": 0}
+    together, generators = _copies_at_once(config)
+    processes = ranks * together
+    options: dict[str, Any] = {"num_cpus": (config.backend.threads or 1) * processes + generators, "num_gpus": 0}
     if backend.device != "cuda":
         return options
-    share = min(1.0, (backend.compute_share() or 100.0) / 100.0 * config.tenants)
+    share = min(1.0, (backend.compute_share() or 100.0) / 100.0 * together)
     if backend.name == "vgpu":
         options["resources"] = {VGPU_RESOURCE: _whole_above_one(config.backend.vgpus * share)}
         return options
     options["num_gpus"] = _whole_above_one(ranks * share)
     return options
+
+
+def _copies_at_once(config) -> tuple[int, int]:
+    """How many copies of the workload run at once, and the load-generator processes beside them:
+    tenants; a serve density search (up to search_max_runs servers) or interference (victim and
+    aggressor), each server with its own generators."""
+    if config.workload.kind != "serve":
+        return config.tenants, 0
+    serve = config.serve
+    if serve.search.value == "density":
+        servers = serve.search_max_runs
+    elif serve.aggressor.value != "none":
+        servers = 2
+    else:
+        servers = config.tenants
+    return servers, servers * serve.generators
 
 
 def _whole_above_one(amount: float) -> float:

@@ -75,6 +75,16 @@ NOT_WORK = {
     "backend.name",  # the backend tag
     "backend.require_engagement",
 }
+# How long a serve run lasts, how its load is generated, how a search proceeds: the same load.
+SERVE_NOT_WORK = {
+    "serve.duration_s",
+    "serve.min_duration_s",
+    "serve.min_requests",
+    "serve.drain_s",
+    "serve.generators",
+    "serve.search_max_runs",
+    "serve.search_tolerance",
+}
 # Settings logged only since they exist: older runs ran with these values.
 HISTORIC = {
     "workload.inputs": "device",
@@ -100,7 +110,7 @@ def work_settings(run: "Run") -> dict[str, str]:
     for key, value in HISTORIC.items():
         settings.setdefault(key, value)
     if run.tags.get("workload") == "serve":  # its load (serve.rate ...) is its work too
-        settings.update({k: v for k, v in run.params.items() if k.startswith("serve.")})
+        settings.update({k: v for k, v in run.params.items() if k.startswith("serve.") and k not in SERVE_NOT_WORK})
     idle = []
     if settings["workload.sync"] != "window":
         idle.append("workload.sync_every")

@@ -18,7 +18,7 @@ def test_the_plan_lists_every_item_with_its_budget_and_fits_eight_minutes(tmp_pa
     for item in plan:
         assert any(line.split()[:2] == [item.name, f"{item.budget_s:.0f}"] for line in done.stdout.splitlines())
     wanted = {"native", "profile", "microbench", "compile", "generate", "ddp", "mps_tenants", "mps_probe"}
-    assert wanted | {"mps_parity", "bench_overhead"} == {i.name for i in plan}
+    assert wanted | {"mps_parity", "bench_overhead", "serve_mps", "ort_cuda"} == {i.name for i in plan}
 
 
 def test_without_a_gpu_it_refuses_in_one_line(tmp_path):

@@ -26,7 +26,7 @@ def test_tiny_bert_at_a_low_rate_and_at_an_overload(cli, results_dir):
         *BERT,
         *SHORT,
         "serve.rate=6,3000",
-        "serve.slo.p99_ms=400",
+        "serve.slo.p99_ms=2000",
         "serve.max_queue=100000",
         "serve.drain_s=1",
     )
@@ -44,7 +44,7 @@ def test_tiny_bert_at_a_low_rate_and_at_an_overload(cli, results_dir):
     early, late = _latencies_by_third(over_dir)
     assert late > 2 * early
     assert over.details["serve_batches"]["mean_batch_size"] > 2  # the queue filled the batches
-    assert "SLO p99 <= 400 ms NOT met" in done.stderr and "SLO p99 <= 400 ms MET" in done.stderr
+    assert "SLO p99 <= 2000 ms NOT met" in done.stderr and "SLO p99 <= 2000 ms MET" in done.stderr
 
 
 def test_two_tenants_each_with_its_own_load(cli, results_dir):
@@ -67,7 +67,8 @@ def test_two_tenants_each_with_its_own_load(cli, results_dir):
     assert "2/2 tenants met the SLO" in done.stderr
 
 
-DUMMY = ["model=dummy", "workload=serve", "backend=cpu", "tracking=none", *SHORT, "serve.slo.p99_ms=60"]
+# An SLO far above the self-test server's 10 ms service time: a loaded machine must not move the verdicts.
+DUMMY = ["model=dummy", "workload=serve", "backend=cpu", "tracking=none", *SHORT, "serve.slo.p99_ms=250"]
 
 
 def test_capacity_search_finds_the_rate_and_resumes(cli, results_dir):
@@ -78,7 +79,8 @@ def test_capacity_search_finds_the_rate_and_resumes(cli, results_dir):
     [group] = groups_of(results_dir)
     best = group.value("max_rate_at_slo")
     assert group.kind == "capacity" and 100 <= best <= 800
-    assert [p["rate"] for p in group.details["probes"]][:2] == [100, 200]
+    first, second = group.details["probes"][:2]
+    assert first["rate"] == 100 and second["rate"] == (200 if first["slo_met"] else 50)  # doubles or halves
     assert all(p["slo_met"] == 1 for p in group.details["probes"] if p["rate"] <= best)
     assert "max rate at SLO" in done.stderr
     runs = len(run_dirs(results_dir))
@@ -105,6 +107,8 @@ def test_serve_refuses_what_it_cannot_run(cli):
         (["workload=serve", "serve.search=capacity"], "needs an SLO"),
         (["workload=serve", "serve.rate=-3"], "serve.rate must be > 0"),
         (["workload=serve", "tenants=2", "serve.search=density", "serve.slo.p99_ms=9"], "choose one"),
+        (["workload=serve", "serve.rate=null", "serve.concurrency=2", "serve.search=density"], "give serve.rate"),
+        (["workload=serve", "serve.rate=null", "serve.concurrency=2", "serve.aggressor=train"], "give serve.rate"),
     ):
         done = cli(*args, "tracking=none")
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
@@ -123,7 +127,7 @@ def test_interference_of_a_training_job_and_of_a_busier_server(cli, results_dir)
         if kind == "serve":
             assert roles["aggressor"].value("offered_rate") > 2.5 * roles["victim"].value("offered_rate")  # 4 x
         victim, aggressor = roles["victim"].measurement.window, roles["aggressor"].measurement.window
-        assert aggressor[0] <= victim[0] + 0.5 and aggressor[1] >= victim[1]  # the aggressor ran all along
+        assert aggressor[0] <= victim[0] + 1.0 and aggressor[1] >= victim[1]  # the aggressor ran all along
         assert group.value("p99_inflation") == roles["victim"].value("serve_latency_ms_p99") / roles["alone"].value(
             "serve_latency_ms_p99"
         )
@@ -156,3 +160,4 @@ def test_compare_shows_max_rate_at_slo_per_pair(cli, results_dir):
     rate_a, rate_b = a.value("max_rate_at_slo"), b.value("max_rate_at_slo")
     assert f"{rate_a:,.2f}" in compared.stdout and f"{rate_b:,.2f}" in compared.stdout
     assert f"{rate_b / rate_a:.3f}" in compared.stdout
+    assert "equivalent" not in compared.stdout  # a serve run's throughput is its offered rate: no verdict on it

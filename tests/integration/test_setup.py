@@ -74,6 +74,7 @@ def _copy_of_the_checkout(dest: Path) -> Path:
 def test_offline_setup_reuses_the_hosts_framework(tmp_path):
     host_python = _stand_in_host_python(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "VIRTUAL_ENV"))}
+    env["PIP_CACHE_DIR"] = str(tmp_path / "pip-cache")  # nothing written outside the test's folder
     # the wheelhouse comes from a connected machine (this one); the install then uses no index
     wheels = tmp_path / "wheels"
     made = subprocess.run(
@@ -82,6 +83,7 @@ def test_offline_setup_reuses_the_hosts_framework(tmp_path):
     )  # fmt: skip
     assert made.returncode == 0, made.stderr[-3000:]
     assert not list(wheels.glob("torch-*")) and list(wheels.glob("hydra_core-*"))
+    assert list(wheels.glob("transformers-*"))  # the zoo's language models: images often lack it
 
     checkout = _copy_of_the_checkout(tmp_path / "checkout")
     offline = {**env, "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_NO_INDEX": "1"}
@@ -100,11 +102,12 @@ def test_offline_setup_reuses_the_hosts_framework(tmp_path):
     assert not list(Path(own).glob("torch*")), "setup installed a torch of its own"
     assert list(Path(own).glob("hydra_core-*.dist-info"))
 
-    # a real run in the new environment uses the preinstalled torch, and its result says so
+    # a real run in the new environment uses the preinstalled torch, and its result says so;
+    # bert: transformers from the wheelhouse, which imports the preinstalled torchvision too
     results = tmp_path / "results"
     run = subprocess.run(
-        [str(venv_python), "-m", "runners.cli.bench", "model=resnet50", "model.size=tiny", "tracking=none",
-         "workload.batch_size=1", "workload.image_size=32", "workload.min_steps=1", "workload.min_duration_s=0",
+        [str(venv_python), "-m", "runners.cli.bench", "model=bert", "model.size=tiny", "tracking=none",
+         "workload.batch_size=1", "workload.seq_len=16", "workload.min_steps=1", "workload.min_duration_s=0",
          "workload.warmup_steps=1", "backend=cpu", "backend.threads=1", f"results_dir={results}"],
         cwd=checkout, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -117,6 +120,7 @@ def test_offline_setup_reuses_the_hosts_framework(tmp_path):
     assert result.ok, result.error
     assert result.environment.package_sources["torch"] == "host"
     assert result.environment.package_sources["nvidia-ml-py"] == "venv"
+    assert result.environment.package_sources["transformers"] == "venv"
 
 
 def test_setup_refuses_a_host_framework_that_is_not_there(tmp_path):

@@ -79,3 +79,17 @@ def test_an_unreachable_head_is_one_line_in_seconds():
         ray_launch._reachable("127.0.0.1:1")
     assert ray_launch.ipaddress_is_loopback("127.0.0.1") and ray_launch.ipaddress_is_loopback("localhost")
     assert not ray_launch.ipaddress_is_loopback("10.1.2.3") and not ray_launch.ipaddress_is_loopback("head")
+
+
+def test_serve_jobs_ask_for_every_server_and_load_generator_they_run(tmp_path):
+    from runners.config import Aggressor, Search, ServeConfig, SloConfig, WorkloadConfig
+
+    serve = WorkloadConfig(kind="serve")
+    slo = SloConfig(p99_ms=50)
+    native, mps = BackendConfig(name="native"), MpsConfig(name="mps", sm_percent=25)
+    plain = options(tmp_path, native, workload=serve, serve=ServeConfig(generators=2))
+    assert plain == {"num_cpus": 1 + 2, "num_gpus": 1.0}  # the server and its two generators
+    density = ServeConfig(search=Search.density, search_max_runs=4, slo=slo)
+    assert options(tmp_path, mps, workload=serve, serve=density) == {"num_cpus": 4 + 4, "num_gpus": 1.0}
+    victim = ServeConfig(aggressor=Aggressor.train)
+    assert options(tmp_path, mps, workload=serve, serve=victim) == {"num_cpus": 2 + 2, "num_gpus": 0.5}
