@@ -107,7 +107,10 @@ def test_serve_refuses_what_it_cannot_run(cli):
         (["workload=serve", "serve.search=capacity"], "needs an SLO"),
         (["workload=serve", "serve.rate=-3"], "serve.rate must be > 0"),
         (["workload=serve", "tenants=2", "serve.search=density", "serve.slo.p99_ms=9"], "choose one"),
-        (["workload=serve", "serve.rate=null", "serve.concurrency=2", "serve.search=density"], "give serve.rate"),
+        (
+            ["workload=serve", "serve.rate=null", "serve.concurrency=2", "serve.search=density", "serve.slo.p99_ms=9"],
+            "give serve.rate",
+        ),
         (["workload=serve", "serve.rate=null", "serve.concurrency=2", "serve.aggressor=train"], "give serve.rate"),
     ):
         done = cli(*args, "tracking=none")
