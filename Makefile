@@ -121,9 +121,10 @@ bench-overhead: setup ## benchmark: suite throughput vs a bare hand-written loop
 # socket and the server loop. Kept as a reference: results/reference/cpu/serve-loadgen.txt.
 .PHONY: bench-loadgen
 bench-loadgen: setup ## benchmark: the serve load generator against a null server: make bench-loadgen ARGS="serve.rate=5000 repeats=10"
-	@$(PY) -m runners.cli.bench model=dummy model.size=instant workload=serve backend=cpu tracking=none \
-		serve.rate=5000 serve.duration_s=5 serve.max_batch_size=1 repeats=10 $(ARGS) >/dev/null
-	@$(PY) -m runners.analysis.serve_benchmark $(RESULTS)
+	@dir="$${VGPU_BENCH_RESULTS:-$(RESULTS)}"; \
+	$(PY) -m runners.cli.bench model=dummy model.size=instant workload=serve backend=cpu tracking=none \
+		serve.rate=5000 serve.duration_s=5 serve.max_batch_size=1 serve.poll_us=1000 repeats=10 results_dir="$$dir" $(ARGS) >/dev/null \
+	&& $(PY) -m runners.analysis.serve_benchmark "$$dir"
 
 profile: setup ## profile a workload: trace, top ops, per-step launches/API calls/bytes: make profile model=bert backend=native
 	@$(PY) -m runners.cli.bench profile=true $(OVERRIDES)

@@ -176,6 +176,7 @@ class ServeConfig:
     max_batch_size: int = 8  # the server's dynamic batching: at most this many requests per batch,
     max_queue_delay_ms: float = 2.0  # waiting at most this long for a batch to fill
     max_queue: int = 1000  # requests waiting in the server beyond which new ones are rejected
+    poll_us: float = 0.0  # an idle server polls this long before it sleeps (a core kept busy, no wake-up delay)
     drain_s: float = 5.0  # after the last arrival, how long outstanding requests may still complete
     generators: int = 1  # load-generator processes (more when one cannot keep up)
     new_tokens: int = 16  # decoders: tokens generated per request after its seq_len-token prompt
@@ -197,6 +198,7 @@ class ServeConfig:
             self.rate is not None or self.concurrency is not None,
             "serve.rate=null (closed loop) needs serve.concurrency=<requests outstanding>",
         )
+        _check(self.poll_us >= 0, f"serve.poll_us must be >= 0, got {self.poll_us}")
         _check(self.burstiness > 0, f"serve.burstiness must be > 0, got {self.burstiness}")
         _check(
             self.arrival is Arrival.gamma or self.burstiness == 1.0,

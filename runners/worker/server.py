@@ -33,6 +33,7 @@ def serve(
     max_batch_size: int,
     max_queue_delay_s: float,
     max_queue: int,
+    poll_s: float = 0.0,
 ) -> Batches:
     """Serve until every generator said STOP. Requests still queued then were given up by
     their generator (counted failed there)."""
@@ -47,7 +48,8 @@ def serve(
             timeout = 0.0
         else:
             timeout = max(0.0, queue[0][1] + max_queue_delay_s - now())
-        readable = select.select(open_socks, [], [], timeout)[0]
+        readable = _poll(open_socks, poll_s) if not queue and poll_s else []
+        readable = readable or select.select(open_socks, [], [], timeout)[0]
         for sock in readable:
             rejected = []
             while True:
@@ -95,6 +97,17 @@ def serve(
             if sock in open_socks:
                 _answer(sock, records, open_socks)
     return batches
+
+
+def _poll(socks: list[socket.socket], seconds: float) -> list[socket.socket]:
+    """Idle: look for a request without sleeping, for up to `seconds` (a sleeping process
+    wakes tens of microseconds after its packet arrives)."""
+    end = wire.now() + seconds
+    while wire.now() < end:
+        readable = select.select(socks, [], [], 0)[0]
+        if readable:
+            return readable
+    return []
 
 
 def _answer(sock: socket.socket, records: list[bytes], open_socks: list) -> None:

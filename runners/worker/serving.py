@@ -105,6 +105,7 @@ def run(job, config: BenchConfig, run_batch: Callable[[int], object], result: Re
             serve.max_batch_size,
             serve.max_queue_delay_ms / 1e3,
             serve.max_queue,
+            serve.poll_us / 1e6,
         )
         wall1 = time.time()
         for _, process, _ in generators:

@@ -236,3 +236,13 @@ def test_the_server_outlives_a_generator_that_gave_up():
         Spec(rate=50, duration_s=0.2, seed=0, drain_s=0.1), lambda n: time.sleep(0.5), max_batch=1
     )
     assert any(r.status == slo.TIMEOUT for r in requests) and batches.sizes
+
+
+def test_an_idle_server_polls_before_it_sleeps():
+    from runners.worker.server import _poll
+
+    mine, theirs = wire.socket_pair()
+    began = time.monotonic()
+    assert _poll([mine], 0.02) == [] and time.monotonic() - began >= 0.02  # nothing came: polled the whole time
+    theirs.send(wire.REQUEST.pack(7))
+    assert _poll([mine], 5.0) == [mine]  # found without waiting out the poll
