@@ -1,31 +1,16 @@
 """`make compare` for serve capacity searches: the newest "max rate at SLO" of each side,
-paired like with like (model, size and the serving settings of the search's probes: the
-SLO, batching, arrival process, input shape), and their ratio. Read from the searches'
+paired like with like (every setting of the search's probes that changes the work, as
+`make compare` pairs runs: work_settings, less the rate the search varies), and their ratio. Read from the searches'
 MLflow group runs (tags.kind = capacity) and one probe of each (its params)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runners.tracking.read import TAG_KEYS, Store, _clause
+from runners.tracking.read import TAG_KEYS, Run, Store, clause, normalized_tags
 
-# What changes the answer of a search, besides the sides: a pair must match on these.
-PAIR_PARAMS = (
-    "serve.slo.p99_ms",
-    "serve.max_batch_size",
-    "serve.max_queue_delay_ms",
-    "serve.max_queue",
-    "serve.arrival",
-    "serve.burstiness",
-    "serve.concurrency",
-    "serve.duration_s",
-    "serve.search_tolerance",
-    "workload.seq_len",
-    "workload.image_size",
-    "workload.precision",
-    "workload.inputs",
-    "backend.threads",
-)
+# A search varies these: every other setting that changes the work must match (work_settings).
+SEARCH_KNOBS = frozenset({"serve.rate", "serve.search"})
 
 
 @dataclass
@@ -47,18 +32,18 @@ def _searches(store: Store, filters: dict[str, str]) -> dict[tuple, tuple[str, f
     """(model, size, settings) -> (group id, max rate at SLO) of the newest search of a side."""
     tags = {k: v for k, v in filters.items() if k in TAG_KEYS or k.startswith("tags.")}
     params = {k.removeprefix("params."): v for k, v in filters.items() if k not in tags}
-    clauses = [_clause(k, v) for k, v in tags.items()] + ["tags.kind = 'capacity'", "tags.status = 'success'"]
+    clauses = [clause(k, v) for k, v in tags.items()] + ["tags.kind = 'capacity'", "tags.status = 'success'"]
     found: dict[tuple, tuple[str, float]] = {}
-    for group in store._search(" and ".join(clauses)):  # newest first
+    for group in store.search(" and ".join(clauses)):  # newest first
         if "max_rate_at_slo" not in group.data.metrics:
             continue
-        probes = store._search(f"tags.mlflow.parentRunId = '{group.info.run_id}'")
+        probes = store.search(f"tags.mlflow.parentRunId = '{group.info.run_id}'")
         if not probes:
             continue
-        probe = probes[0].data.params
-        if any(probe.get(k) != v for k, v in params.items()):
+        probe = Run(probes[0].info.run_id, normalized_tags(probes[0].data.tags), dict(probes[0].data.params), {}, 0)
+        if any(probe.params.get(k) != v for k, v in params.items()):
             continue
-        settings = tuple((k, probe.get(k, "")) for k in PAIR_PARAMS if k not in params)
+        settings = probe.work(frozenset(filters) | SEARCH_KNOBS)
         key = (group.data.tags.get("model", "?"), group.data.tags.get("model_size", "?"), settings)
         found.setdefault(key, (group.data.tags.get("group", group.info.run_id), group.data.metrics["max_rate_at_slo"]))
     return found
@@ -69,7 +54,8 @@ def capacity_rows(store: Store, baseline: dict[str, str], candidate: dict[str, s
     rows = []
     for key in sorted(base.keys() & cand.keys()):
         model, size, settings = key
-        text = " ".join(f"{k.split('.')[-1]}={v}" for k, v in settings if v not in ("", "None"))
+        shown = [(k, v) for k, v in settings if k.startswith("serve.") and v not in ("", "None")]
+        text = " ".join(f"{k.removeprefix('serve.')}={v}" for k, v in shown)
         rows.append(CapacityRow(model, size, text, base[key][1], cand[key][1], base[key][0], cand[key][0]))
     return rows
 

@@ -49,7 +49,7 @@ def normalized_tags(tags: dict[str, str]) -> dict[str, str]:
     return tags
 
 
-def _clause(key: str, value: str) -> str:
+def clause(key: str, value: str) -> str:
     quoted = value.replace("'", "\\'")
     if key.startswith(("tags.", "params.")):
         return f"{key} = '{quoted}'"
@@ -188,9 +188,9 @@ class Store:
 
     def runs(self, filters: dict[str, str]) -> list[Run]:
         """Successful single runs (not tenants, groups or comparisons) matching `filters`, newest first."""
-        clauses = [_clause(k, v) for k, v in filters.items()] + ["tags.status = 'success'"]
+        clauses = [clause(k, v) for k, v in filters.items()] + ["tags.status = 'success'"]
         runs = []
-        for r in self._search(" and ".join(clauses)):
+        for r in self.search(" and ".join(clauses)):
             tags = normalized_tags(r.data.tags)
             if "run_id" in tags and tags.get("group_kind") != "tenants" and tags["task"] not in ("probe", "parity"):
                 run = self._seen.setdefault(
@@ -202,13 +202,13 @@ class Store:
 
     def invalid(self, filters: dict[str, str]) -> list[str]:
         """Runs matching `filters` that ran but whose layer did not engage: `<name> (<run id>): <why>`."""
-        clauses = [_clause(k, v) for k, v in filters.items()] + ["tags.status = 'invalid'"]
+        clauses = [clause(k, v) for k, v in filters.items()] + ["tags.status = 'invalid'"]
         return [
             f"{r.info.run_name} ({r.data.tags.get('run_id')}): {r.data.tags.get('engagement', '')}"
-            for r in self._search(" and ".join(clauses))
+            for r in self.search(" and ".join(clauses))
         ]
 
-    def _search(self, filter_string: str) -> list:
+    def search(self, filter_string: str) -> list:
         """Every matching run, page by page: nothing is cut off at a page's end."""
         found, token = [], None
         while True:

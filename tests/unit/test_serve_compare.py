@@ -19,10 +19,15 @@ class FakeStore:
                     data=SimpleNamespace(tags=tags, metrics={"max_rate_at_slo": rate}),
                 )
             )
-            params = {"serve.slo.p99_ms": slo, "serve.max_batch_size": "8"}
-            self.probes[run_id] = [SimpleNamespace(data=SimpleNamespace(params=params))]
+            params = {"serve.slo.p99_ms": slo, "serve.max_batch_size": "8", "serve.rate": str(rate / 2 + i)}
+            probe_tags = {**tags, "kind": "run", "workload": "serve", "run_id": f"p{i}"}
+            self.probes[run_id] = [
+                SimpleNamespace(
+                    info=SimpleNamespace(run_id=f"p{i}"), data=SimpleNamespace(tags=probe_tags, params=params)
+                )
+            ]
 
-    def _search(self, filter_string):
+    def search(self, filter_string):
         if "parentRunId" in filter_string:
             return self.probes[filter_string.split("'")[1]]
         backend = filter_string.split("tags.backend = '")[1].split("'")[0]
