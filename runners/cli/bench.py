@@ -4,7 +4,10 @@
 Every job is composed, validated and planned first: bad input exits 2 with one line
 before anything runs. Then each plan runs: worker -> result file -> MLflow, and a summary
 table is printed at the end. A sweep that names a Hydra launcher (hydra/launcher=slurm,
-local, ray) is handed to Hydra, which runs each job where the launcher puts it."""
+local, ray) is handed to Hydra, which runs each job where the launcher puts it.
+
+A little over ~300 lines: the command's whole path from composition to exit code (with
+the session that records runs and groups, and the Hydra launcher entry) reads in one file."""
 
 from __future__ import annotations
 

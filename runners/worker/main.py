@@ -3,7 +3,12 @@
 Runs one job in this fresh process (started with the backend's environment, so a
 virtualization layer is in place before CUDA initializes) and always writes
 result.json next to the job, once, also when the work fails. Needs only the framework
-and the standard library: no Hydra, no MLflow."""
+and the standard library: no Hydra, no MLflow.
+
+Longer than the project's ~300 lines because it is the one place where every step of a
+run's life in the worker can fail and must still end in that one result file: the job,
+the framework's start-up phases, the scenario, profiling, evidence and the error record
+read top to bottom here; split, the failure paths would be spread over modules."""
 
 from __future__ import annotations
 
