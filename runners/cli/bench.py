@@ -112,13 +112,12 @@ class Session:
 
 
 def _describe_group(group: GroupRecord, config: BenchConfig) -> Optional[str]:
-    if group.status != "success" and group.kind not in ("tenants", "capacity", "density", "interference"):
-        return None
-    if group.status != "success" and not serve_lines.group_line(group):
+    serve_line = serve_lines.group_line(group)
+    if serve_line:
+        return serve_line
+    if group.status != "success":
         return None
     v = group.value
-    if serve_lines.group_line(group):
-        return serve_lines.group_line(group)
     if group.kind == "tenants":
         return (
             f"{group.id}: aggregate {v('aggregate_throughput'):.2f} samples/s over {config.tenants} tenants, "

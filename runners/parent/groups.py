@@ -154,8 +154,8 @@ def run_tenants(plan_: Plan, progress: Progress) -> tuple[GroupRecord, list[Run]
     progress("alone (reference for slowdown)")
     alone = launch(plan_, progress, GroupRef("tenants", group.id, "alone", None, count))
     together = launch_together(plan_, group, count, progress)
-    summarize = getattr(plan_.scenario, "summarize_tenants", None)  # serve: goodput and p99 per tenant
-    (summarize or summarize_tenants)(group, alone[0], [r for r, _ in together])
+    summarize = (plan_.scenario and plan_.scenario.summarize_tenants) or summarize_tenants  # serve: per tenant
+    summarize(group, alone[0], [r for r, _ in together])
     return _finish(group, [alone, *together]), [alone, *together]
 
 

@@ -50,11 +50,19 @@ class Scenario:
     def summarize(self, reference: "Result", run: "Result", group: "GroupRecord") -> None:
         """The group's figures from the reference and the run (both successful)."""
 
+    # A kind whose figures of co-located tenants differ from throughput slowdown and fairness
+    # (serve: goodput and p99 per tenant) defines summarize_tenants(group, alone, tenants).
+    summarize_tenants: ClassVar[Optional[Callable[..., None]]] = None
+
     # -- in the worker ----------------------------------------------------------------------
     def build_step(
         self, framework: Any, entry: Any, workload: WorkloadConfig, shape: Any, seed: int
     ) -> Callable[[], Any]:
         raise NotImplementedError
+
+    # A kind that runs the worker's whole job itself instead of a timed step (serve: a server)
+    # defines run_worker(job, config, framework, entry, shape, result, wait_for_tenants, log).
+    run_worker: ClassVar[Optional[Callable[..., None]]] = None
 
     def throughput(self, own: float, result: "Result") -> float:
         """The run's throughput from this process's own (data parallel: the sum over ranks)."""

@@ -244,7 +244,7 @@ def run_workload(job: Job, result: Result, state: dict[str, Any]) -> None:
 
     log(f"building {entry.name} ({entry.size}) for {workload.kind} on {device}")
     sampler = nvml.MemorySampler() if device == "cuda" else contextlib.nullcontext()
-    if hasattr(scenario, "run_worker"):  # the scenario runs the worker itself (serve: a server)
+    if scenario.run_worker is not None:  # the scenario runs the worker itself (serve: a server)
         with sampler:
             scenario.run_worker(job, config, framework, entry, shape, result, wait_for_tenants, log)
         result.model.params = framework.param_count()
