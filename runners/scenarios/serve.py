@@ -57,6 +57,11 @@ class Serve(Scenario):
                 f"serve.slo.ttft_ms and serve.slo.tpot_ms apply to decoders; {entry.name} answers with one forward "
                 "pass. Valid: serve.slo.p99_ms"
             )
+        if decoder(entry) and config.workload.compile.value != "none":
+            raise UsageError(
+                "workload.compile applies to one-pass models served; a decoder is served token by token, "
+                "uncompiled. Valid: workload.compile=none"
+            )
         if decoder(entry):
             try:
                 entry.check_shape(shape_of(config.workload), config.serve.new_tokens)

@@ -104,6 +104,7 @@ def test_serve_refuses_what_it_cannot_run(cli):
     for args, message in (
         (["model=keras_bert", "workload=serve"], "runs PyTorch models"),
         (["workload=serve", "serve.slo.ttft_ms=100"], "apply to decoders"),
+        (["model=gpt2", "workload=serve", "workload.compile=inductor"], "served token by token"),
         (["workload=serve", "serve.search=capacity"], "needs an SLO"),
         (["workload=serve", "serve.rate=-3"], "serve.rate must be > 0"),
         (["workload=serve", "tenants=2", "serve.search=density", "serve.slo.p99_ms=9"], "choose one"),

@@ -104,15 +104,20 @@ class TorchFramework(Framework):
 
         return infer_step
 
-    def batch_step(self, entry, workload, shape, seed, max_batch_size):
-        """One model; a feed per batch size, each copying its host batch in and the outputs out."""
+    def _feeds_by_batch_size(self, entry, workload, shape, seed, max_batch_size) -> dict:
+        """Builds self.model; a feed of host batches for every batch size a server may run."""
         import dataclasses
 
-        torch = self.torch
         self.model, one = self._model_and_feed(entry, dataclasses.replace(workload, batch_size=1), shape, seed)
         feeds = {1: one}
         for n in range(2, max_batch_size + 1):
             feeds[n] = TorchFeed(self, entry, dataclasses.replace(workload, batch_size=n), shape, seed)
+        return feeds
+
+    def batch_step(self, entry, workload, shape, seed, max_batch_size):
+        """One model; a feed per batch size, each copying its host batch in and the outputs out."""
+        torch = self.torch
+        feeds = self._feeds_by_batch_size(entry, workload, shape, seed, max_batch_size)
         model = self._compiled(self.model)
         model.eval()
 
@@ -127,13 +132,8 @@ class TorchFramework(Framework):
     def decode_batch_step(self, entry, workload, shape, seed, max_batch_size, new_tokens):
         """Serving decoders, static batching: n prompts prefilled together, then new_tokens greedy
         steps; each token leaves the device as it is made (streamed). Returns the token times."""
-        import dataclasses
-
         torch, now = self.torch, time.monotonic  # CLOCK_MONOTONIC, as the load generator's
-        self.model, one = self._model_and_feed(entry, dataclasses.replace(workload, batch_size=1), shape, seed)
-        feeds = {1: one}
-        for n in range(2, max_batch_size + 1):
-            feeds[n] = TorchFeed(self, entry, dataclasses.replace(workload, batch_size=n), shape, seed)
+        feeds = self._feeds_by_batch_size(entry, workload, shape, seed, max_batch_size)
         model = self.model.eval()
 
         def decode_batch_step(n):
