@@ -120,31 +120,34 @@ def summarize_tenants(group: GroupRecord, alone: Result, tenants: list[Result]) 
         group.set(metric, value)
 
 
-def launch_together(
-    plan_: Plan, group: GroupRecord, count: int, progress: Progress, kind: str = "tenants"
-) -> list[Run]:
-    """`count` copies of the plan at once, measuring from the same moment (a file barrier)."""
-    barrier_dir = plan_.results_dir / "runs" / f".barrier-{group.id}-{count}"
+def launch_at_once(members: list[tuple[Plan, GroupRef]], barrier_dir: Path, progress: Progress) -> list[Run]:
+    """Each plan at once, measuring from the same moment (a file barrier); a run that fails
+    releases the others from the barrier at once. The first member reports progress."""
     barrier_dir.mkdir(parents=True)
-    barrier = TenantBarrier(str(barrier_dir), min(BARRIER_TIMEOUT_S, plan_.config.timeout_s))
+    timeout = min(BARRIER_TIMEOUT_S, *(p.config.timeout_s for p, _ in members))
+    barrier = TenantBarrier(str(barrier_dir), timeout)
 
-    def launch_tenant(index: int) -> Run:
-        result, run_dir = launch(
-            plan_,
-            progress if index == 0 else lambda _: None,
-            GroupRef(kind, group.id, "tenant", index, count),
-            barrier,
-        )
-        if not result.ok:  # release the others from the barrier at once
+    def launch_member(index: int) -> Run:
+        plan_, ref = members[index]
+        result, run_dir = launch(plan_, progress if index == 0 else lambda _: None, ref, barrier)
+        if not result.ok:
             (barrier_dir / f"failed-{index}").touch()
         return result, run_dir
 
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        together = list(pool.map(launch_tenant, range(count)))
+    with ThreadPoolExecutor(max_workers=len(members)) as pool:
+        together = list(pool.map(launch_member, range(len(members))))
     for marker in barrier_dir.iterdir():
         marker.unlink()
     barrier_dir.rmdir()
     return together
+
+
+def launch_together(
+    plan_: Plan, group: GroupRecord, count: int, progress: Progress, kind: str = "tenants"
+) -> list[Run]:
+    """`count` copies of the plan at once, measuring from the same moment."""
+    members = [(plan_, GroupRef(kind, group.id, "tenant", index, count)) for index in range(count)]
+    return launch_at_once(members, plan_.results_dir / "runs" / f".barrier-{group.id}-{count}", progress)
 
 
 def run_tenants(plan_: Plan, progress: Progress) -> tuple[GroupRecord, list[Run]]:

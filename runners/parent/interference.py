@@ -7,11 +7,10 @@ victim's whole schedule. The group's figure: the victim's p99 inflation, with / 
 from __future__ import annotations
 
 import dataclasses
-from concurrent.futures import ThreadPoolExecutor
 
 from runners.config import Aggressor, BenchConfig, from_plain, to_plain
-from runners.contracts import GroupRecord, GroupRef, Metric, TenantBarrier
-from runners.parent.groups import BARRIER_TIMEOUT_S, Progress, Run, _finish, new_group
+from runners.contracts import GroupRecord, GroupRef, Metric
+from runners.parent.groups import Progress, Run, _finish, launch_at_once, new_group
 from runners.parent.launch import launch
 from runners.parent.plan import Plan, plan
 from runners.scenarios.serve import P99_INFLATION
@@ -56,19 +55,15 @@ def run(plan_: Plan, progress: Progress) -> tuple[GroupRecord, list[Run]]:
     aggressor = plan(aggressor_config(config))  # before anything runs: a bad aggressor wastes no run
     progress("victim alone")
     alone = launch(quiet, progress, GroupRef("interference", group.id, "alone"))
-    barrier_dir = plan_.results_dir / "runs" / f".barrier-{group.id}"
-    barrier_dir.mkdir(parents=True)
-    barrier = TenantBarrier(str(barrier_dir), min(BARRIER_TIMEOUT_S, config.timeout_s))
     progress(f"victim next to a {kind} aggressor")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        victim_run = pool.submit(launch, quiet, progress, GroupRef("interference", group.id, "victim", 0, 2), barrier)
-        aggressor_run = pool.submit(
-            launch, aggressor, lambda _: None, GroupRef("interference", group.id, "aggressor", 1, 2), barrier
-        )
-        victim, attacker = victim_run.result(), aggressor_run.result()
-    for marker in barrier_dir.iterdir():
-        marker.unlink()
-    barrier_dir.rmdir()
+    victim, attacker = launch_at_once(
+        [
+            (quiet, GroupRef("interference", group.id, "victim", 0, 2)),
+            (aggressor, GroupRef("interference", group.id, "aggressor", 1, 2)),
+        ],
+        plan_.results_dir / "runs" / f".barrier-{group.id}",
+        progress,
+    )
     runs = [alone, victim, attacker]
     a, v = alone[0], victim[0]
     group.details.update(aggressor=kind, aggressor_status=attacker[0].status)
