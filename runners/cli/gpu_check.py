@@ -60,8 +60,14 @@ def run_item(item: Item, out: Path, work: Path) -> dict:
     with log.open("w") as handle:
         for command in item.commands:
             left = item.budget_s - (time.monotonic() - began)
-            argv = [sys.executable, "-m", f"runners.cli.{command[0]}", *command[1:], f"results_dir={work}"]
-            argv.append("tracking=none")
+            argv = [
+                sys.executable,
+                "-m",
+                f"runners.cli.{command[0]}",
+                *command[1:],
+                f"results_dir={work}",
+                "tracking=none",
+            ]
             handle.write(f"$ {' '.join(argv[2:])}\n")
             handle.flush()
             done = _run(argv, handle, left)
@@ -110,10 +116,9 @@ def _run(argv: list[str], log, seconds: float) -> Optional[int]:
 def _finish(row: dict, began: float, status: str, note: str, work: Path, out: Path, item: Item) -> dict:
     """Keep the evidence: result, job and group files; the output, and worker logs when it failed."""
     dest = out / item.name
-    for path in [*work.glob("runs/*/*"), *work.glob("groups/*.json"), work / "output.log"]:
-        keep = path.name in KEEP or path.parent.name == "groups" or path.name == "output.log"
-        keep = keep or (status == FAILED and path.name == "worker.log")
-        if keep and path.is_file():
+    per_run = [p for p in work.glob("runs/*/*") if p.name in KEEP or (status == FAILED and p.name == "worker.log")]
+    for path in [*per_run, *work.glob("groups/*.json"), work / "output.log"]:
+        if path.is_file():
             target = dest / path.relative_to(work)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)

@@ -38,8 +38,11 @@ def groups(work: Path) -> list[GroupRecord]:
 
 def successful(work: Path, expected: int) -> list[Result]:
     found = runs(work)
-    bad = [f"{r.display_name}: {r.status} ({r.error.message if r.error else 'no error recorded'})" for r in found]
-    bad = [b for b, r in zip(bad, found) if not r.ok]
+    bad = [
+        f"{r.display_name}: {r.status} ({r.error.message if r.error else 'no error recorded'})"
+        for r in found
+        if not r.ok
+    ]
     if bad:
         raise Missing("; ".join(bad)[:300])
     if len(found) < expected:
@@ -63,7 +66,9 @@ def check_native(work: Path, output: str) -> str:
         m = r.measurement
         need(r.device.kind == "cuda", f"{r.display_name} ran on {r.device.kind}")
         need(m is not None and len(m.device_times_ms) == len(m.step_times_ms), f"{r.display_name}: no CUDA-event times")
-        wall_over_device = r.value("latency_ms_mean") / max(r.value("device_ms_mean", 0.0) or 1e-9, 1e-9)
+        wall, device = r.value("latency_ms_mean"), r.value("device_ms_mean")
+        need(bool(device) and wall >= device * 0.99, f"{r.display_name}: wall {wall} ms vs device {device} ms")
+        wall_over_device = wall / device
         sources = {reading.source for reading in r.memory}
         need("torch.cuda.max_memory_allocated" in sources, f"{r.display_name}: memory sources {sorted(sources)}")
         need(r.value("startup_device_init_s") is not None, f"{r.display_name}: no start-up breakdown")
