@@ -53,11 +53,12 @@ $(VENV)/.installed: pyproject.toml
 	if [ -n "$$host" ]; then \
 		echo "setup: using the framework $(PYTHON) already has: $$host (system site packages; none installed)"; \
 		$(PYTHON) -m venv --system-site-packages $(VENV); \
-		$(PYTHON) -c 'import site; print(f"import site; list(map(site.addsitedir, {site.getsitepackages()!r}))")' \
-			> "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/vgpu_bench_host_site.pth"; \
 	else \
 		$(PYTHON) -m venv $(VENV); extras="frameworks$${extras:+,$$extras}"; \
 	fi; \
+	purelib="$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"; \
+	[ -z "$$host" ] || $(PYTHON) -c 'import site; print(f"import site; list(map(site.addsitedir, {site.getsitepackages()!r}))")' \
+		> "$$purelib/vgpu_bench_host_site.pth"; \
 	export UV_FIND_LINKS="$${UV_FIND_LINKS:-$$PIP_FIND_LINKS}" UV_COMPILE_BYTECODE=1; \
 	if [ -n "$(WHEELHOUSE)" ]; then \
 		install() { $(VENV)/bin/pip install -q --no-index --find-links "$(abspath $(WHEELHOUSE))" "$$@"; }; \
@@ -72,7 +73,7 @@ $(VENV)/.installed: pyproject.toml
 			|| install "torch==$(TORCH_VERSION)+cpu" --index-url $(TORCH_CPU_INDEX); fi; \
 	fi; \
 	install -e ".$${extras:+[$$extras]}"; \
-	$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "vgpu_bench_zoo.pth").write_text("import zoo.torchvision_hook as hook; hook.install()\n")'
+	echo "import zoo.torchvision_hook as hook; hook.install()" > "$$purelib/vgpu_bench_zoo.pth"
 	$(PY) -c "import runners.cli.bench, zoo" && touch $@
 
 # For an offline GPU host: make wheelhouse WHEEL_PYTHON=3.12 WHEEL_PLATFORM="manylinux_2_28_x86_64 manylinux_2_17_x86_64"
