@@ -284,19 +284,22 @@ class GpuCheckConfig(CommandConfig):
     out: Optional[str] = None  # None: <results_dir>/reference/<gpu name>
 
 
-def config_hash(config: "BenchConfig") -> str:
-    """What identifies a job for `resume`: its whole configuration, except how the
-    command was asked to run (resume, dry_run) and where results go."""
+def config_hash(config: CommandConfig, task: str = "workload") -> str:
+    """What identifies a job for `resume`: its task and its whole configuration (any command's:
+    a workload's BenchConfig, a diagnostic's DiagnoseConfig), except how the command was asked
+    to run (resume, dry_run) and where results go. A workload's hash is what it always was."""
     import hashlib
     import json
 
     plain = to_plain(config)
     for key in ("resume", "dry_run", "results_dir", "tracking"):
         plain.pop(key, None)
-    if plain["workload"]["kind"] != "serve":
+    if (plain.get("workload") or {}).get("kind") != "serve":
         plain.pop("serve", None)  # only serve reads it: other runs keep the hashes they had
     if plain.get("runtime", {}).get("name") in ("auto", "pytorch", "tensorflow"):
         plain.pop("runtime", None)  # the model's own framework, as before runtimes existed: the same hashes
+    if task != "workload":
+        plain["task"] = task  # parity on a workload's config is not that workload's result
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
 
 

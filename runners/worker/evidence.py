@@ -13,6 +13,7 @@ from typing import Any
 from runners.backends import Seen, backends
 from runners.contracts import Check, Evidence, Job
 from runners.redact import redact_env
+from runners.worker import job_config
 from runners.worker.fingerprint import gpu_library, mapped_files
 
 
@@ -70,7 +71,7 @@ def collect(job: Job, framework=None) -> Evidence:
     config = None
     try:
         seen.device = device_seen() or (framework.device_seen() if framework else {})
-        config = job.backend_config()
+        config = job_config.backend_config(job)
         backend = backends.get(job.backend["name"])(config, Path(job.run_dir))
         checks = backend.engagement(seen) + (framework.runtime_checks() if framework else [])
     except Exception as exc:  # noqa: BLE001  (evidence that cannot be read is no evidence)
