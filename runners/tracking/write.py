@@ -224,6 +224,8 @@ def log_group(
     """The parent run of a group: its record's figures, the tags its runs share."""
     tags = {k: v for k, v in tags_of(first).items() if k not in ("run_id", "status", "group_role", "group_index")}
     tags.update(kind=group.kind, group=group.id, status=group.status)
+    if group.details.get("invalid_because"):  # a quota that did not hold: configured vs achieved
+        tags["verdict"] = str(group.details["invalid_because"])[:5000]
     return log_summary(
         group.name,
         tags,
