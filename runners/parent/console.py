@@ -91,7 +91,10 @@ def _table_status(result: Result, invalid_groups: dict[str, GroupRecord]) -> str
     if result.status == INVALID:
         if _serve_invalid(result):
             return "INVALID: too short"
-        return "INVALID: " + ("quota does not hold" if _probe_invalid(result) else "layer not engaged")
+        if _probe_invalid(result):
+            return "INVALID: quota does not hold"
+        failed = {c.name for c in result.evidence.checks if not c.passed} if result.evidence else set()
+        return "INVALID: " + ("compiled mode fell back" if "compiled_mode_ran" in failed else "layer not engaged")
     return result.status if not result.error else f"failed: {result.error.type}"
 
 

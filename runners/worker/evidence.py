@@ -54,9 +54,18 @@ def device_seen() -> dict[str, Any]:
     return {}
 
 
+def framework_details(framework) -> dict[str, Any]:
+    """What the framework recorded of how it ran, for result.details: "compile" for a
+    torch.compile run (its counters; its `compiled_mode_ran` check is among the runtime checks)."""
+    compile_record = getattr(framework, "compile_record", None)
+    record = compile_record() if compile_record else None
+    return {"compile": record} if record else {}
+
+
 def collect(job: Job, framework=None) -> Evidence:
     """The evidence and its verdict; a check that cannot even run is a failed check. A runtime
-    adapter (`framework`) adds its own: the execution provider or backend that really ran."""
+    adapter (`framework`) adds its own: the execution provider or backend that really ran, or
+    (PyTorch) `compiled_mode_ran`: the requested torch.compile mode ran the measured steps."""
     mapped = mapped_files()
     seen = Seen(
         env=dict(os.environ),

@@ -355,6 +355,7 @@ def record_evidence(job: Job, result: Result, framework: Optional[Framework] = N
     layer did not engage is invalid."""
     try:
         result.evidence = evidence.collect(job, framework)
+        result.details.update(evidence.framework_details(framework))
     except Exception as exc:  # noqa: BLE001
         log(f"could not collect the backend evidence: {exc}")
         result.evidence = None
