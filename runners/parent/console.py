@@ -64,14 +64,12 @@ def group_lines(group: Optional[GroupRecord]) -> list[str]:
     """A probe group's verdict (configured vs achieved), and why a group is not a success."""
     if group is None:
         return []
-    lines = (
-        [f"{group.id}: {group.details['compute_share_verdict']}"] if "compute_share_verdict" in group.details else []
-    )
-    if group.status == INVALID:
-        lines.append(f"{group.id}: INVALID ({group.details.get('invalid_because', 'no reason recorded')})")
-    elif group.status != SUCCESS and group.details.get("invalid_because"):
-        lines.append(f"{group.id}: FAILED ({group.details['invalid_because']})")
-    return lines
+    if group.status == INVALID:  # its reason is the verdict line
+        return [f"{group.id}: INVALID ({group.details.get('invalid_because', 'no reason recorded')})"]
+    if group.status != SUCCESS and group.details.get("invalid_because"):
+        return [f"{group.id}: FAILED ({group.details['invalid_because']})"]
+    verdict = group.details.get("compute_share_verdict")
+    return [f"{group.id}: {verdict}"] if verdict else []
 
 
 def status_line(result: Result, group: Optional[GroupRecord] = None) -> str:

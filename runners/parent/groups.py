@@ -211,9 +211,10 @@ def judge_share(group: GroupRecord, probe: Result, reference: Result, configured
         group.details["invalid_because"] = f"the native reference probe did not succeed ({why}): no compute share"
         group.status = "failed"
         return
-    if not probe.ok:
+    measured = probe.value("compute_tflops")
+    if probe.status not in (SUCCESS, INVALID) or measured is None:  # failed: _finish said so
         return
-    achieved = 100 * probe.value("compute_tflops") / reference.value("compute_tflops")
+    achieved = 100 * measured / reference.value("compute_tflops")
     verdict = share_verdict(configured, achieved)
     group.set(COMPUTE_SHARE_ACHIEVED, achieved)
     group.details.update(
@@ -224,10 +225,12 @@ def judge_share(group: GroupRecord, probe: Result, reference: Result, configured
         compute_share_verdict=verdict.line,
         native_reference_run=reference.run_id,
     )
-    group.status = SUCCESS if group.members and all(m.status == SUCCESS for m in group.members) else "failed"
-    if not verdict.holds:
-        group.details["invalid_because"] = verdict.line
-        group.status = INVALID
+    # the worker's own verdict (a memory quota that did not hold) and the share's, together
+    reasons = [(probe.details.get("probe") or {}).get("invalid_because") or "", "" if verdict.holds else verdict.line]
+    reasons = [r for r in reasons if r]
+    group.status = INVALID if reasons else SUCCESS
+    if reasons:
+        group.details["invalid_because"] = "; ".join(reasons)
 
 
 def run_diagnostic(plan_: Plan, progress: Progress) -> tuple[Optional[GroupRecord], list[Run]]:

@@ -151,7 +151,7 @@ def test_a_share_that_does_not_hold_is_invalid_in_console_group_and_mlflow(resul
         "backend=hami",
         f"backend.library={library}",
         "backend.sm_limit=50",
-        "diagnostic.duration_s=0",
+        "diagnostic.duration_s=1",
         env={**env, "FAKE_LIMITER": "ignore"},
         timeout=300,
     )

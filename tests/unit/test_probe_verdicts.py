@@ -130,3 +130,15 @@ def test_the_mlflow_group_run_of_a_share_that_did_not_hold_is_invalid_with_the_v
     assert run.data.tags["status"] == INVALID and run.info.status == "FAILED"
     assert "configured 50%, achieved 99.8% of native -> does not hold" in run.data.tags["verdict"]
     assert run.data.metrics["compute_share_achieved"] == pytest.approx(99.8, abs=0.05)
+
+
+def test_a_memory_quota_that_did_not_hold_in_the_worker_makes_the_group_invalid_too(monkeypatch):
+    backend = SimpleNamespace(compute_share=lambda: 50.0, session=contextlib.nullcontext)
+    plan = SimpleNamespace(task="probe", backend=backend, run_name="probe-hami")
+    probe = _probe("p", MPS_50_TFLOPS, status=INVALID)  # the share holds; the memory quota did not
+    probe.details["probe"] = {"invalid_because": "memory total: configured 4096 MiB, seen 143156 MiB"}
+    monkeypatch.setattr(groups, "native_reference", lambda plan_, progress: _probe("native", NATIVE_TFLOPS))
+    monkeypatch.setattr(groups, "launch", lambda plan_, progress, ref=None: (probe, None))
+    group, _ = groups.run_diagnostic(plan, lambda line: None)
+    assert group.status == INVALID and group.details["compute_share_holds"] is True
+    assert group.details["invalid_because"] == "memory total: configured 4096 MiB, seen 143156 MiB"
