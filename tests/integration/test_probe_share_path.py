@@ -5,76 +5,25 @@ probe's device measurements come from a stand-in GPU whose limiter does not enga
 HAMi-core's did not on the first H200 run (sm_limit=50 -> 99.8% of native). The verdict
 must be `invalid`, with configured vs achieved, wherever the user looks.
 
-Needs the diagnostics' contract fix (no KeyError 'workload' for a task without a workload:
-branch "contract"); before it every diagnostic crashes."""
+Before the diagnostics' contract fix (no KeyError 'workload' for a task without a workload)
+every diagnostic crashed here."""
 
 import json
 import shutil
 import subprocess
 
 import pytest
+from test_diagnostics_path import FAKE_PYNVML  # one GPU that NVML lists
 
 from conftest import groups_of, results_of, run_command
 
-FAKE_PYNVML = """
-class NVMLError(Exception):
-    pass
-
-
-class _Memory:
-    total = 141 * 2**30
-    used = 0
-    free = total
-
-
-def nvmlInit():
-    pass
-
-
-def nvmlShutdown():
-    pass
-
-
-def nvmlDeviceGetCount():
-    return 1
-
-
-def nvmlDeviceGetHandleByIndex(index):
-    return index
-
-
-def nvmlDeviceGetHandleByUUID(uuid):
-    return 0
-
-
-def nvmlDeviceGetName(handle):
-    return "NVIDIA H200"
-
-
-def nvmlDeviceGetUUID(handle):
-    return "GPU-00000000-fake"
-
-
-def nvmlDeviceGetMemoryInfo(handle):
-    return _Memory()
-
-
-def nvmlSystemGetDriverVersion():
-    return "580.159"
-
-
-def nvmlSystemGetCudaDriverVersion():
-    return 13000
-"""
-
 # Loaded by every Python process of the test (parent and workers); it acts only once the
 # worker imports the probe: then torch.cuda answers as an H200 would, and the probe's three
-# device measurements are the stand-in GPU's. Its compute follows CUDA_DEVICE_SM_LIMIT only
-# when FAKE_LIMITER=enforce (a limiter that engaged).
+# device measurements are the stand-in GPU's, whose compute ignores CUDA_DEVICE_SM_LIMIT (a
+# limiter that did not engage; the share that holds is tested on the group step itself).
 FAKE_GPU = """
 import importlib.abc
 import importlib.util
-import os
 import sys
 
 TOTAL_MB = 143155.9375
@@ -97,15 +46,9 @@ def _gpu(probe):
         name="NVIDIA H200", uuid="GPU-00000000-fake", total_memory=int(TOTAL_MB * 2**20)
     )
 
-    def tflops(torch_, seconds):
-        limit = os.environ.get("CUDA_DEVICE_SM_LIMIT")
-        if limit and os.environ.get("FAKE_LIMITER") == "enforce":
-            return NATIVE_TFLOPS * float(limit) / 100 * 1.2
-        return NATIVE_TFLOPS
-
     probe._largest_allocation_mb = lambda torch_, upper: 142592.0
     probe._fill_until_oom = lambda torch_, limit: (142592.0, "OutOfMemoryError")
-    probe._matmul_tflops = tflops
+    probe._matmul_tflops = lambda torch_, seconds: NATIVE_TFLOPS  # whatever CUDA_DEVICE_SM_LIMIT says
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
@@ -152,7 +95,7 @@ def test_a_share_that_does_not_hold_is_invalid_in_console_group_and_mlflow(resul
         f"backend.library={library}",
         "backend.sm_limit=50",
         "diagnostic.duration_s=1",
-        env={**env, "FAKE_LIMITER": "ignore"},
+        env=env,
         timeout=300,
     )
     console = done.stdout + done.stderr
