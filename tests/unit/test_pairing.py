@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from runners.analysis.compare import compare, compare_runs
+from runners.analysis.compare import Comparison, compare, compare_runs
 from runners.cli.analyze import _print
 from runners.tracking.read import Run
 
@@ -136,6 +136,10 @@ def test_one_run_a_side_without_a_measured_variation_gives_no_verdict():
     row = _pair([_run(1, 100.0, start=1)], [_run(2, 80.0, start=2)])  # 20% apart, yet one run says nothing
     assert row.verdict == "inconclusive" and row.noise == "steps only/steps only"
     assert row.reason == f"run-to-run noise unknown, repeats>={row.runs_to_decide} would decide"
+    buffer = io.StringIO()
+    _print(Comparison("a", "b", 0.02, [row], []), out=Console(file=buffer, width=120))
+    shown = " ".join(buffer.getvalue().split())
+    assert "0.800 (no interval)" in shown and "run-to-run noise unknown" in shown and "slower" not in shown
 
 
 def test_each_side_keeps_its_own_run_to_run_variation():
