@@ -43,7 +43,7 @@ class Row:
     candidate_run_id: str
     estimated_overhead_pct: Optional[float] = None  # from the profile and microbenchmarks, when both exist
     settings: str = ""  # the rest of what the pair matched on (inputs, sync, threads, backend knobs...)
-    noise: str = ""  # where each side's variance came from (runs, runs+measured, measured, steps only)
+    noise: str = ""  # where each side's variance came from (runs, measured, steps only)
     runs_to_decide: Optional[int] = None  # inconclusive: runs per side that would likely decide
     reason: str = ""  # why no verdict could be given (run-to-run noise unknown, sides not interleaved)
     # Start-up (time_to_first_step_s) and its context-creation part, candidate / baseline:
@@ -165,10 +165,12 @@ def _estimate(store: Store, b: list[Run], base_micro: list[Run], cand_micro: lis
 
 
 def _side(store: Store, runs: list[Run], noise: Optional[RunNoise]) -> intervals.Side:
-    own_groups = {r.tags.get("group_id") for r in runs}
-    pooled = noise if noise and (len(runs) == 1 or noise.group_id not in own_groups) else None
-    steps = [store.result(runs[0]).measurement.step_times_ms] if len(runs) == 1 and not pooled else []
-    return intervals.side([r.metrics["throughput"] for r in runs], steps, pooled)
+    """A side of several runs is their own spread; a side of one run, its configuration's
+    measured CV, else only its steps' noise (and then no verdict)."""
+    throughputs = [r.metrics["throughput"] for r in runs]
+    if len(runs) > 1 or noise:
+        return intervals.side(throughputs, noise=noise)
+    return intervals.side(throughputs, [store.result(runs[0]).measurement.step_times_ms])
 
 
 def compare_runs(
