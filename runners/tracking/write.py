@@ -102,7 +102,8 @@ def check_reachable(uri: str) -> None:
         except (OSError, ValueError) as exc:
             _unreachable[uri] = f"{type(exc).__name__}: {exc}"
     raise StoreUnreachable(
-        f"it did not accept a connection within {PROBE_TIMEOUT_S:g} s ({_unreachable[uri]}); "
+        f"the tracking store {redact_value(uri)} did not accept a connection within {PROBE_TIMEOUT_S:g} s "
+        f"({_unreachable[uri]}); "
         f"not tried again by this command"
     )
 
