@@ -22,7 +22,7 @@ from runners.contracts import GroupRef, Result
 from runners.errors import USER_ERRORS, UsageError, one_line
 from runners.parent import compose
 from runners.parent.console import Finished, print_summary, progress
-from runners.parent.launch import launch
+from runners.parent.launch import launch, plan_text
 from runners.parent.plan import Plan, plan
 from runners.redact import redact_tree, redact_value
 from runners.tracking.read import Run
@@ -113,6 +113,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except USER_ERRORS as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
+    if base.config.dry_run or cand.config.dry_run:  # the plan of each side, alternated `repeats` times
+        print(f"{config.repeats} x (baseline, candidate):\n{plan_text(base)}\n{plan_text(cand)}")
+        return 0
     group_id = f"ab-{secrets.token_hex(3)}"
     session = Session()
     try:

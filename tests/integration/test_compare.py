@@ -164,3 +164,9 @@ def test_reading_the_store_pages_through_every_run(results_dir, monkeypatch):
     monkeypatch.setattr(read, "PAGE_SIZE", 2)  # 7 runs: four pages
     store = read.Store(TrackingConfig(), results_dir)
     assert sorted(r.tags["run_id"] for r in store.runs({})) == [f"r{n}" for n in range(7)]
+
+
+def test_make_ab_dry_run_prints_both_sides_plans_and_starts_nothing(results_dir):
+    done = run_command(results_dir, "ab", "model=dummy", "candidate=label=x", "repeats=2", "dry_run=true")
+    assert done.returncode == 0 and done.stdout.startswith("2 x (baseline, candidate):"), done.stderr
+    assert done.stdout.count("dry run: dummy-infer") == 2 and not (results_dir / "runs").exists()
