@@ -18,7 +18,7 @@ DIAGNOSE_OVERRIDES = $(if $(backend),backend=$(backend)) $(ARGS)
 # A side of a comparison or a parity check: free text, passed whole (the command quotes it for Hydra).
 SIDES = $(if $(baseline),"baseline=$(baseline)") $(if $(candidate),"candidate=$(candidate)") $(if $(tolerance),tolerance=$(tolerance))
 
-.PHONY: help setup wheelhouse gpu-check lint format bench sweep probe profile microbench sync ingest mlflow-server demo docs compare regressions pin-baseline parity report bench-overhead test test-deps ui clean
+.PHONY: help setup wheelhouse gpu-check lint format bench sweep probe profile microbench sync ingest mlflow-server demo docs compare ab regressions pin-baseline parity report bench-overhead test test-deps ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -102,6 +102,9 @@ docs: setup ## regenerate docs/zoo.md (the model cards) from the registry
 
 compare: setup ## compare two sides of recorded runs: make compare baseline="backend=native" candidate="backend=vgpu"
 	@$(PY) -m runners.cli.analyze compare $(SIDES) $(ARGS)
+
+ab: setup ## interleaved A/B, the release gate (exit 1 if slower): make ab baseline="backend=native" candidate="backend=vgpu" repeats=5
+	@$(PY) -m runners.cli.ab $(if $(model),model=$(model)) $(SIDES) $(if $(repeats),repeats=$(repeats)) $(ARGS)
 
 regressions: setup ## exit non-zero if later runs are slower than the baseline: make regressions baseline="label=rel-2.3"
 	@$(PY) -m runners.cli.analyze regressions $(SIDES) $(ARGS)

@@ -241,6 +241,26 @@ class ParityConfig(CommandConfig):
 
 
 @dataclass
+class AbConfig(CommandConfig):
+    """`make ab` (configs/ab.yaml): overrides of each side, on top of the shared ones; the sides'
+    runs alternate, baseline first, `repeats` of each."""
+
+    baseline: str = ""
+    candidate: str = ""
+    repeats: int = 3  # runs per side
+    tolerance: float = 0.02
+    wide: bool = False
+
+    def __post_init__(self) -> None:
+        _check(
+            self.repeats >= 2,
+            f"make ab needs repeats>=2 (got {self.repeats}): with one run a side, drift and difference are one",
+        )
+        _check(0 <= self.tolerance < 1, f"tolerance must be in [0, 1), got {self.tolerance}")
+        _check(bool(self.candidate.strip()), 'make ab needs a candidate, e.g. candidate="backend=vgpu"')
+
+
+@dataclass
 class DemoConfig(CommandConfig):
     """`make demo` (configs/demo.yaml): a short real inference with the zoo alone."""
 
