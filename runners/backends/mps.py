@@ -111,13 +111,18 @@ class MpsBackend(Backend):
     def _control(self) -> Optional[str]:
         return shutil.which(self.config.control)
 
-    def preflight(self):
-        self._check_socket_path()
-        if not self._control():
+    def _require_control(self) -> str:
+        control = self._control()
+        if not control:
             raise UsageError(
                 f"backend 'mps' needs {self.config.control} (NVIDIA driver utilities) on PATH, "
                 f"but it is not there; install the driver utilities or set backend.control=<path>"
             )
+        return control
+
+    def preflight(self):
+        self._check_socket_path()
+        self._require_control()
         foreign = running_mps_daemons()
         if foreign:
             pid, pipe = foreign[0]
@@ -143,7 +148,7 @@ class MpsBackend(Backend):
 
     @contextlib.contextmanager
     def session(self):
-        control = self._control()
+        control = self._require_control()  # also where a command skips preflight (parity's dry run)
         env = {**os.environ, **self._daemon_env()}
         self._check_socket_path()
         self.log_dir.mkdir(parents=True, exist_ok=True)
