@@ -302,6 +302,7 @@ class GpuCheckConfig(CommandConfig):
     only: list[str] = field(default_factory=list)  # item names; empty: all
     skip: list[str] = field(default_factory=list)
     out: Optional[str] = None  # None: <results_dir>/reference/<gpu name>
+    hami_lib: Optional[str] = None  # HAMi-core's libvgpu.so for the hami items; None: build/hami-core/libvgpu.so
 
 
 def config_hash(config: CommandConfig, task: str = "workload") -> str:
