@@ -1,0 +1,119 @@
+"""The hand-written loop `make bench-overhead` holds the suite against: what a user would
+write to time inference, in a process of its own. The model comes from the zoo with the
+suite's seed (the same weights), the batch is the suite's seeded batch kept in host memory
+and copied to the device each step, the outputs are copied back and the device is
+synchronized after every step; each step is timed on the host clock. Nothing else runs:
+no threads, no events, no NVML, no bookkeeping inside the timed loop.
+
+`python -m runners.worker.bare_loop '<json arguments>' <out.json>`; the arguments are
+those of `Loop` below. Imports torch: the parent only starts it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+_DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
+
+
+@dataclass
+class Loop:
+    model: str
+    size: str
+    precision: str  # fp32, or bf16/fp16 under autocast (as the suite's workload.precision)
+    batch_size: int
+    seq_len: int
+    image_size: int
+    device: str  # cpu, cuda, or meta (tests: placement without a GPU)
+    seed: int
+    warmup_steps: int
+    min_steps: int
+    min_duration_s: float
+    max_duration_s: float
+
+
+def build(loop: Loop) -> tuple[Any, Any, dict, Any]:
+    """The entry, the model on the device, the batch in host memory and the torch device."""
+    import torch
+
+    import zoo
+
+    device = torch.device(loop.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device.index or 0)
+        device = torch.device("cuda", device.index or 0)
+    entry = zoo.get(loop.model)(loop.size)
+    shape = zoo.InputShape(seq_len=loop.seq_len, image_size=loop.image_size)
+    torch.manual_seed(loop.seed)  # as the suite's worker: the same random weights
+    model = entry.build(shape).to(device).eval()
+    host_batch = entry.make_batch(loop.batch_size, shape, loop.seed)
+    return entry, model, host_batch, device
+
+
+def placement(model, batch: dict) -> dict[str, list[str]]:
+    """Where the model's parameters and buffers and the step's inputs are: one device each,
+    or the step would fail (or silently copy) mid-forward."""
+    return {
+        "model": sorted({str(t.device) for t in [*model.parameters(), *model.buffers()]}),
+        "inputs": sorted({str(v.device) for v in batch.values() if hasattr(v, "device")}),
+    }
+
+
+def run(loop: Loop) -> dict[str, Any]:
+    import torch
+
+    entry, model, host_batch, device = build(loop)
+    dtype = _DTYPES[loop.precision]
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    back = device.type != "meta"  # a meta tensor has no data to copy back
+
+    def autocast():  # as the suite: fp32 runs without an autocast context
+        return torch.autocast(device.type, dtype=getattr(torch, dtype)) if dtype else contextlib.nullcontext()
+
+    def step():
+        with torch.inference_mode(), autocast():
+            # copy=True: on the CPU too the batch and the outputs are copied, as the suite's worker does
+            out = entry.forward(model, {k: v.to(device, copy=True) for k, v in host_batch.items()})
+            return out.to("cpu", copy=True) if back else out
+
+    placed = placement(model, {k: v.to(device) for k, v in host_batch.items()})
+    if placed["model"] != [str(device)] or placed["inputs"] != [str(device)]:
+        raise RuntimeError(f"the loop's model is on {placed['model']} and its inputs on {placed['inputs']}")
+
+    for _ in range(loop.warmup_steps):
+        step()
+        sync()
+    times: list[float] = []
+    perf_counter = time.perf_counter
+    began = perf_counter()
+    while True:
+        t0 = perf_counter()
+        step()
+        sync()
+        t1 = perf_counter()
+        times.append((t1 - t0) * 1e3)
+        if (len(times) >= loop.min_steps and t1 - began >= loop.min_duration_s) or t1 - began >= loop.max_duration_s:
+            break
+    return {
+        "loop": asdict(loop),
+        "step_times_ms": times,
+        "placement": placed,
+        "params": sum(p.numel() for p in model.parameters()),
+        "to_device_bytes_per_step": sum(v.nbytes for v in host_batch.values()),
+        "torch": torch.__version__,
+    }
+
+
+def main(argv: list[str]) -> int:
+    loop = Loop(**json.loads(argv[0]))
+    Path(argv[1]).write_text(json.dumps(run(loop)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
