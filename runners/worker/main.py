@@ -257,10 +257,12 @@ def run_workload(job: Job, result: Result, state: dict[str, Any]) -> None:
 
     def before_measuring() -> None:
         wait_for_tenants(job)
+        if isinstance(sampler, nvml.MemorySampler):
+            sampler.sample()  # NVML is read around the measured steps, never during them (runners/nvml.py)
         if energy:
             energy.start()
 
-    with sampler:
+    with sampler:  # its exit reads memory again, right after the steps and the energy counter
         m = measure.run(
             step,
             framework.synchronize,
