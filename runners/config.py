@@ -184,6 +184,7 @@ class BenchConfig(CommandConfig):
 
     def __post_init__(self) -> None:
         _check(self.timeout_s > 0, f"timeout_s must be > 0, got {self.timeout_s}")
+        _check(self.ablation_rounds >= 0, f"ablation_rounds must be >= 0, got {self.ablation_rounds}")
         _check(self.tenants >= 1, f"tenants must be >= 1, got {self.tenants}")
         _check(self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}")
         _check(self.profile_steps >= 1, f"profile_steps must be >= 1, got {self.profile_steps}")
@@ -276,6 +277,10 @@ class OverheadConfig(CommandConfig):
     min_steps: int = 10
     seed: int = 0
     timeout_s: float = 600.0  # per process, each side alike
+    # > 0: the first round's loop then alternates, this many times, the plain loop with the
+    # loop plus each thing the worker used to do in its window (NVML thread, events per step):
+    # what each costs on this GPU (overhead.json "ablations"). GPU only; 0: none.
+    ablation_rounds: int = 0
 
     def __post_init__(self) -> None:
         _check(self.rounds >= 1 and self.seconds > 0, "rounds must be >= 1 and seconds > 0")

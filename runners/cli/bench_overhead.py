@@ -52,6 +52,7 @@ class Case:
     suite_steps: list[list[float]] = field(default_factory=list)
     loop_steps: list[list[float]] = field(default_factory=list)
     runs: list[dict[str, str]] = field(default_factory=list)  # where each round's evidence is
+    ablations: dict[str, Any] = field(default_factory=dict)  # the first round's loop's, when asked
     error: Optional[str] = None
 
 
@@ -82,7 +83,7 @@ def bench_overrides(args: OverheadConfig, case: Case, results_dir: Path, backend
     ]
 
 
-def loop_arguments(args: OverheadConfig, case: Case, device: str) -> dict[str, Any]:
+def loop_arguments(args: OverheadConfig, case: Case, device: str, ablation_rounds: int = 0) -> dict[str, Any]:
     """The hand-written loop's arguments (runners/worker/bare_loop.py Loop): the same work."""
     return {
         "model": case.model,
@@ -97,6 +98,7 @@ def loop_arguments(args: OverheadConfig, case: Case, device: str) -> dict[str, A
         "min_steps": args.min_steps,
         "min_duration_s": args.seconds,
         "max_duration_s": max(10 * args.seconds, args.seconds + 30),
+        "ablation_rounds": ablation_rounds,
     }
 
 
@@ -121,7 +123,9 @@ def check_pair(result, loop: dict[str, Any], case: Case, device: str) -> None:
         raise RuntimeError(f"{case.name}: not like with like: " + "; ".join(problems))
 
 
-def run_loop(args: OverheadConfig, case: Case, plan_, device: str, folder: Path) -> dict[str, Any]:
+def run_loop(
+    args: OverheadConfig, case: Case, plan_, device: str, folder: Path, ablation_rounds: int = 0
+) -> dict[str, Any]:
     """The hand-written loop in a fresh process, with the worker's environment."""
     from runners.parent.launch import worker_env
 
@@ -131,7 +135,7 @@ def run_loop(args: OverheadConfig, case: Case, plan_, device: str, folder: Path)
         sys.executable,
         "-m",
         "runners.worker.bare_loop",
-        json.dumps(loop_arguments(args, case, device)),
+        json.dumps(loop_arguments(args, case, device, ablation_rounds)),
         str(out),
     ]
     with open(folder / "loop.log", "wb") as log:
@@ -172,7 +176,8 @@ def run_case(args: OverheadConfig, case: Case, folder: Path, backend_args: list[
                     raise RuntimeError(f"{case.name}: the suite's run {result.status}: {why}")
             else:
                 loop_dir = folder / "loops" / f"{case.name}-{round_ + 1}"
-                loop = run_loop(args, case, plan_, device, loop_dir)
+                loop = run_loop(args, case, plan_, device, loop_dir, args.ablation_rounds if round_ == 0 else 0)
+                case.ablations = case.ablations or loop.get("ablations", {})
         check_pair(result, loop, case, device)
         suite_times, loop_times = result.measurement.step_times_ms, loop["step_times_ms"]
         case.suite_steps.append(suite_times)
@@ -227,6 +232,34 @@ def summary(case: Case) -> dict[str, Any]:
         noise=suite.noise,
     )
     return row
+
+
+def ablation_rows(case: Case) -> list[dict[str, Any]]:
+    """What each thing the worker used to do in its window costs the plain loop: with / without."""
+    from runners.analysis import intervals
+
+    rows = []
+    for extra, found in case.ablations.items():
+        row: dict[str, Any] = {
+            "case": case.name,
+            "extra": extra,
+            "what": found.get("what"),
+            "skipped": found.get("skipped"),
+        }
+        if found.get("plain_ms") and found.get("with_ms"):
+            plain = intervals.side([1e3 / t for t in found["plain_ms"]])
+            extra_side = intervals.side([1e3 / t for t in found["with_ms"]])
+            ratio, low, high = intervals.ratio_interval(extra_side, plain)  # with / plain time
+            row.update(
+                plain_ms=1e3 / math.exp(plain.mean_log),
+                with_ms=1e3 / math.exp(extra_side.mean_log),
+                ratio=ratio,
+                ci_low=low,
+                ci_high=high,
+                rounds=len(found["with_ms"]),
+            )
+        rows.append(row)
+    return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -287,15 +320,25 @@ def main(argv: Optional[list[str]] = None) -> int:
             case.error = one_line(exc)
             print(f"  {case.name}: FAILED: {case.error}", flush=True)
     rows = [summary(case) for case in cases]
+    extras = [row for case in cases for row in ablation_rows(case)]
     document = {
         "interval": "95%, runners/analysis/intervals.py over the rounds' median step times",
         "backend": args.backend.name,
         "evidence": str(folder),
         "cases": rows,
+        "ablations": extras,
     }
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / OUTPUT_FILE).write_text(json.dumps(document, indent=1))
     print(table(rows))
+    for row in extras:
+        if row.get("ratio") is None:
+            print(f"  {row['case']} loop + {row['extra']}: skipped ({row['skipped'] or 'no reading'})")
+        else:
+            print(
+                f"  {row['case']} loop + {row['extra']}: {row['with_ms']:.3f} vs {row['plain_ms']:.3f} ms, "
+                f"x{row['ratio']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}] ({row['what']})"
+            )
     print(f"-> {results_dir / OUTPUT_FILE}")
     return 0 if all(r["ratio"] is not None and math.isfinite(r["ratio"]) for r in rows) else 1
 

@@ -11,7 +11,9 @@ those of `Loop` below. Imports torch: the parent only starts it."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -35,6 +37,10 @@ class Loop:
     min_steps: int
     min_duration_s: float
     max_duration_s: float
+    # After the loop's own measurement: the same loop with, in turn, each thing the suite's
+    # worker used to do inside its measured window (ABLATIONS), alternated with the plain loop
+    # in this process, to show on a GPU what each one costs. Not part of the comparison.
+    ablation_rounds: int = 0
 
 
 def build(loop: Loop) -> tuple[Any, Any, dict, Any]:
@@ -64,6 +70,98 @@ def placement(model, batch: dict) -> dict[str, list[str]]:
     }
 
 
+ABLATIONS = {
+    "nvml_thread": "a thread reading NVML memory every 50 ms during the steps (the worker's old MemorySampler)",
+    "events_per_step": "two new CUDA events per step, recorded around it (the worker's old CudaEventTimer)",
+}
+
+
+def timed(step, sync, loop: Loop, before=None, after=None) -> list[float]:
+    """Steps until the minimums are met, each timed on the host clock to its synchronize;
+    `before` runs ahead of each step's clock, `after` between the step and its synchronize."""
+    times: list[float] = []
+    perf_counter = time.perf_counter
+    began = perf_counter()
+    while True:
+        if before:
+            before()
+        t0 = perf_counter()
+        step()
+        if after:
+            after()
+        sync()
+        t1 = perf_counter()
+        times.append((t1 - t0) * 1e3)
+        if (len(times) >= loop.min_steps and t1 - began >= loop.min_duration_s) or t1 - began >= loop.max_duration_s:
+            return times
+
+
+def _nvml_poller(index: int = 0):
+    """The old sampler's polling, started now; returns its stop function."""
+    import os
+    import threading
+
+    import pynvml
+
+    pynvml.nvmlInit()
+    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+    stop = threading.Event()
+
+    def poll():
+        while not stop.wait(0.05):
+            pynvml.nvmlDeviceGetMemoryInfo(handle)
+            [p.usedGpuMemory for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle) if p.pid == os.getpid()]
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+
+    def end():
+        stop.set()
+        thread.join()
+
+    return end
+
+
+def _record_new_event(torch, events: list) -> None:
+    events.append(torch.cuda.Event(enable_timing=True))
+    events[-1].record()
+
+
+def ablations(step, sync, loop: Loop, device) -> dict[str, Any]:
+    """Per extra: the plain loop's and the loop-with-it's median step times, alternated."""
+    import torch
+
+    out: dict[str, Any] = {}
+    for name in ABLATIONS:
+        if device.type != "cuda":
+            out[name] = {"skipped": f"needs a CUDA device, the loop ran on {device}"}
+            continue
+        plain, extra = [], []
+        for round_ in range(loop.ablation_rounds):
+            for variant in ("plain", name) if round_ % 2 == 0 else (name, "plain"):
+                if variant == "plain":
+                    plain.append(statistics.median(timed(step, sync, loop)))
+                elif name == "nvml_thread":
+                    try:
+                        end = _nvml_poller(device.index or 0)
+                    except Exception as exc:  # no nvidia-ml-py, or NVML not readable
+                        out[name] = {"skipped": f"NVML not readable: {exc}"}
+                        break
+                    try:
+                        extra.append(statistics.median(timed(step, sync, loop)))
+                    finally:
+                        end()
+                else:
+                    record = functools.partial(
+                        _record_new_event, torch, []
+                    )  # the events stay alive, as the old timer's
+                    extra.append(statistics.median(timed(step, sync, loop, before=record, after=record)))
+            if name in out:
+                break
+        out.setdefault(name, {"plain_ms": plain, "with_ms": extra, "what": ABLATIONS[name]})
+    return out
+
+
 def run(loop: Loop) -> dict[str, Any]:
     import torch
 
@@ -88,17 +186,8 @@ def run(loop: Loop) -> dict[str, Any]:
     for _ in range(loop.warmup_steps):
         step()
         sync()
-    times: list[float] = []
-    perf_counter = time.perf_counter
-    began = perf_counter()
-    while True:
-        t0 = perf_counter()
-        step()
-        sync()
-        t1 = perf_counter()
-        times.append((t1 - t0) * 1e3)
-        if (len(times) >= loop.min_steps and t1 - began >= loop.min_duration_s) or t1 - began >= loop.max_duration_s:
-            break
+    times = timed(step, sync, loop)
+    extra = ablations(step, sync, loop, device) if loop.ablation_rounds else {}
     return {
         "loop": asdict(loop),
         "step_times_ms": times,
@@ -106,6 +195,7 @@ def run(loop: Loop) -> dict[str, Any]:
         "params": sum(p.numel() for p in model.parameters()),
         "to_device_bytes_per_step": sum(v.nbytes for v in host_batch.values()),
         "torch": torch.__version__,
+        "ablations": extra,
     }
 
 

@@ -137,3 +137,18 @@ def test_memory_is_read_around_the_steps_by_no_thread(monkeypatch):
     assert sampler.samples == 3 and fake.calls == 3
     readings = {r["source"]: r["peak_mb"] for r in sampler.readings()}
     assert readings == {"nvml.process_used": 130.0, "nvml.device_used": 130.0}
+
+
+def test_ablations_say_why_they_did_not_run_without_a_gpu_and_rate_with_over_plain():
+    out = bare_loop.run(bare_loop.Loop(**{**LOOP, "min_steps": 1}, device="meta", ablation_rounds=1))
+    assert set(out["ablations"]) == set(bare_loop.ABLATIONS)
+    assert all("needs a CUDA device" in found["skipped"] for found in out["ablations"].values())
+
+    case = bench_overhead.Case("bert-bf16", "bert", "base", "bf16", "cuda", 32, 128, 224)
+    case.ablations = {
+        "nvml_thread": {"plain_ms": [6.0, 6.2, 6.1], "with_ms": [9.0, 9.3, 9.15], "what": "w"},
+        "events_per_step": {"skipped": "NVML not readable"},
+    }
+    rated, skipped = bench_overhead.ablation_rows(case)
+    assert rated["ratio"] == pytest.approx(1.5, rel=1e-3) and rated["ci_low"] <= 1.5 <= rated["ci_high"]
+    assert skipped["skipped"] == "NVML not readable" and "ratio" not in skipped
