@@ -184,7 +184,6 @@ class BenchConfig(CommandConfig):
 
     def __post_init__(self) -> None:
         _check(self.timeout_s > 0, f"timeout_s must be > 0, got {self.timeout_s}")
-        _check(self.ablation_rounds >= 0, f"ablation_rounds must be >= 0, got {self.ablation_rounds}")
         _check(self.tenants >= 1, f"tenants must be >= 1, got {self.tenants}")
         _check(self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}")
         _check(self.profile_steps >= 1, f"profile_steps must be >= 1, got {self.profile_steps}")
@@ -296,6 +295,7 @@ class OverheadConfig(CommandConfig):
             f"unknown case(s) {unknown or '(none given)'}; valid: {', '.join(OVERHEAD_CASES)}",
         )
         _check(self.timeout_s > 0, f"timeout_s must be > 0, got {self.timeout_s}")
+        _check(self.ablation_rounds >= 0, f"ablation_rounds must be >= 0, got {self.ablation_rounds}")
 
 
 @dataclass

@@ -3,6 +3,7 @@ Under an interception layer (HAMi-core) NVML shows the quota, not the board."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any, Optional
 
@@ -90,6 +91,7 @@ class MemorySampler:
         self.peak_device_mb: Optional[float] = None
         self.peak_process_mb: Optional[float] = None
         self.samples = 0
+        self.sm_clock_mhz: list[int] = []  # the SM clock at each reading: is the GPU at speed when it counts?
         self._handle = None
 
     def __enter__(self) -> "MemorySampler":
@@ -115,6 +117,8 @@ class MemorySampler:
             self.samples += 1
         except Exception:
             pass  # a reading that fails (virtualized NVML) is simply absent
+        with contextlib.suppress(Exception):
+            self.sm_clock_mhz.append(int(self.nvml.nvmlDeviceGetClockInfo(self._handle, self.nvml.NVML_CLOCK_SM)))
 
     def readings(self) -> list[dict[str, Any]]:
         out = []

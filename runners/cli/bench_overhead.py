@@ -184,11 +184,17 @@ def run_case(args: OverheadConfig, case: Case, folder: Path, backend_args: list[
         case.loop_steps.append(loop_times)
         case.suite_medians_ms.append(statistics.median(suite_times))
         case.loop_medians_ms.append(statistics.median(loop_times))
-        case.runs.append({"suite": str(run_dir), "loop": str(loop_dir)})
+        clocks = {"suite": result.details.get("sm_clock_mhz"), "loop": loop.get("sm_clock_mhz")}
+        case.runs.append({"suite": str(run_dir), "loop": str(loop_dir), "sm_clock_mhz": clocks})
         say(
             f"  {case.name} round {round_ + 1}/{args.rounds} ({' then '.join(order)}): suite p50 "
             f"{case.suite_medians_ms[-1]:.3f} ms ({len(suite_times)} steps), loop p50 "
             f"{case.loop_medians_ms[-1]:.3f} ms ({len(loop_times)} steps)"
+            + (
+                f"; SM clock MHz suite {clocks['suite']}, loop {clocks['loop']}"
+                if clocks["suite"] or clocks["loop"]
+                else ""
+            )
         )
 
 

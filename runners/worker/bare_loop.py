@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 _DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
 
@@ -122,6 +122,21 @@ def _nvml_poller(index: int = 0):
     return end
 
 
+def _sm_clock(device) -> Optional[int]:
+    """The GPU's SM clock now (NVML), outside any timed step; None without one."""
+    if device.type != "cuda":
+        return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return int(
+            pynvml.nvmlDeviceGetClockInfo(pynvml.nvmlDeviceGetHandleByIndex(device.index or 0), pynvml.NVML_CLOCK_SM)
+        )
+    except Exception:  # no nvidia-ml-py, or NVML not readable here
+        return None
+
+
 def _record_new_event(torch, events: list) -> None:
     events.append(torch.cuda.Event(enable_timing=True))
     events[-1].record()
@@ -186,7 +201,9 @@ def run(loop: Loop) -> dict[str, Any]:
     for _ in range(loop.warmup_steps):
         step()
         sync()
+    clocks = [_sm_clock(device)]
     times = timed(step, sync, loop)
+    clocks.append(_sm_clock(device))  # as the worker: before and right after the measured steps
     extra = ablations(step, sync, loop, device) if loop.ablation_rounds else {}
     return {
         "loop": asdict(loop),
@@ -196,6 +213,7 @@ def run(loop: Loop) -> dict[str, Any]:
         "to_device_bytes_per_step": sum(v.nbytes for v in host_batch.values()),
         "torch": torch.__version__,
         "ablations": extra,
+        "sm_clock_mhz": clocks if None not in clocks else None,
     }
 
 
