@@ -92,11 +92,14 @@ class MemorySampler:
         self.peak_process_mb: Optional[float] = None
         self.samples = 0
         self.sm_clock_mhz: list[int] = []  # the SM clock at each reading: is the GPU at speed when it counts?
+        self.sm_clock_max_mhz: Optional[int] = None
         self._handle = None
 
     def __enter__(self) -> "MemorySampler":
         if self.nvml:
             self._handle = device_handle(self.nvml, self.index)
+            with contextlib.suppress(Exception):
+                self.sm_clock_max_mhz = int(self.nvml.nvmlDeviceGetMaxClockInfo(self._handle, self.nvml.NVML_CLOCK_SM))
             self.sample()
         return self
 

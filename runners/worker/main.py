@@ -281,6 +281,7 @@ def run_workload(job: Job, result: Result, state: dict[str, Any]) -> None:
     if isinstance(sampler, nvml.MemorySampler) and sampler.sm_clock_mhz:
         # At entry, before the measured steps, right after them: a GPU still clocking up shows here.
         result.details["sm_clock_mhz"] = sampler.sm_clock_mhz
+        result.details["sm_clock_max_mhz"] = sampler.sm_clock_max_mhz
     throughput = record_measurement(result, m, workload, scenario, framework, job.spawned_at)
     record_energy(result, energy, m, workload.batch_size)
     scenario.derive(result, framework, workload, m)  # before profiling adds steps of its own

@@ -126,6 +126,9 @@ class FakeNvml:
     def nvmlDeviceGetClockInfo(self, handle, clock):
         return 1980 if clock == self.NVML_CLOCK_SM else 0
 
+    def nvmlDeviceGetMaxClockInfo(self, handle, clock):
+        return 1980
+
 
 def test_memory_is_read_around_the_steps_by_no_thread(monkeypatch):
     fake = FakeNvml()
@@ -142,7 +145,7 @@ def test_memory_is_read_around_the_steps_by_no_thread(monkeypatch):
     assert sampler.samples == 3 and fake.calls == 3
     readings = {r["source"]: r["peak_mb"] for r in sampler.readings()}
     assert readings == {"nvml.process_used": 130.0, "nvml.device_used": 130.0}
-    assert sampler.sm_clock_mhz == [1980, 1980, 1980]  # the GPU's clock at each reading
+    assert sampler.sm_clock_mhz == [1980, 1980, 1980] and sampler.sm_clock_max_mhz == 1980
 
 
 def test_ablations_say_why_they_did_not_run_without_a_gpu_and_rate_with_over_plain():
