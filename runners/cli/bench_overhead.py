@@ -346,7 +346,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 f"x{row['ratio']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}] ({row['what']})"
             )
     print(f"-> {results_dir / OUTPUT_FILE}")
-    return 0 if all(r["ratio"] is not None and math.isfinite(r["ratio"]) for r in rows) else 1
+    return 0 if all(r["error"] is None and r["ratio"] is not None and math.isfinite(r["ratio"]) for r in rows) else 1
 
 
 if __name__ == "__main__":
