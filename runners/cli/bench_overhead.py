@@ -302,7 +302,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         from runners.backends import create as create_backend
 
         results_dir = Path(args.results_dir).resolve()
-        device = create_backend(args.backend, results_dir).device
+        backend = create_backend(args.backend, results_dir)
+        backend.preflight()  # before anything runs: backend=native without a GPU is one line
+        device = backend.device
         cases = cases_of(args, device)
     except USER_ERRORS as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)

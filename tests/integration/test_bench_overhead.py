@@ -62,3 +62,10 @@ def test_a_backend_it_does_not_run_on_is_one_line(results_dir):
     done = run_command(results_dir, "bench_overhead", "backend=mps")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "cpu, native or auto" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_gpu_backend_without_a_gpu_is_refused_before_anything_runs(results_dir):
+    done = run_command(results_dir, "bench_overhead", "backend=native", env={"CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode == 2 and "Traceback" not in done.stderr and done.stdout == ""
+    assert "native" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (results_dir / "overhead").exists()
