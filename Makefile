@@ -118,8 +118,8 @@ parity: setup ## same seeded inputs on baseline and candidate: make parity model
 report: setup ## HTML report with plots: make report baseline="backend=native" candidate="backend=mps"
 	@$(PY) -m runners.cli.analyze report $(SIDES) $(ARGS)
 
-bench-overhead: setup ## benchmark: suite throughput vs a bare hand-written loop: make bench-overhead ARGS="rounds=10"
-	@$(PY) -m runners.cli.bench_overhead $(if $(model),model=$(model)) $(ARGS)
+bench-overhead: setup ## benchmark: a make-bench worker vs a hand-written loop, suite/loop step time: make bench-overhead backend=native ARGS="rounds=5"
+	@$(PY) -m runners.cli.bench_overhead $(if $(backend),backend=$(backend)) $(ARGS)
 
 # The null server answers at once, one request per batch: what is left is the generator, the
 # socket and the server loop. Kept as a reference: results/reference/cpu/serve-loadgen.txt.

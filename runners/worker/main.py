@@ -257,10 +257,12 @@ def run_workload(job: Job, result: Result, state: dict[str, Any]) -> None:
 
     def before_measuring() -> None:
         wait_for_tenants(job)
+        if isinstance(sampler, nvml.MemorySampler):
+            sampler.sample()  # NVML is read around the measured steps, never during them (runners/nvml.py)
         if energy:
             energy.start()
 
-    with sampler:
+    with sampler:  # its exit reads memory again, right after the steps and the energy counter
         m = measure.run(
             step,
             framework.synchronize,
@@ -276,6 +278,10 @@ def run_workload(job: Job, result: Result, state: dict[str, Any]) -> None:
         )
         if energy:
             energy.stop()
+    if isinstance(sampler, nvml.MemorySampler) and sampler.sm_clock_mhz:
+        # At entry, before the measured steps, right after them: a GPU still clocking up shows here.
+        result.details["sm_clock_mhz"] = sampler.sm_clock_mhz
+        result.details["sm_clock_max_mhz"] = sampler.sm_clock_max_mhz
     throughput = record_measurement(result, m, workload, scenario, framework, job.spawned_at)
     record_energy(result, energy, m, workload.batch_size)
     scenario.derive(result, framework, workload, m)  # before profiling adds steps of its own
