@@ -21,12 +21,14 @@ VGPU_BENCH_WEIGHT_CACHE_MAX_MB (default 1024) caps the models it keeps; 0 turns 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
 import os
 import platform
 import shutil
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
@@ -35,6 +37,10 @@ FORMAT = 1
 MAX_MB_VARIABLE = "VGPU_BENCH_WEIGHT_CACHE_MAX_MB"
 DEFAULT_MAX_MB = 1024
 _RNG = "__cpu_rng_state__"  # not a module path: cannot collide with a parameter's name
+# The in-place random fills, which a meta tensor has no values for. torch has no meta kernel
+# for some (normal_ is a Python reference): its first call imports torch._dynamo and sympy,
+# 2 s on a 2-core machine, which a ResNet's worker would pay for nothing.
+_RANDOM_FILLS = ("normal_", "uniform_", "random_", "bernoulli_", "exponential_", "geometric_", "log_normal_", "cauchy_")
 
 
 class Miss(Exception):
@@ -127,9 +133,7 @@ def save(entry: Any, shape: Any, model: Any, path: Path, entry_key: dict[str, An
     if shutil.disk_usage(path.parent).free < 2 * size + 2**30:
         return "less than a GiB free on the cache's disk after writing"
     try:  # only a file that a later build can use
-        with torch.device("meta"):
-            skeleton = entry.build(shape)
-        _materialize(skeleton, dict(tensors))
+        _materialize(_skeleton(entry, shape), dict(tensors))
     except Miss as exc:
         return f"not cacheable: {exc}"
     finally:
@@ -145,6 +149,46 @@ def save(entry: Any, shape: Any, model: Any, path: Path, entry_key: dict[str, An
         partial.unlink(missing_ok=True)
         return f"could not write the cache: {exc}"
     return None
+
+
+@contextlib.contextmanager
+def _on_meta():
+    """New tensors on the meta device; filling a meta tensor with random numbers does nothing
+    (it has no values to fill), other tensors fill as always."""
+    import torch
+
+    originals = {name: getattr(torch.Tensor, name) for name in _RANDOM_FILLS}
+
+    def skipping(original):
+        def fill(self, *args, **kwargs):
+            return self if self.is_meta else original(self, *args, **kwargs)
+
+        return fill
+
+    try:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, skipping(original))
+        with torch.device("meta"):
+            yield
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
+
+
+def _skeleton(entry: Any, shape: Any) -> Any:
+    """The model built on the meta device: its structure without memory or random numbers.
+    Its libraries are imported before, outside the meta device (a module's import-time
+    tensors would be meta tensors); a build that still imports something is refused."""
+    import torch.utils._device  # noqa: F401  (what a `with torch.device(...)` imports on first use)
+
+    entry.import_framework()
+    before = set(sys.modules)
+    with _on_meta():
+        model = entry.build(shape)
+    if len(sys.modules) != len(before):
+        new = sorted(set(sys.modules) - before)
+        raise Miss(f"building {entry.name} imported {', '.join(new[:4])}: its import_framework() does not")
+    return model
 
 
 def _materialize(model: Any, tensors: dict[str, Any]) -> None:
@@ -182,8 +226,7 @@ def load(entry: Any, shape: Any, path: Path, entry_key: dict[str, Any]) -> Any:
             raise Miss("the file was written for another key")
     tensors = load_file(str(path), backend="pread")  # read now, in this phase; not mapped pages read later
     rng = tensors.pop(_RNG)
-    with torch.device("meta"):
-        model = entry.build(shape)
+    model = _skeleton(entry, shape)
     _materialize(model, tensors)
     torch.set_rng_state(rng)
     return model

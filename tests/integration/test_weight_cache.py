@@ -129,3 +129,28 @@ def test_workers_train_the_same_from_a_cached_build(cli, results_dir):
     assert (results_dir / ".cache" / "weights" / runs["b"].details["startup"]["file"]).exists()
     assert runs["a"].measurement.final_loss == runs["b"].measurement.final_loss
     assert runs["a"].measurement.steps == runs["b"].measurement.steps
+
+
+def test_every_torch_entry_imports_its_libraries_before_a_meta_build():
+    """In a fresh interpreter, as a worker loading from the cache: each entry's build on meta
+    finds its libraries imported by its import_framework() (a build that imports is refused,
+    since the modules it loads would make their import-time tensors on meta)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import zoo\n"
+        "from runners.worker import weight_cache\n"
+        "from zoo.base import InputShape\n"
+        "from zoo.transformers_entry import TransformersLM\n"
+        "names = [n for n in zoo.list() if zoo.get(n).framework == 'pytorch']\n"
+        "names.sort(key=lambda n: (n == 'bert' or issubclass(zoo.get(n), TransformersLM), n))\n"  # torch alone first
+        "for n in names:\n"
+        "    entry = zoo.get(n)('tiny')\n"
+        "    model = weight_cache._skeleton(entry, InputShape(seq_len=16, image_size=32))\n"
+        "    assert all(t.is_meta for t in model.parameters()), n\n"
+        "    print(n)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {"bert", "resnet50", "gpt2", "dlrm", "vit_b_16"} <= set(done.stdout.split())
