@@ -113,7 +113,7 @@ def _tensors(model: Any) -> dict[str, Any]:
     for _, _, _, tensor, full in _slots(model):
         if id(tensor) not in seen:
             seen.add(id(tensor))
-            tensors[full] = tensor.detach().contiguous()
+            tensors[full] = tensor.detach()
     return tensors
 
 
@@ -129,6 +129,8 @@ def save(entry: Any, shape: Any, model: Any, path: Path, entry_key: dict[str, An
         return f"{size / 2**20:.0f} MiB of weights is over the cache's {max_bytes() / 2**20:.0f} MiB"
     if any(t.device.type != "cpu" for t in tensors.values()):
         return "weights not in host memory"
+    if not all(t.is_contiguous() for t in tensors.values()):
+        return "not cacheable: a tensor is not contiguous (a loaded one would be, with other strides)"
     path.parent.mkdir(parents=True, exist_ok=True)
     if shutil.disk_usage(path.parent).free < 2 * size + 2**30:
         return "less than a GiB free on the cache's disk after writing"
@@ -241,8 +243,11 @@ def build(entry: Any, shape: Any, seed: int, cache_dir: Optional[Path]) -> tuple
     torch.manual_seed(seed)
     if cache_dir is None or max_bytes() <= 0:
         return entry.build(shape), {"weights": "init", "not_cached": "cache off"}
-    entry_key = key(entry, shape, seed)
-    path = path_for(Path(cache_dir), entry_key)
+    try:
+        entry_key = key(entry, shape, seed)
+        path = path_for(Path(cache_dir), entry_key)
+    except Exception as exc:  # noqa: BLE001  (no key, no cache; the run goes on)
+        return entry.build(shape), {"weights": "init", "not_cached": f"no key: {type(exc).__name__}: {exc}"[:300]}
     source: dict[str, Any] = {"weights": "init"}
     if path.exists():
         try:
@@ -251,6 +256,9 @@ def build(entry: Any, shape: Any, seed: int, cache_dir: Optional[Path]) -> tuple
             source["cache_unusable"] = f"{type(exc).__name__}: {exc}"[:300]
             torch.manual_seed(seed)
     model = entry.build(shape)
-    why_not = save(entry, shape, model, path, entry_key)
+    try:
+        why_not = save(entry, shape, model, path, entry_key)
+    except Exception as exc:  # noqa: BLE001  (a read-only results folder, no safetensors: run without the cache)
+        why_not = f"could not write the cache: {type(exc).__name__}: {exc}"[:300]
     source.update({"not_cached": why_not} if why_not else {"cached": True, "file": path.name})
     return model, source

@@ -118,6 +118,14 @@ def test_the_size_cap_and_off(tmp_path, monkeypatch):
     assert weight_cache.build(entry, SHAPE, 0, None)[1]["not_cached"] == "cache off"
 
 
+def test_a_cache_folder_that_cannot_be_written_leaves_the_run_as_it_was(tmp_path):
+    entry = zoo.get("resnet50")("tiny")
+    (tmp_path / "a-file").write_text("")  # as root, a read-only folder would still be written
+    model, source = weight_cache.build(entry, SHAPE, 0, tmp_path / "a-file" / "weights")
+    assert source["weights"] == "init" and source["not_cached"].startswith("could not write the cache")
+    assert_identical(_fresh(entry, 0)[0], model)
+
+
 def test_workers_train_the_same_from_a_cached_build(cli, results_dir):
     """Through parent and worker: the second run loads what the first wrote, says so, and its
     training (dropout included) ends on the very same loss."""
