@@ -160,6 +160,7 @@ def _on_meta():
     import torch
 
     originals = {name: getattr(torch.Tensor, name) for name in _RANDOM_FILLS}
+    own = {name for name in _RANDOM_FILLS if name in vars(torch.Tensor)}  # the others are torch._C.TensorBase's
 
     def skipping(original):
         def fill(self, *args, **kwargs):
@@ -174,7 +175,10 @@ def _on_meta():
             yield
     finally:
         for name, original in originals.items():
-            setattr(torch.Tensor, name, original)
+            if name in own:
+                setattr(torch.Tensor, name, original)
+            elif name in vars(torch.Tensor):
+                delattr(torch.Tensor, name)
 
 
 def _skeleton(entry: Any, shape: Any) -> Any:

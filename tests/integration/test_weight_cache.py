@@ -91,6 +91,17 @@ def test_a_file_that_does_not_fit_is_not_used(tmp_path):
     assert_identical(fresh, model)
 
 
+def test_random_fills_are_skipped_on_meta_only_and_restored_after():
+    before = {name: getattr(torch.Tensor, name) for name in weight_cache._RANDOM_FILLS}
+    host = torch.zeros(64)
+    with weight_cache._on_meta():
+        meta = torch.empty(64).normal_()
+        host.normal_()  # a host tensor still fills
+    assert meta.is_meta and bool(host.ne(0).any())
+    assert {name: getattr(torch.Tensor, name) for name in weight_cache._RANDOM_FILLS} == before
+    assert not set(weight_cache._RANDOM_FILLS) & set(vars(torch.Tensor))
+
+
 class _StrayTensor(TorchModel):
     """Keeps a tensor outside its parameters and buffers: a meta build cannot be filled in."""
 
