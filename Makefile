@@ -74,6 +74,7 @@ $(VENV)/.installed: pyproject.toml
 	fi; \
 	install -e ".$${extras:+[$$extras]}"; \
 	echo "import zoo.torchvision_hook as hook; hook.install()" > "$$purelib/vgpu_bench_zoo.pth"
+	$(PY) -m compileall -q runners zoo hydra_plugins >/dev/null  # bytecode once: PYTHONDONTWRITEBYTECODE=1 made every process recompile (~80 ms a worker)
 	$(PY) -c "import runners.cli.bench, zoo" && touch $@
 
 # For an offline GPU host: make wheelhouse WHEEL_PYTHON=3.12 WHEEL_PLATFORM="manylinux_2_28_x86_64 manylinux_2_17_x86_64"

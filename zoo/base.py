@@ -98,6 +98,11 @@ class TorchModel(ZooModel):
     framework = "pytorch"
     workloads = ("infer", "train", "train_ddp")
 
+    def import_framework(self) -> None:
+        """Import the libraries build() uses (torch alone: nothing). The weight cache
+        (runners/worker/weight_cache.py) calls it before building on the meta device, where a
+        tensor a module made at import time would be a meta tensor."""
+
     def load_weights(self, model, path):
         import torch
 

@@ -13,10 +13,14 @@ class TorchvisionClassifier(TorchModel):
     builder: str  # torchvision.models name
     weights_enum: str  # the weights whose metadata (params, _ops) the figures must match
 
-    def build(self, shape: InputShape = InputShape()):
+    def import_framework(self) -> None:
         from zoo.torch_support import ensure_torchvision
 
         ensure_torchvision()
+        import torchvision.models  # noqa: F401
+
+    def build(self, shape: InputShape = InputShape()):
+        self.import_framework()
         import torchvision
 
         return torchvision.models.get_model(self.builder, weights=None, **self.settings)

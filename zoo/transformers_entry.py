@@ -21,10 +21,16 @@ class TransformersLM(TorchModel):
 
         return getattr(transformers, self.config_class)(**(self.fixed | self.settings))
 
-    def build(self, shape: InputShape = InputShape()):
+    def import_framework(self) -> None:
         from zoo.torch_support import ensure_torchvision
 
         ensure_torchvision()  # transformers imports torchvision when it is installed
+        import transformers
+
+        getattr(transformers, self.config_class), getattr(transformers, self.model_class)  # lazily loaded modules
+
+    def build(self, shape: InputShape = InputShape()):
+        self.import_framework()
         import transformers
 
         return getattr(transformers, self.model_class)(self.config())

@@ -105,6 +105,7 @@ def setup(job: Job, config: BenchConfig, state: dict[str, Any]):
         config.model.weights,
     )
     framework.runtime, framework.exports_dir = config.runtime, Path(config.results_dir).resolve() / "exports"
+    framework.weights_cache_dir = Path(config.results_dir).resolve() / ".cache" / "weights"
     state["framework"] = framework
     framework.startup = startup.Startup(job.spawned_at)
     framework.mark("import")
@@ -187,6 +188,7 @@ def record_measurement(
         framework.startup.mark("first_step", at=m.first_step_done_at)
         for phase, seconds in framework.startup.seconds.items():
             result.set(startup.METRICS[phase], seconds)
+        result.details["startup"] = framework.startup.details
     result.measurement = Measurement(
         warmup_steps=m.warmup_steps,
         steps=m.steps,

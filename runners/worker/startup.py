@@ -24,6 +24,7 @@ class Startup:
     def __init__(self, spawned_at: float):
         self.last = spawned_at
         self.seconds: dict[str, float] = {}
+        self.details: dict[str, object] = {}  # how a phase went: where the weights came from (build)
 
     def mark(self, phase: str, at: float | None = None) -> None:
         """`phase` ended now (or at `at`); a phase marked again accumulates."""

@@ -24,10 +24,14 @@ class Bert(TorchModel):
         "bert-base-uncased: BertModel 109,482,240 params + 2-class head; FLOPs ~ 2 x matmul params x tokens + attention"
     )
 
-    def build(self, shape=None):
+    def import_framework(self):
         from zoo.torch_support import ensure_torchvision
 
         ensure_torchvision()  # transformers imports torchvision when it is installed
+        from transformers import BertConfig, BertForSequenceClassification  # noqa: F401  (the lazy module loads them)
+
+    def build(self, shape=None):
+        self.import_framework()
         from transformers import BertConfig, BertForSequenceClassification
 
         return BertForSequenceClassification(

@@ -22,9 +22,7 @@ class ResNet50(TorchvisionClassifier):
     def build(self, shape: InputShape = InputShape()):
         if self.size == "full":
             return super().build(shape)
-        from zoo.torch_support import ensure_torchvision
-
-        ensure_torchvision()
+        self.import_framework()
         from torchvision.models.resnet import Bottleneck, ResNet
 
         return ResNet(Bottleneck, **self.settings)

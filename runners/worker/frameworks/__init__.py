@@ -67,6 +67,7 @@ class Framework:
         self.startup: Optional[Startup] = None  # set by the worker; adapters mark their phases
         self.runtime: Optional[RuntimeConfig] = None  # set by the worker: runtime.provider, runtime.opset
         self.exports_dir = Path("results") / "exports"  # set by the worker: <results>/exports
+        self.weights_cache_dir: Optional[Path] = None  # set by the worker: <results>/.cache/weights
 
     def mark(self, phase: str) -> None:
         if self.startup:

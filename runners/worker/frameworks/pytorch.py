@@ -198,9 +198,22 @@ class TorchFramework(Framework):
             return contextlib.nullcontext()
         return self.torch.autocast(device_type=self.device, dtype=getattr(self.torch, _DTYPES[self.precision]))
 
+    def _build(self, entry, shape, seed):
+        """The model with its seeded random weights (from the weight cache where it has them:
+        bit-identical, runners/worker/weight_cache.py), or the local pretrained ones."""
+        from runners.worker import weight_cache
+
+        if self.weights:
+            self.torch.manual_seed(seed)
+            model, source = self.load_weights(entry, entry.build(shape)), {"weights": "pretrained"}
+        else:
+            model, source = weight_cache.build(entry, shape, seed, self.weights_cache_dir)
+        if self.startup:
+            self.startup.details.update(source)
+        return model
+
     def _model_and_feed(self, entry, workload, shape, seed):
-        self.torch.manual_seed(seed)  # weights are random: the seed makes them the same everywhere
-        model = self.load_weights(entry, entry.build(shape))
+        model = self._build(entry, shape, seed)  # weights are random: the seed makes them the same everywhere
         self.mark("build")
         model = model.to(self.torch_device)
         feed = TorchFeed(self, entry, workload, shape, seed)
@@ -356,8 +369,7 @@ class TorchFramework(Framework):
 
     def parity(self, entry, batch_size, shape, seed, steps):
         torch = self.torch
-        torch.manual_seed(seed)
-        model = self.load_weights(entry, entry.build(shape)).to(self.torch_device)
+        model = self._build(entry, shape, seed).to(self.torch_device)
         batch = move(entry.make_batch(batch_size, shape, seed), self.torch_device)
         model.eval()
         with torch.inference_mode(), self.autocast():
