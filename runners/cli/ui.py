@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from runners.config import TrackingConfig
+from runners.errors import one_line
 from runners.tracking.write import client_for
 
 # MLflow's runs page (3.x) reads `?viewStateShareKey=<id>` and applies the view stored in the
@@ -57,7 +58,10 @@ def install_view(client, experiment_id: str) -> None:
 
 
 def url(host: str, port: int, experiment_id: str) -> str:
-    return f"http://{host}:{port}/#/experiments/{experiment_id}/runs?{VIEW_PARAM}={VIEW_ID}"
+    # workflowType: a new browser profile starts in MLflow's GenAI mode (its side navigation,
+    # and the experiment's bare address opens its overview); this switches it to model training.
+    query = f"workflowType=machine_learning&{VIEW_PARAM}={VIEW_ID}"
+    return f"http://{host}:{port}/#/experiments/{experiment_id}/runs?{query}"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -71,12 +75,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     if results_dir.exists() and not results_dir.is_dir():
         print(f"error: RESULTS={args.results} is not a directory; give the results folder", file=sys.stderr)
         return 2
-    results_dir.mkdir(parents=True, exist_ok=True)  # a new checkout: an empty store to open
     store = f"sqlite:///{results_dir}/mlflow.db"
-    # The experiment is made (or tagged) the way a run would make it, so the address exists
-    # before the first run.
-    client, experiment_id = client_for(TrackingConfig(uri=store, experiment=args.experiment), results_dir)
-    install_view(client, experiment_id)
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)  # a new checkout: an empty store to open
+        # The experiment is made (or tagged) the way a run would make it, so the address exists
+        # before the first run.
+        client, experiment_id = client_for(TrackingConfig(uri=store, experiment=args.experiment), results_dir)
+        install_view(client, experiment_id)
+    except Exception as exc:  # a folder we cannot write, a store of a newer MLflow
+        print(f"error: could not open the store {store}: {one_line(exc)}", file=sys.stderr)
+        return 1
     print(f"open {url(args.host, args.port, experiment_id)}", flush=True)
     command = [sys.executable, "-m", "mlflow", "ui", "--workers", "1", "--backend-store-uri", store]
     os.execv(sys.executable, [*command, "--host", args.host, "--port", str(args.port)])

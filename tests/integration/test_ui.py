@@ -154,4 +154,17 @@ def test_printed_address_opens_the_runs_table_with_the_suites_columns(cli, resul
     assert sorted(_cells(dom, "tags.`status`")) == ["invalid", "success"]  # an invalid run says so
     assert _cells(dom, "tags.`model`") == ["dummy", "dummy"] and _cells(dom, "tags.`backend`") == ["cpu", "cpu"]
     assert "Traces 0" not in dom
+    assert ">Judges<" not in dom and ">Model registry<" in dom  # model training's navigation, not GenAI's
     assert 'role="gridcell"' in plain and "tags.`status`" not in plain and "attributes.`Dataset`" in plain
+
+
+def test_ui_bad_results_folder_is_one_line(tmp_path):
+    not_a_folder = tmp_path / "results.txt"
+    not_a_folder.write_text("")
+    done = subprocess.run(
+        [sys.executable, "-m", "runners.cli.ui", "--results", str(not_a_folder)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and done.stderr.startswith("error: RESULTS=") and done.stderr.count("\n") == 1
