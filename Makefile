@@ -178,8 +178,9 @@ mlflow-server: setup ## team tracking server on $(HOST):$(PORT); PostgreSQL when
 		--artifacts-destination "$${MLFLOW_ARTIFACTS_DESTINATION:-$(abspath $(RESULTS))/server-artifacts}" --serve-artifacts
 
 # One person browsing needs one worker process (mlflow ui starts 4 by default, each a full MLflow).
-ui: setup ## browse results: MLflow UI on http://127.0.0.1:$(PORT)
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$(MLFLOW_JOBS) $(VENV)/bin/mlflow ui --workers 1 --backend-store-uri sqlite:///$(abspath $(RESULTS))/mlflow.db --host 127.0.0.1 --port $(PORT)
+# It prints the address to open: the suite's runs table with its columns (a saved view).
+ui: setup ## browse results: MLflow UI on http://127.0.0.1:$(PORT), opened on the suite's runs table
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$(MLFLOW_JOBS) $(PY) -m runners.cli.ui --results "$(abspath $(RESULTS))" --host 127.0.0.1 --port $(PORT)
 
 clean: ## remove the virtualenv and caches (results/ is kept)
 	rm -rf $(VENV) .pytest_cache *.egg-info

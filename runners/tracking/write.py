@@ -61,8 +61,9 @@ def tracking_uri(config: TrackingConfig, results_dir: Path) -> str:
     return config.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{results_dir.resolve()}/mlflow.db"
 
 
-# MLflow 3's UI opens an experiment of unknown kind on its GenAI "Traces" view (empty here);
-# this kind opens it on its runs, as classic model training.
+# MLflow 3's UI asks what an experiment of unknown kind is, and opens it on its GenAI "Traces"
+# view (empty here); this kind marks it classic model training. A browser still in MLflow's
+# GenAI mode opens it on a GenAI overview: the address `make ui` prints switches the mode.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
