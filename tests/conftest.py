@@ -51,11 +51,13 @@ def has_gpu() -> bool:
 
 @pytest.fixture(autouse=True, scope="session")
 def users_world_stays_alone(tmp_path_factory):
-    """Whatever the user's environment holds (their own MLflow store, their results folder),
+    """Whatever the user's environment holds (their own MLflow store, their results folder,
+    a shared weight cache),
     no test and no command a test starts reaches it: each test names its own store and
     folder, and anything that forgets lands in this session's temporary folder."""
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "VGPU_BENCH_RESULTS")}
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "VGPU_BENCH_RESULTS", "VGPU_BENCH_WEIGHT_CACHE")}
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("VGPU_BENCH_WEIGHT_CACHE", None)  # a shared weight cache: each run then keeps its own
     os.environ["VGPU_BENCH_RESULTS"] = str(tmp_path_factory.mktemp("unclaimed-results"))
     yield
     for key, value in saved.items():

@@ -27,7 +27,7 @@ from runners import names, nvml, stats
 from runners.config import BenchConfig, Sync
 from runners.contracts import INVALID, RESULT_FILE, STOP_FILE, SUCCESS, Job, Measurement, MemoryReading, Result
 from runners.scenarios import Scenario, scenarios
-from runners.worker import evidence, fingerprint, job_config, measure, startup
+from runners.worker import evidence, fingerprint, job_config, measure, startup, weight_cache
 from runners.worker.frameworks import Framework, frameworks
 from runners.worker.gpu_peaks import peak_tflops
 
@@ -105,7 +105,7 @@ def setup(job: Job, config: BenchConfig, state: dict[str, Any]):
         config.model.weights,
     )
     framework.runtime, framework.exports_dir = config.runtime, Path(config.results_dir).resolve() / "exports"
-    framework.weights_cache_dir = Path(config.results_dir).resolve() / ".cache" / "weights"
+    framework.weights_cache_dir = weight_cache.folder(config.results_dir)
     state["framework"] = framework
     framework.startup = startup.Startup(job.spawned_at)
     framework.mark("import")

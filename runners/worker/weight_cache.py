@@ -35,6 +35,9 @@ from typing import Any, Optional
 
 FORMAT = 1
 MAX_MB_VARIABLE = "VGPU_BENCH_WEIGHT_CACHE_MAX_MB"
+# A folder shared by several results folders: gpu-check gives each item a results folder of
+# its own, and without it every item would pay the random initialization again.
+DIR_VARIABLE = "VGPU_BENCH_WEIGHT_CACHE"
 DEFAULT_MAX_MB = 1024
 _RNG = "__cpu_rng_state__"  # not a module path: cannot collide with a parameter's name
 # The in-place random fills, which a meta tensor has no values for. torch has no meta kernel
@@ -45,6 +48,12 @@ _RANDOM_FILLS = ("normal_", "uniform_", "random_", "bernoulli_", "exponential_",
 
 class Miss(Exception):
     """The cached file cannot stand for a fresh build of this model."""
+
+
+def folder(results_dir: str) -> Path:
+    """$VGPU_BENCH_WEIGHT_CACHE where set, else <results_dir>/.cache/weights."""
+    shared = os.environ.get(DIR_VARIABLE)
+    return Path(shared) if shared else Path(results_dir).resolve() / ".cache" / "weights"
 
 
 def max_bytes() -> int:
