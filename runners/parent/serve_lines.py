@@ -54,7 +54,8 @@ def group_line(group: GroupRecord) -> Optional[str]:
         return (
             f"{group.id}: {int(v('tenants_meeting_slo'))}/{len(tenants)} tenants met the SLO, aggregate goodput "
             f"{v('aggregate_goodput') or 0:,.1f}/s, worst tenant p99 {worst} "
-            f"(alone {_ms(v('alone_latency_ms_p99'))}, inflation {v('p99_inflation') or float('nan'):.2f}x)"
+            f"(alone {_ms(v('alone_latency_ms_p99'))}, inflation "
+            + ("unbounded)" if infinite else f"{v('p99_inflation') or float('nan'):.2f}x)")
         )
     if group.kind == "capacity":
         best = v("max_rate_at_slo")
