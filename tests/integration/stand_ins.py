@@ -164,7 +164,7 @@ def build_library(path, source, *defines):
     import subprocess
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    c_file = path.with_name(path.name + ".c")
+    c_file = path.with_name(f".{path.name}.c")  # hidden: a client directory is globbed for libcudart.so*
     c_file.write_text(source)
     subprocess.run(["gcc", "-shared", "-fPIC", *defines, "-o", str(path), str(c_file)], check=True)
     return path

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from stand_ins import FAKE_MPS, FAKE_NVIDIA_SMI, HAMI_REGION_C, MPS_CLIENT_C, build_library
+from stand_ins import CUDART_C, FAKE_MPS, FAKE_NVIDIA_SMI, HAMI_REGION_C, MPS_CLIENT_C, build_library
 
 from runners.backends import create
 from runners.backends.hami import HamiConfig
@@ -25,15 +25,11 @@ from conftest import TINY, logged_runs, run_command, run_dirs
 
 @pytest.fixture
 def client_dir(tmp_path):
-    """A stand-in client: a real shared library named as the client's CUDA runtime."""
+    """A stand-in client: a CUDA runtime library whose device has ORION_GMEM MiB (stand_ins.CUDART_C)."""
     if not shutil.which("gcc"):
         pytest.skip("needs gcc to build a stand-in client runtime")
     path = tmp_path / "orion"
-    path.mkdir()
-    (tmp_path / "client.c").write_text("int client_runtime(void) { return 0; }\n")
-    subprocess.run(
-        ["gcc", "-shared", "-fPIC", "-o", str(path / "libcudart.so.12"), str(tmp_path / "client.c")], check=True
-    )
+    build_library(path / "libcudart.so.12", CUDART_C)
     return path
 
 
