@@ -226,3 +226,26 @@ def test_comparisons_leave_invalid_runs_out_and_say_so(cli, results_dir, tmp_pat
     done = run_command(results_dir, "analyze", "compare", "baseline=label=base", "candidate=label=cand")
     assert done.returncode == 0, done.stderr
     assert "no pairs" in done.stdout and "left out, invalid" in done.stdout and "library_mapped" in done.stdout
+
+
+@needs_gcc
+def test_a_runtime_s_device_is_read_from_the_cuda_runtime_it_loaded(tmp_path):
+    """ONNX Runtime's and MNN's GPU: asked of the libcudart mapped into the process (its
+    cudaMemGetInfo, what HAMi-core or a vGPU client reports), never NVML's GPU 0."""
+    import json
+    import sys
+
+    runtime = build_library(tmp_path / "libcudart.so.12", CUDART_C)
+    script = (
+        "import ctypes, json, sys; from runners.worker.frameworks.ort_runtime import OnnxRuntimeFramework as F\n"
+        "before = F('cuda', 'fp32', 1).gpu_of_provider('CUDAExecutionProvider')\n"
+        "ctypes.CDLL(sys.argv[1])  # as the provider loads its runtime\n"
+        "print(json.dumps([before, F('cuda', 'fp32', 1).gpu_of_provider('CUDAExecutionProvider')]))"
+    )
+    env = {**os.environ, "ORION_GMEM": "3072", "CUDA_VISIBLE_DEVICES": "0"}
+    done = subprocess.run([sys.executable, "-c", script, str(runtime)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    before, after = json.loads(done.stdout.splitlines()[-1])
+    assert before["name"] is None and "no CUDA runtime" in before["error"]  # nothing loaded: nothing to pass on
+    assert after["memory_total_seen_mb"] == 3072 and after["name"] == "Stand-in vGPU"
+    assert after["uuid"] == "GPU-abababab-abab-abab-abab-abababababab" and str(runtime) in after["source"]
