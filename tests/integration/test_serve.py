@@ -171,3 +171,15 @@ def test_compare_shows_max_rate_at_slo_per_pair(cli, results_dir):
     assert CapacityRow("", "", "", rate_a, rate_b, "", "", *bounds).ratio_text in " ".join(compared.stdout.split())
     assert ("at least" in compared.stdout) == any(bounds)
     assert "equivalent" not in compared.stdout  # a serve run's throughput is its offered rate: no verdict on it
+
+
+def test_a_server_whose_batches_raise_counts_them_failed_and_is_invalid_without_an_slo(cli, results_dir):
+    # Warm-up takes serve.max_batch_size passes (8); every pass after them raises.
+    args = [*DUMMY[:4], *SHORT, "serve.rate=20", "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=fail-after:8"]
+    done = cli(*args)
+    assert done.returncode == 1 and "batch(es) raised" in done.stderr, done.stderr[-3000:]
+    [r] = results_of(results_dir)
+    assert r.status == "invalid" and r.value("serve_valid") == 0
+    assert r.value("requests_failed") == r.value("requests") > 0 and r.details["serve"]["failures"]["error"] > 0
+    batches = r.details["serve_batches"]
+    assert batches["failed_batches"] > 0 and batches["errors"][0].startswith("RuntimeError: forward pass 9 failed")
