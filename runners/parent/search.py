@@ -110,6 +110,7 @@ def capacity(plan_: Plan, progress: Progress) -> tuple[GroupRecord, list[Run]]:
     group = new_group("capacity", plan_, "capacity")
     runs: list[Run] = []
     probes: list[dict] = []
+    late: list[float] = []  # probes whose load generator did not offer their rate
 
     def passes(rate: float) -> bool:
         probe = _probe_plan(plan_, rate=rate)
@@ -119,6 +120,8 @@ def capacity(plan_: Plan, progress: Progress) -> tuple[GroupRecord, list[Run]]:
             run = launch(probe, progress, GroupRef("capacity", group.id, "probe", len(runs)))
         runs.append(run)
         probes.append({"rate": rate, **_summary(run[0])})
+        if (run[0].details.get("serve") or {}).get("sent_late"):
+            late.append(rate)
         return met(run[0])
 
     low, high, _ = find_max_rate(passes, serve.rate, serve.search_tolerance, serve.search_max_runs)
@@ -131,8 +134,11 @@ def capacity(plan_: Plan, progress: Progress) -> tuple[GroupRecord, list[Run]]:
     group.details["at_least"] = low is not None and high is None
     group.details["converged"] = low is not None and high is not None and (high - low) / low <= serve.search_tolerance
     group = _finish(group, runs)
-    # A probe missing the SLO is what a search is for; one that crashed leaves the answer unknown.
-    group.status = "success" if low is not None and not _crashed(runs) else "failed"
+    # A probe missing the SLO is what a search is for; one that crashed, or whose generator
+    # could not offer its rate (an invalid probe, not a rate the server failed), leaves the
+    # answer unknown.
+    group.details["late_probes"] = late
+    group.status = "success" if low is not None and not _crashed(runs) and not late else "failed"
     return group, runs
 
 

@@ -64,6 +64,9 @@ def group_line(group: GroupRecord) -> Optional[str]:
         found = f"max rate at SLO {at_least}{best:,.2f} requests/s" if best else "no rate tried met the SLO"
         if at_least:
             found += " (no rate tried missed it: raise serve.search_max_runs to find the limit)"
+        late = group.details.get("late_probes")
+        if late:
+            found += f"; UNKNOWN: the load generator could not offer {late} requests/s (serve.generators)"
         return f"{group.id}: {found} ({len(probes)} probes; bracket {group.details.get('bracket')})"
     if group.kind == "interference" and group.details.get("victim_p99_infinite"):
         return (

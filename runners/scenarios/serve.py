@@ -169,6 +169,7 @@ def record(result, config, requests, log, tokens=None, itl_ms=None) -> None:
         "output_tokens": tokens,
         "slo_met": verdict.slo_met,
         "failures": verdict.failures,
+        "sent_late": verdict.sent_late,
         "warnings": warnings,
         "requests_file": "requests.csv",
         "latency_from": "scheduled time (no coordinated omission); sent_latency_* from the send time",

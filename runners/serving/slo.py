@@ -126,6 +126,7 @@ class Verdict:
     slo_met: Optional[bool]  # None: no SLO given
     behind: bool  # the generator fell behind its schedule
     failures: dict[str, int]
+    sent_late: bool = False  # beyond serve.max_send_delay_ms: the offered rate is not the one claimed
 
 
 def summarize(
@@ -217,4 +218,6 @@ def summarize(
             }
         )
     failures = {s: sum(r.status == s for r in requests) for s in (REJECTED, ERROR, TIMEOUT)}
-    return Verdict(metrics, valid, "; ".join(reasons), slo_met, behind_share > BEHIND_SHARE, failures)
+    return Verdict(
+        metrics, valid, "; ".join(reasons), slo_met, behind_share > BEHIND_SHARE, failures, late > LATE_SHARE
+    )

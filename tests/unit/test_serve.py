@@ -253,7 +253,7 @@ def test_a_run_whose_sends_were_late_beyond_the_bound_is_invalid():
     reqs = [_request(i, 10.0, delay_ms=50.0 if i % 20 == 0 else 0.1) for i in range(100)]
     late = slo.summarize(reqs, 10.0, None, 0, 1, max_send_delay_ms=20.0)
     assert not late.valid and "5.0% of requests were sent more than serve.max_send_delay_ms=20 ms" in late.why_invalid
-    assert late.metrics[slo.VALID] == 0.0
+    assert late.metrics[slo.VALID] == 0.0 and late.sent_late
     assert slo.summarize(reqs, 10.0, None, 0, 1, max_send_delay_ms=60.0).valid  # within the bound
     for r in reqs:
         r.held = True  # waiting for a serve.concurrency slot is not the generator's delay
@@ -355,3 +355,33 @@ def test_a_capacity_search_that_never_failed_says_at_least():
     group = GroupRecord("capacity", "g", "g", [], "success", details={"at_least": True, "bracket": [320.0, None]})
     group.set(MAX_RATE, 320.0)
     assert "max rate at SLO at least 320.00 requests/s (no rate tried missed it" in group_line(group)
+
+
+def test_a_capacity_search_with_a_probe_its_generator_could_not_offer_is_unknown(monkeypatch):
+    """Not a rate the server failed: the search is `failed`, and says why."""
+    from types import SimpleNamespace
+
+    from runners.contracts import GroupRecord
+    from runners.parent import search
+    from runners.parent.serve_lines import group_line
+
+    def probe(rate):
+        late = rate > 150  # the generator cannot offer more than 150/s here
+        details = {"serve": {"sent_late": late}}
+        return _Run("invalid" if late else "success", slo_met=0.0 if late else 1.0), details
+
+    def launch(plan_, progress, ref):
+        result, details = probe(plan_.rate)
+        result.details = details
+        return result, None
+
+    monkeypatch.setattr(search, "_probe_plan", lambda plan_, rate: SimpleNamespace(rate=rate, config=plan_.config))
+    monkeypatch.setattr(search, "_done_before", lambda probe: None)
+    monkeypatch.setattr(search, "launch", launch)
+    monkeypatch.setattr(search, "_finish", lambda group, runs: group)
+    monkeypatch.setattr(search, "_crashed", lambda runs: False)
+    monkeypatch.setattr(search, "new_group", lambda *a: GroupRecord("capacity", "g", "g", [], "success"))
+    serve = ServeConfig(rate=100, search=Search.capacity, search_max_runs=4, slo=SloConfig(p99_ms=50))
+    group, _ = search.capacity(SimpleNamespace(config=SimpleNamespace(serve=serve)), lambda line: None)
+    assert group.status == "failed" and group.details["late_probes"] == [200.0, 175.0]
+    assert "UNKNOWN: the load generator could not offer [200.0, 175.0] requests/s" in group_line(group)
