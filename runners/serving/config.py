@@ -65,7 +65,7 @@ class ServeConfig:
     generators: int = 1  # load-generator processes (more when one cannot keep up)
     # A run that sent more than 1% of its requests later than this after their scheduled time
     # did not offer serve.rate: it is `invalid` (more generators, or fewer cores for the model)
-    max_send_delay_ms: float = 20.0
+    max_send_delay_ms: float = 100.0
     new_tokens: int = 16  # decoders: tokens generated per request after its seq_len-token prompt
     min_duration_s: float = 5.0  # a run is valid only with at least this long a schedule
     min_requests: int = 100  # and this many requests issued
