@@ -18,7 +18,7 @@ DIAGNOSE_OVERRIDES = $(if $(backend),backend=$(backend)) $(ARGS)
 # A side of a comparison or a parity check: free text, passed whole (the command quotes it for Hydra).
 SIDES = $(if $(baseline),"baseline=$(baseline)") $(if $(candidate),"candidate=$(candidate)") $(if $(tolerance),tolerance=$(tolerance))
 
-.PHONY: help setup wheelhouse gpu-check lint format bench sweep probe profile microbench sync ingest mlflow-server demo docs compare regressions pin-baseline parity report bench-overhead test test-deps ui clean
+.PHONY: help setup wheelhouse gpu-check hami-core lint format bench sweep probe profile microbench sync ingest mlflow-server demo docs compare ab regressions pin-baseline parity report bench-overhead test test-deps ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -103,6 +103,9 @@ docs: setup ## regenerate docs/zoo.md (the model cards) from the registry
 compare: setup ## compare two sides of recorded runs: make compare baseline="backend=native" candidate="backend=vgpu"
 	@$(PY) -m runners.cli.analyze compare $(SIDES) $(ARGS)
 
+ab: setup ## interleaved A/B, the release gate (exit 1 if slower): make ab baseline="backend=native" candidate="backend=vgpu" repeats=5
+	@$(PY) -m runners.cli.ab $(if $(model),model=$(model)) $(SIDES) $(if $(repeats),repeats=$(repeats)) $(ARGS)
+
 regressions: setup ## exit non-zero if later runs are slower than the baseline: make regressions baseline="label=rel-2.3"
 	@$(PY) -m runners.cli.analyze regressions $(SIDES) $(ARGS)
 
@@ -115,8 +118,8 @@ parity: setup ## same seeded inputs on baseline and candidate: make parity model
 report: setup ## HTML report with plots: make report baseline="backend=native" candidate="backend=mps"
 	@$(PY) -m runners.cli.analyze report $(SIDES) $(ARGS)
 
-bench-overhead: setup ## benchmark: suite throughput vs a bare hand-written loop: make bench-overhead ARGS="rounds=10"
-	@$(PY) -m runners.cli.bench_overhead $(if $(model),model=$(model)) $(ARGS)
+bench-overhead: setup ## benchmark: a make-bench worker vs a hand-written loop, suite/loop step time: make bench-overhead backend=native ARGS="rounds=5"
+	@$(PY) -m runners.cli.bench_overhead $(if $(backend),backend=$(backend)) $(ARGS)
 
 # The null server answers at once, one request per batch: what is left is the generator, the
 # socket and the server loop. Kept as a reference: results/reference/cpu/serve-loadgen.txt.
@@ -180,6 +183,9 @@ ui: setup ## browse results: MLflow UI on http://127.0.0.1:$(PORT)
 clean: ## remove the virtualenv and caches (results/ is kept)
 	rm -rf $(VENV) .pytest_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+hami-core: ## build HAMi-core's libvgpu.so offline into build/hami-core/: make hami-core SRC=<HAMi-core source folder>
+	@sh scripts/build_hami_core.sh "$(SRC)" build/hami-core
 
 gpu-check: setup ## every GPU path on this machine's GPU in <= 8 min; evidence in results/reference/<gpu>/ (ARGS="dry_run=true": the plan)
 	@$(PY) -m runners.cli.gpu_check $(ARGS)

@@ -241,6 +241,26 @@ class ParityConfig(CommandConfig):
 
 
 @dataclass
+class AbConfig(CommandConfig):
+    """`make ab` (configs/ab.yaml): overrides of each side, on top of the shared ones; the sides'
+    runs alternate, baseline first, `repeats` of each."""
+
+    baseline: str = ""
+    candidate: str = ""
+    repeats: int = 3  # runs per side
+    tolerance: float = 0.02
+    wide: bool = False
+
+    def __post_init__(self) -> None:
+        _check(
+            self.repeats >= 2,
+            f"make ab needs repeats>=2 (got {self.repeats}): with one run a side, drift and difference are one",
+        )
+        _check(0 <= self.tolerance < 1, f"tolerance must be in [0, 1), got {self.tolerance}")
+        _check(bool(self.candidate.strip()), 'make ab needs a candidate, e.g. candidate="backend=vgpu"')
+
+
+@dataclass
 class DemoConfig(CommandConfig):
     """`make demo` (configs/demo.yaml): a short real inference with the zoo alone."""
 
@@ -258,20 +278,44 @@ class SyncConfig(CommandConfig):
     dir: Optional[str] = None  # ingest every result file under this directory; None: the unsynced ones
 
 
+# `make bench-overhead`'s cases: name -> (zoo model, workload.precision)
+OVERHEAD_CASES = {"bert-fp32": ("bert", "fp32"), "bert-bf16": ("bert", "bf16"), "resnet50-fp32": ("resnet50", "fp32")}
+
+
 @dataclass
 class OverheadConfig(CommandConfig):
-    """`make bench-overhead` (configs/bench_overhead.yaml): a benchmark of the suite itself."""
+    """`make bench-overhead` (configs/bench_overhead.yaml): a benchmark of the suite itself,
+    a real `make bench` worker against a hand-written loop in a process of its own."""
 
-    model: str = "bert"
-    size: str = "tiny"
-    batch_size: int = 8
-    seq_len: int = 128
-    image_size: int = 224
-    seconds: float = 1.0  # per round and path; many short interleaved rounds narrow the ratio's interval
-    rounds: int = 30
+    backend: BackendConfig = field(default_factory=BackendConfig)  # cpu, native or auto: where both sides run
+    sizes: str = "auto"  # tiny | full | auto: tiny on the CPU, full (bert-base 32x128, resnet50 32) on a GPU
+    cases: list[str] = field(default_factory=lambda: ["bert-fp32", "bert-bf16", "resnet50-fp32"])
+    rounds: int = 3  # pairs of (suite, loop) runs, interleaved, the first side alternating
+    seconds: float = 1.0  # measured seconds per run, each side alike
+    warmup_steps: int = 5
+    min_steps: int = 10
+    seed: int = 0
+    timeout_s: float = 600.0  # per process, each side alike
+    # > 0: the first round's loop then alternates, this many times, the plain loop with the
+    # loop plus each thing the worker used to do in its window (NVML thread, events per step):
+    # what each costs on this GPU (overhead.json "ablations"). GPU only; 0: none.
+    ablation_rounds: int = 0
 
     def __post_init__(self) -> None:
         _check(self.rounds >= 1 and self.seconds > 0, "rounds must be >= 1 and seconds > 0")
+        _check(self.warmup_steps >= 0 and self.min_steps >= 1, "warmup_steps must be >= 0 and min_steps >= 1")
+        _check(
+            self.backend.name in ("cpu", "native", "auto"),
+            f"bench-overhead runs on backend=cpu, native or auto, got {self.backend.name!r}",
+        )
+        _check(self.sizes in ("tiny", "full", "auto"), f"sizes must be tiny, full or auto, got {self.sizes!r}")
+        unknown = [c for c in self.cases if c not in OVERHEAD_CASES]
+        _check(
+            bool(self.cases) and not unknown,
+            f"unknown case(s) {unknown or '(none given)'}; valid: {', '.join(OVERHEAD_CASES)}",
+        )
+        _check(self.timeout_s > 0, f"timeout_s must be > 0, got {self.timeout_s}")
+        _check(self.ablation_rounds >= 0, f"ablation_rounds must be >= 0, got {self.ablation_rounds}")
 
 
 @dataclass
@@ -282,21 +326,25 @@ class GpuCheckConfig(CommandConfig):
     only: list[str] = field(default_factory=list)  # item names; empty: all
     skip: list[str] = field(default_factory=list)
     out: Optional[str] = None  # None: <results_dir>/reference/<gpu name>
+    hami_lib: Optional[str] = None  # HAMi-core's libvgpu.so for the hami items; None: build/hami-core/libvgpu.so
 
 
-def config_hash(config: "BenchConfig") -> str:
-    """What identifies a job for `resume`: its whole configuration, except how the
-    command was asked to run (resume, dry_run) and where results go."""
+def config_hash(config: CommandConfig, task: str = "workload") -> str:
+    """What identifies a job for `resume`: its task and its whole configuration (any command's:
+    a workload's BenchConfig, a diagnostic's DiagnoseConfig), except how the command was asked
+    to run (resume, dry_run) and where results go. A workload's hash is what it always was."""
     import hashlib
     import json
 
     plain = to_plain(config)
     for key in ("resume", "dry_run", "results_dir", "tracking"):
         plain.pop(key, None)
-    if plain["workload"]["kind"] != "serve":
+    if (plain.get("workload") or {}).get("kind") != "serve":
         plain.pop("serve", None)  # only serve reads it: other runs keep the hashes they had
     if plain.get("runtime", {}).get("name") in ("auto", "pytorch", "tensorflow"):
         plain.pop("runtime", None)  # the model's own framework, as before runtimes existed: the same hashes
+    if task != "workload":
+        plain["task"] = task  # parity on a workload's config is not that workload's result
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
 
 

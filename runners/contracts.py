@@ -2,7 +2,9 @@
 worker, job.json) and a `Result` (worker -> everything else, result.json), plus the
 `GroupRecord` of a group of runs (tenants, repeats, a scaling reference, a parity pair).
 docs/results_schema.md documents every field; tests/unit/test_schema_doc.py keeps the two
-in step. Standard library only: the worker may run where nothing but the framework is.
+in step. Standard library and runners.config only: the worker may run where nothing but
+the framework is, and no registry (backends, scenarios) is imported from here, so every
+module may import the contract (runners/worker/job_config.py types a job's config).
 One module on purpose (about 400 lines): every record that crosses a process boundary is
 here, so the whole contract reads in one sitting."""
 
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
-from runners.config import BenchConfig, from_plain, to_plain
+from runners.config import from_plain, to_plain
 
 SCHEMA_VERSION = 2
 RESULT_FILE, LOG_FILE, JOB_FILE, LAUNCH_FILE = "result.json", "worker.log", "job.json", "launch.json"
@@ -170,7 +172,8 @@ def _write_json(path: Path, plain: dict[str, Any]) -> None:
 @dataclass
 class Job:
     """What the worker is asked to do. `task` is `workload` (a timed scenario), `parity`
-    (seeded outputs and a loss curve) or a diagnostic (`probe`, `microbench`)."""
+    (seeded outputs and a loss curve) or a diagnostic (`probe`, `microbench`); `config` is
+    that task's command config (a BenchConfig, or a DiagnoseConfig without model or workload)."""
 
     run_id: str
     run_name: str
@@ -185,23 +188,6 @@ class Job:
     barrier: Optional[TenantBarrier] = None
     parity_steps: int = 0
     spawned_at: float = 0.0
-
-    def backend_config(self):
-        """The backend's typed config (its own schema), for the worker's engagement checks."""
-        from runners.backends import backends
-
-        return from_plain(backends.get(self.backend["name"]).config_class, self.config["backend"])
-
-    def bench_config(self) -> BenchConfig:
-        """The typed config again, with its backend's own schema."""
-        from runners.backends import backends
-        from runners.scenarios import scenarios
-
-        own = {
-            ("backend",): backends.get(self.config["backend"]["name"]).config_class,
-            ("workload",): scenarios.get(self.config["workload"]["kind"]).config_class,
-        }
-        return from_plain(BenchConfig, self.config, own)
 
     def write(self, path: Path) -> None:
         _write_json(path, to_plain(self))
@@ -244,7 +230,7 @@ class Result:
             run_name=job.run_name,
             config_hash=job.config_hash,
             task=job.task,
-            workload=job.config["workload"]["kind"],
+            workload=subject(job),
             model=job.model,
             backend=job.backend,
             device=DeviceRecord(job.backend["device"]),
@@ -290,6 +276,12 @@ class Result:
         elif version != SCHEMA_VERSION:
             raise ValueError(f"{path}: schema_version {version!r}, this suite reads 1 and {SCHEMA_VERSION}")
         return from_plain(cls, plain)
+
+
+def subject(job: Job) -> str:
+    """What a job measures, for a result's `workload`: the workload's kind (workload, parity),
+    else the task itself (a diagnostic's name)."""
+    return (job.config.get("workload") or {}).get("kind") or job.task
 
 
 def group_suffix(group: Optional[GroupRef]) -> str:

@@ -1,6 +1,7 @@
 """The metrics every timed scenario records. Scenarios, diagnostics, the profiler and the
 group modes declare their own next to the code that computes them; `Metric.registry`
-holds them all, and `all_metrics()` imports every module that declares one."""
+holds those of every module imported so far. A leaf: it imports only the contract
+(tests/unit/test_schema_doc.py imports every declaring module to see them all)."""
 
 from __future__ import annotations
 
@@ -29,18 +30,3 @@ ENERGY_PER_SAMPLE = Metric("energy_j_per_sample", "J/sample", "energy_j_per_step
 POWER_MEAN = Metric("power_w_mean", "W", "energy over the measured window / its duration (whole device)")
 ACHIEVED_TFLOPS = Metric("achieved_tflops", "TFLOP/s", "published FLOPs x flops factor x throughput")
 MFU = Metric("mfu", "ratio", "achieved TFLOP/s over the device's peak (GPU, default size and shape)")
-
-
-def all_metrics() -> dict[str, Metric]:
-    """Every declared metric, by name (for the schema documentation and its test)."""
-    import runners.analysis.parity  # noqa: F401
-    import runners.diagnostics.microbench  # noqa: F401
-    import runners.diagnostics.probe  # noqa: F401
-    import runners.parent.groups  # noqa: F401
-    import runners.parent.interference  # noqa: F401
-    import runners.parent.search  # noqa: F401
-    import runners.scenarios  # noqa: F401
-    import runners.worker.profiler  # noqa: F401
-    import runners.worker.startup  # noqa: F401
-
-    return dict(Metric.registry)

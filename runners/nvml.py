@@ -3,8 +3,8 @@ Under an interception layer (HAMi-core) NVML shows the quota, not the board."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import threading
 from typing import Any, Optional
 
 
@@ -72,34 +72,44 @@ def _cuda_version(number: int) -> str:
 
 
 class MemorySampler:
-    """Samples device memory in a background thread: the device-wide used memory and
-    this process's own, so the peak between samples is what NVML saw."""
+    """Device memory as NVML sees it: the device-wide used memory and this process's own,
+    read at the points the worker names (`sample()`: before and right after the measured
+    steps) and on entry and exit; the readings keep the largest value seen.
 
-    def __init__(self, index: int = 0, interval_s: float = 0.05):
+    No thread polls during the measured steps: an NVML query there can take driver locks
+    that the step's own CUDA calls then wait on, and a Python thread waking every few
+    milliseconds takes the GIL from a launch-bound step (what a hand-written loop never
+    pays; docs/pitfalls.md). The reading right after the steps still holds the window's
+    peak of what the process took from the driver: PyTorch's caching allocator (and
+    TensorFlow's, and ONNX Runtime's arena) keep what they reserved until the process
+    ends or empties them, which nothing in a measured window does. The device-wide value
+    is other processes' too, at those instants: a snapshot, not their peak."""
+
+    def __init__(self, index: int = 0):
         self.nvml = _nvml()
-        self.index, self.interval_s = index, interval_s
+        self.index = index
         self.peak_device_mb: Optional[float] = None
         self.peak_process_mb: Optional[float] = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self.samples = 0
+        self.sm_clock_mhz: list[int] = []  # the SM clock at each reading: is the GPU at speed when it counts?
+        self.sm_clock_max_mhz: Optional[int] = None
+        self._handle = None
 
     def __enter__(self) -> "MemorySampler":
         if self.nvml:
             self._handle = device_handle(self.nvml, self.index)
-            self._thread.start()
+            with contextlib.suppress(Exception):
+                self.sm_clock_max_mhz = int(self.nvml.nvmlDeviceGetMaxClockInfo(self._handle, self.nvml.NVML_CLOCK_SM))
+            self.sample()
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.nvml:
-            self._stop.set()
-            self._thread.join()
-            self._sample()
+        self.sample()
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._sample()
-
-    def _sample(self) -> None:
+    def sample(self) -> None:
+        """One reading now; never inside the measured steps."""
+        if self._handle is None:
+            return
         try:
             used = self.nvml.nvmlDeviceGetMemoryInfo(self._handle).used / 2**20
             self.peak_device_mb = max(self.peak_device_mb or 0.0, used)
@@ -107,18 +117,29 @@ class MemorySampler:
             for proc in self.nvml.nvmlDeviceGetComputeRunningProcesses(self._handle):
                 if proc.pid == pid and proc.usedGpuMemory is not None:
                     self.peak_process_mb = max(self.peak_process_mb or 0.0, proc.usedGpuMemory / 2**20)
+            self.samples += 1
         except Exception:
             pass  # a reading that fails (virtualized NVML) is simply absent
+        with contextlib.suppress(Exception):
+            self.sm_clock_mhz.append(int(self.nvml.nvmlDeviceGetClockInfo(self._handle, self.nvml.NVML_CLOCK_SM)))
 
     def readings(self) -> list[dict[str, Any]]:
         out = []
         if self.peak_process_mb is not None:
             out.append(
-                {"source": "nvml.process_used", "peak_mb": self.peak_process_mb, "scope": "this process on the device"}
+                {
+                    "source": "nvml.process_used",
+                    "peak_mb": self.peak_process_mb,
+                    "scope": "this process on the device, read before and right after the measured steps",
+                }
             )
         if self.peak_device_mb is not None:
             out.append(
-                {"source": "nvml.device_used", "peak_mb": self.peak_device_mb, "scope": "whole device, all processes"}
+                {
+                    "source": "nvml.device_used",
+                    "peak_mb": self.peak_device_mb,
+                    "scope": "whole device, all processes, at the same instants",
+                }
             )
         return out
 
@@ -126,7 +147,9 @@ class MemorySampler:
 class EnergyMeter:
     """NVML's total-energy counter (millijoules since the driver loaded; Volta and later)
     read at the start and the end of the measured steps. It counts the whole device, so
-    other tenants' work is in it; a virtualized or MIG device may not expose it (None)."""
+    other tenants' work is in it; a virtualized or MIG device may not expose it (None).
+    Both reads are outside the measured steps; NVML is initialized and the device's handle
+    found once, at the first, so each is one query."""
 
     source = "nvml.total_energy_consumption"
     scope = "whole device, all processes (not this run alone when the device is shared)"
@@ -137,14 +160,18 @@ class EnergyMeter:
         self.seconds: Optional[float] = None
         self.why = ""
         self._start: Optional[tuple[float, int]] = None
+        self._nvml: Any = None
+        self._handle: Any = None
 
     def _read(self) -> tuple[float, int]:
         import time
 
-        nvml = _nvml()
-        if nvml is None:
-            raise RuntimeError("no NVIDIA driver")
-        return time.monotonic(), nvml.nvmlDeviceGetTotalEnergyConsumption(device_handle(nvml, self.index))
+        if self._handle is None:
+            self._nvml = _nvml()
+            if self._nvml is None:
+                raise RuntimeError("no NVIDIA driver")
+            self._handle = device_handle(self._nvml, self.index)
+        return time.monotonic(), self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
 
     def start(self) -> None:
         try:

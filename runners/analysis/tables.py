@@ -32,6 +32,7 @@ COLUMNS = (
     "run-to-run CV b/c",
     "noise b/c",
     "runs to decide",
+    "why no verdict",
     "settings",
 )
 # The console's default: what answers "slower or not, and how sure", within 120 columns.
@@ -43,6 +44,14 @@ def _ratio(value: float) -> str:
     return "-" if value != value else f"{value:.3f}"  # nan: a side lacks the figure
 
 
+def interval_cell(row: Row) -> str:
+    """The ratio and its interval; only the ratio where no verdict may rest on the interval (its
+    reason is in the row)."""
+    if row.reason:
+        return f"{row.ratio:.3f} (no interval)"
+    return f"{row.ratio:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
+
+
 def table_cells(row: Row) -> list[str]:
     return [
         row.model,
@@ -52,7 +61,7 @@ def table_cells(row: Row) -> list[str]:
         row.size,
         f"{row.baseline_throughput:.2f}",
         f"{row.candidate_throughput:.2f}",
-        f"{row.ratio:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]",
+        interval_cell(row),
         _ratio(row.p50_ratio),
         _ratio(row.p99_ratio),
         _ratio(row.startup_ratio),
@@ -71,17 +80,16 @@ def table_cells(row: Row) -> list[str]:
         ),
         row.noise,
         "-" if row.runs_to_decide is None else str(row.runs_to_decide),
+        row.reason or "-",
         row.settings,
     ]
 
 
 def compact_cells(row: Row) -> list[str]:
-    note = f"~{row.runs_to_decide} runs/side to decide" if row.runs_to_decide else ""
-    if "steps only" in row.noise:
-        note = "run-to-run noise unknown"
+    note = row.reason or (f"~{row.runs_to_decide} runs/side to decide" if row.runs_to_decide else "")
     return [
         f"{row.model}/{row.workload}/{row.precision}/bs{row.batch_size}/{row.size}",
-        f"{row.ratio:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]",
+        interval_cell(row),
         row.verdict,
         f"{row.baseline_runs}/{row.candidate_runs}",
         _ratio(row.p99_ratio),
@@ -90,10 +98,9 @@ def compact_cells(row: Row) -> list[str]:
 
 
 NOISE_NOTE = (
-    "run-to-run variation unknown for pairs with one run on a side: their interval holds only the "
-    "step-to-step noise of one run, and can call a difference that another run would not repeat. "
-    "Measure it once per configuration and machine with repeats=N (e.g. repeats=5); later "
-    "comparisons use it."
+    "no verdict where a side has one run and no measured run-to-run variation: one run's step "
+    "noise says nothing of how the next run would differ, and called identical configurations "
+    "different. Compare runs that alternated in time: make ab baseline=... candidate=... repeats=N."
 )
 
 

@@ -1,9 +1,14 @@
 """NVIDIA MPS: one control daemon per GPU; workers become its clients through a shared
-pipe directory. The suite starts a daemon of its own (pipes and logs under
-results/backends/mps/<host>-<pid>-<id>/, so hosts sharing a results folder never meet),
-always stops it with `quit` and waits until it is gone, and refuses to run beside a
-daemon it did not start. A client that cannot reach the daemon runs without MPS,
-silently: each worker asks the daemon whether it is among its clients."""
+pipe directory. The suite starts a daemon of its own, always stops it with `quit` and
+waits until it is gone, and refuses to run beside a daemon it did not start. A client
+that cannot reach the daemon runs without MPS, silently: each worker asks the daemon
+whether it is among its clients.
+
+The daemon's pipes are Unix sockets, and a socket path holds at most 107 bytes: under a
+checkout's results folder they did not fit (`-d` exited 1 with no message). So the pipes
+go in a short per-run folder under $XDG_RUNTIME_DIR or the temporary folder, removed when
+the session ends; the logs stay under results/backends/mps/<host>-<pid>-<id>/log, so hosts
+sharing a results folder never meet."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +30,9 @@ from runners.config import BackendConfig, _check, parse_size_mib
 
 MPS_PROGRAMS = ("nvidia-cuda-mps-control", "nvidia-cuda-mps-server")
 STOP_WAIT_S = 10.0  # `quit` returns before the server has exited
+SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the closing NUL
+LONGEST_SOCKET = "control_privileged"  # the longest name the daemon creates in its pipe folder
+LOG_LINES = 5  # of the daemon's control.log in the error when it does not start
 
 
 @dataclass
@@ -41,6 +50,13 @@ class MpsConfig(BackendConfig):
         if self.memory_limit is not None:
             for part in self.memory_limit.split(","):
                 parse_size_mib(part.split("=")[-1], "backend.memory_limit")
+
+
+def runtime_base() -> Path:
+    """Where per-run pipe folders go: $XDG_RUNTIME_DIR when it is a folder (short, private,
+    per user), else the temporary folder."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    return Path(runtime) if runtime and os.path.isdir(runtime) else Path(tempfile.gettempdir())
 
 
 def running_mps_daemons() -> list[tuple[int, str]]:
@@ -72,11 +88,18 @@ class MpsBackend(Backend):
 
     def __init__(self, config, state_dir, requested=None):
         super().__init__(config, state_dir, requested)
-        self.instance = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        token = secrets.token_hex(3)
+        self.instance = f"{socket.gethostname()}-{os.getpid()}-{token}"
+        self.pipe_dir = runtime_base() / f"vb-mps-{os.getpid()}-{token}"  # created by session()
 
-    @property
-    def pipe_dir(self) -> Path:
-        return self.state_dir / self.instance / "pipe"
+    def _check_socket_path(self) -> None:
+        longest = self.pipe_dir / LONGEST_SOCKET
+        size = len(os.fsencode(str(longest)))
+        if size > SOCKET_PATH_MAX:
+            raise UsageError(
+                f"the MPS daemon's socket {longest} would be {size} bytes, over the {SOCKET_PATH_MAX} a Unix "
+                f"socket path holds; point XDG_RUNTIME_DIR (or TMPDIR) at a short folder such as /tmp"
+            )
 
     @property
     def log_dir(self) -> Path:
@@ -88,12 +111,18 @@ class MpsBackend(Backend):
     def _control(self) -> Optional[str]:
         return shutil.which(self.config.control)
 
-    def preflight(self):
-        if not self._control():
+    def _require_control(self) -> str:
+        control = self._control()
+        if not control:
             raise UsageError(
                 f"backend 'mps' needs {self.config.control} (NVIDIA driver utilities) on PATH, "
                 f"but it is not there; install the driver utilities or set backend.control=<path>"
             )
+        return control
+
+    def preflight(self):
+        self._check_socket_path()
+        self._require_control()
         foreign = running_mps_daemons()
         if foreign:
             pid, pipe = foreign[0]
@@ -119,23 +148,38 @@ class MpsBackend(Backend):
 
     @contextlib.contextmanager
     def session(self):
-        control = self._control()
+        control = self._require_control()  # also where a command skips preflight (parity's dry run)
         env = {**os.environ, **self._daemon_env()}
-        self.pipe_dir.mkdir(parents=True, exist_ok=True)
+        self._check_socket_path()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        started = subprocess.run([control, "-d"], env=env, capture_output=True, text=True, timeout=60)
-        if started.returncode != 0:
-            raise UsageError(
-                f"could not start the MPS daemon ({control} -d exited {started.returncode}: "
-                f"{(started.stderr or started.stdout).strip()[:300]}); see {self.log_dir}"
-            )
+        self.pipe_dir.mkdir(mode=0o700, parents=True)
         try:
-            yield
+            started = subprocess.run([control, "-d"], env=env, capture_output=True, text=True, timeout=60)
+            if started.returncode != 0:
+                said = (started.stderr or started.stdout).strip()[:300] or "no message"
+                raise UsageError(
+                    f"could not start the MPS daemon ({control} -d exited {started.returncode}: {said}); "
+                    f"its log: {self._log_tail() or 'empty'}; see {self.log_dir}"
+                )
+            try:
+                yield
+            finally:
+                subprocess.run([control], input="quit\n", env=env, capture_output=True, text=True, timeout=60)
+                deadline = time.monotonic() + STOP_WAIT_S
+                while (
+                    any(pipe == str(self.pipe_dir) for _, pipe in running_mps_daemons()) and time.monotonic() < deadline
+                ):
+                    time.sleep(0.1)
         finally:
-            subprocess.run([control], input="quit\n", env=env, capture_output=True, text=True, timeout=60)
-            deadline = time.monotonic() + STOP_WAIT_S
-            while any(pipe == str(self.pipe_dir) for _, pipe in running_mps_daemons()) and time.monotonic() < deadline:
-                time.sleep(0.1)
+            shutil.rmtree(self.pipe_dir, ignore_errors=True)
+
+    def _log_tail(self) -> str:
+        """The daemon's last control.log lines, joined: why it did not start, in its own words."""
+        try:
+            lines = (self.log_dir / "control.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return " | ".join(line.strip() for line in lines[-LOG_LINES:] if line.strip())[:600]
 
     def clients(self, env: dict[str, str]) -> tuple[list[int], str]:
         """The daemon's clients (pids over every server), asked through its control program."""

@@ -20,7 +20,7 @@ from runners.config import AnalyzeConfig
 from runners.errors import USER_ERRORS, UsageError, one_line
 from runners.parent import compose
 from runners.tracking.read import Store, parse_side
-from runners.tracking.write import log_summary
+from runners.tracking.write import StoreUnreachable, log_summary
 
 COMMANDS = ("compare", "regressions", "pin-baseline", "report")
 PINNED = "pinned-baseline"
@@ -159,7 +159,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         comparison = comparing.compare(
             store, parse_side(baseline), candidate, config.tolerance, baseline, config.candidate
         )
-    except USER_ERRORS as exc:
+    except (*USER_ERRORS, StoreUnreachable) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     _print(comparison, config.wide)

@@ -55,7 +55,9 @@ class Session:
     finished: list[Finished] = dataclasses.field(default_factory=list)
     sweep_run: Optional[str] = None
 
-    def track(self, config: BenchConfig, finished: Finished, parent: Optional[str] = None) -> Finished:
+    def track(
+        self, config: BenchConfig, finished: Finished, parent: Optional[str] = None, group: Optional[GroupRecord] = None
+    ) -> Finished:
         """Log one result to MLflow; on failure warn and keep the result file, marked unsynced."""
         if config.tracking.name == "mlflow":
             from runners.tracking.write import log_result, mark_unsynced, tracking_uri
@@ -86,7 +88,7 @@ class Session:
                 f"output token, {result.value('output_tokens_per_s'):.1f} output tokens/s)"
             )
         extra += serve_lines.run_line(result)
-        console.print(f"{result.display_name}: {status_line(result)}{extra} -> {finished.run_dir}")
+        console.print(f"{result.display_name}: {status_line(result, group)}{extra} -> {finished.run_dir}")
         for warning in serve_lines.warnings(result):
             console.print(f"  [yellow]warning:[/] {warning}")
         return finished
@@ -108,7 +110,7 @@ class Session:
                         f"its runs are still logged, or marked unsynced"
                     )
         for result, run_dir in runs:
-            self.track(config, Finished(result, run_dir, True), parent)
+            self.track(config, Finished(result, run_dir, True), parent, group)
 
 
 def _describe_group(group: GroupRecord, config: BenchConfig) -> Optional[str]:

@@ -9,9 +9,10 @@ import sys
 from typing import Optional
 
 from runners.config import DiagnoseConfig
+from runners.contracts import SUCCESS
 from runners.errors import USER_ERRORS, one_line
 from runners.parent import compose, groups
-from runners.parent.console import print_summary, progress
+from runners.parent.console import console, group_lines, print_summary, progress
 from runners.parent.launch import plan_text
 from runners.parent.plan import plan_diagnostic
 
@@ -33,8 +34,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     with progress(plan_.run_name) as update:
         group, runs = groups.run_diagnostic(plan_, update)
     session.record_group(config, group, runs)
-    print_summary(session.finished)
-    return 0 if all(row.result.ok and row.tracked for row in session.finished) else 1
+    for line in group_lines(group):
+        console.print(line, markup=False, highlight=False)
+    print_summary(session.finished, [group])
+    judged = group is None or group.status == SUCCESS  # a quota that does not hold is no success
+    return 0 if judged and all(row.result.ok and row.tracked for row in session.finished) else 1
 
 
 if __name__ == "__main__":

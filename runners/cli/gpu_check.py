@@ -2,7 +2,8 @@
 as a user runs it, on the GPU of this machine, in at most 8 minutes.
 
 The plan is printed first, each item with its budget; each item's commands run in their
-own session and are stopped at the budget. Each ends `ok` (with what its evidence shows),
+own session and are stopped at the budget, plus what the items before it left unused of
+theirs (so the whole command stays within the plan's total). Each ends `ok` (with what its evidence shows),
 `failed` (with the reason) or `skipped` (with why), and the rest go on. The summary
 (summary.md, summary.json) and every result and group file go under
 `<results_dir>/reference/<gpu name>/`, small enough to commit and `make ingest DIR=...`."""
@@ -40,7 +41,9 @@ def select(plan: list[Item], config: GpuCheckConfig) -> list[Item]:
 
 def plan_text(plan: list[Item]) -> str:
     lines = [f"gpu-check: {len(plan)} items, at most {sum(i.budget_s for i in plan):.0f} s"]
-    lines += [f"  {i.name:<15} {i.budget_s:>4.0f} s  {i.what}" for i in plan]
+    for i in plan:
+        skip = i.skip_reason()
+        lines.append(f"  {i.name:<15} {i.budget_s:>4.0f} s  {i.what}" + (f" (skipped here: {skip})" if skip else ""))
     return "\n".join(lines)
 
 
@@ -48,9 +51,11 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "gpu"
 
 
-def run_item(item: Item, out: Path, work: Path) -> dict:
-    """Run one item's commands within its budget and check its evidence."""
+def run_item(item: Item, out: Path, work: Path, banked_s: float = 0.0) -> dict:
+    """Run one item's commands within its budget (and `banked_s`, what earlier items left
+    unused of theirs) and check its evidence."""
     began = time.monotonic()
+    limit = item.budget_s + max(0.0, banked_s)
     row = {"item": item.name, "what": item.what, "budget_s": item.budget_s}
     reason = item.skip_reason()
     if reason:
@@ -59,7 +64,7 @@ def run_item(item: Item, out: Path, work: Path) -> dict:
     log = work / "output.log"
     with log.open("w") as handle:
         for command in item.commands:
-            left = item.budget_s - (time.monotonic() - began)
+            left = limit - (time.monotonic() - began)
             argv = [
                 sys.executable,
                 "-m",
@@ -72,7 +77,10 @@ def run_item(item: Item, out: Path, work: Path) -> dict:
             handle.flush()
             done = _run(argv, handle, left)
             if done is None:
-                return _finish(row, began, FAILED, f"over its budget of {item.budget_s:.0f} s", work, out, item)
+                over = f"over its budget of {item.budget_s:.0f} s" + (
+                    f" and the {banked_s:.0f} s earlier items left" if banked_s > 0 else ""
+                )
+                return _finish(row, began, FAILED, over, work, out, item)
             if done != 0 and item.judge_exit:
                 reason = f"`{command[0]}` exited {done}: {_why(work, log.read_text())}"
                 return _finish(row, began, FAILED, reason, work, out, item)
@@ -117,7 +125,8 @@ def _finish(row: dict, began: float, status: str, note: str, work: Path, out: Pa
     """Keep the evidence: result, job and group files; the output, and worker logs when it failed."""
     dest = out / item.name
     per_run = [p for p in work.glob("runs/*/*") if p.name in KEEP or (status == FAILED and p.name == "worker.log")]
-    for path in [*per_run, *work.glob("groups/*.json"), work / "output.log"]:
+    written = [work / name for name in item.keep]
+    for path in [*per_run, *work.glob("groups/*.json"), *written, work / "output.log"]:
         if path.is_file():
             target = dest / path.relative_to(work)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -136,10 +145,11 @@ def summary_text(rows: list[dict], gpu: str) -> str:
 
 
 def run_plan(plan: list[Item], out: Path, work: Path, gpu: str) -> list[dict]:
-    rows = []
+    rows: list[dict] = []
     for item in plan:
+        banked = sum(r["budget_s"] - r["seconds"] for r in rows)
         print(f"[{len(rows) + 1}/{len(plan)}] {item.name} (budget {item.budget_s:.0f} s) ...", flush=True)
-        rows.append(run_item(item, out, work / item.name))
+        rows.append(run_item(item, out, work / item.name, banked))
         print(f"    {rows[-1]['status']} in {rows[-1]['seconds']:.0f} s: {rows[-1]['note']}", flush=True)
         (out / "summary.json").write_text(json.dumps({"gpu": gpu, "items": rows}, indent=2) + "\n")
         (out / "summary.md").write_text(summary_text(rows, gpu))
@@ -152,7 +162,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         config: GpuCheckConfig = compose.command_config(sys.argv[1:] if argv is None else argv, "gpu_check")
         gpus, why = visible_gpus()
-        plan = select(items(max(len(gpus), 1)), config)
+        plan = select(items(max(len(gpus), 1), Path(config.hami_lib) if config.hami_lib else None), config)
         if config.dry_run:
             print(plan_text(plan))
             return 0

@@ -1,6 +1,6 @@
 """Hydra composition for every command, and the translation of everything that can go
 wrong in it into one line a user can act on. Each command has a root config in configs/
-(bench, diagnose, analyze, parity, sync, bench_overhead) typed by a dataclass of
+(bench, diagnose, analyze, parity, ab, sync, bench_overhead) typed by a dataclass of
 runners/config.py; all of them include configs/shared (results dir, tracking store)."""
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ ROOTS: dict[str, type] = {
     "diagnose": schemas.DiagnoseConfig,
     "analyze": schemas.AnalyzeConfig,
     "parity": schemas.ParityConfig,
+    "ab": schemas.AbConfig,
     "demo": schemas.DemoConfig,
     "sync": schemas.SyncConfig,
     "bench_overhead": schemas.OverheadConfig,

@@ -1,16 +1,45 @@
 """The items of `make gpu-check`: every GPU path the suite has, each a few commands run as
 a user runs them (with `tracking=none`: MLflow is optional on a GPU host) and a check of
 the evidence they wrote. A check returns a note of what it saw; it raises Missing when
-the evidence is not there, which makes the item `failed` with that reason."""
+the evidence is not there or is implausible, which makes the item `failed` with that reason.
+
+The budgets come from the first run on an H200 (results/reference/nvidia-h200/): each
+worker took 12-23 s to its first step (8-16 s of it building BERT-base on the CPU), so
+an item costs about that per worker plus 2-3 s per command; items carry only the runs
+their check needs. The whole plan stays within PLAN_LIMIT_S; an item may use what the
+items before it left of their budgets (runners/cli/gpu_check.py)."""
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
-from runners.contracts import RESULT_FILE, GroupRecord, Result
+from runners import REPO_ROOT
+from runners.contracts import INVALID, RESULT_FILE, SUCCESS, Check, GroupRecord, Result
+
+PLAN_LIMIT_S = 8 * 60
+# (model, workload, precision) of the native item: precision where the H200 showed it matters
+# (bert infer, bf16 1.75x slower than a bare loop), training on both model families.
+NATIVE_RUNS = (
+    ("bert", "infer", "fp32"),
+    ("bert", "infer", "bf16"),
+    ("bert", "train", "bf16"),
+    ("resnet50", "train", "bf16"),
+)
+COMPILE_MODES = ("inductor", "cudagraphs")
+MPS_SHARES = (100, 50, 25)
+TENANT_TOLERANCE = 0.05  # a lower share's tenants may be this much faster than a higher one's (noise)
+LOWEST_SHARE_SLOWER = 1.2  # tenants at the lowest share at least this much slower than at 100%
+OVERHEAD_FILE = "overhead.json"  # written by bench_overhead into its results_dir
+HAMI_LIBRARY = "build/hami-core/libvgpu.so"  # what `make hami-core SRC=...` builds
+MEMORY_VERDICTS = ("memory_total_matches_quota", "over_quota_fails_cleanly")
+SHARE_VERDICT = ("compute_share_holds",)
+HAMI_ENGAGED = ("library_mapped", "own_shared_region", "quota_is_total")
 
 
 class Missing(Exception):
@@ -26,6 +55,7 @@ class Item:
     check: Callable[[Path, str], str]  # (the item's results folder, its output) -> a note
     skip_reason: Callable[[], str] = field(default=lambda: "")  # "" when the item can run here
     judge_exit: bool = True  # False: a command may fail (a run recorded invalid); the check decides
+    keep: tuple[str, ...] = ()  # files the commands write into the item's folder, kept with the evidence
 
 
 def runs(work: Path) -> list[Result]:
@@ -60,7 +90,9 @@ SHORT = ["workload.min_steps=10", "workload.min_duration_s=1", "workload.max_dur
 
 
 def check_native(work: Path, output: str) -> str:
-    found = successful(work, 8)
+    found = successful(work, len(NATIVE_RUNS))
+    ran = {(r.model.name if r.model else "?", r.workload, r.config["workload"]["precision"]) for r in found}
+    need(ran >= set(NATIVE_RUNS), f"ran {sorted(ran)}, not every one of {NATIVE_RUNS}")
     notes = []
     for r in found:
         m = r.measurement
@@ -74,12 +106,13 @@ def check_native(work: Path, output: str) -> str:
         need(r.value("startup_device_init_s") is not None, f"{r.display_name}: no start-up breakdown")
         if r.workload == "infer":
             need((r.value("to_device_bytes_per_step") or 0) > 0, f"{r.display_name}: inputs=host moved no bytes")
+        mfu = r.value("mfu")
+        need(mfu is None or 0 < mfu <= 1, f"{r.display_name}: MFU {mfu}, beyond the device's peak")  # a wrong peak
         energy = "J/sample %.3g" % r.value("energy_j_per_sample") if r.value("energy_j_per_sample") else "no energy"
-        mfu = f"MFU {r.value('mfu'):.2f}" if r.value("mfu") is not None else "no MFU"
         precision = r.config["workload"]["precision"]
         notes.append(
             f"{r.model.name if r.model else '?'} {r.workload} {precision}: {r.value('throughput'):.0f}/s,"
-            f" wall/device {wall_over_device:.2f}, {mfu}, {energy}"
+            f" wall/device {wall_over_device:.2f}, {'MFU %.2f' % mfu if mfu is not None else 'no MFU'}, {energy}"
         )
     return "; ".join(notes)
 
@@ -101,9 +134,33 @@ def check_microbench(work: Path, output: str) -> str:
     )
 
 
+def _check_named(r: Result, name: str) -> Optional[Check]:
+    return next((c for c in (r.evidence.checks if r.evidence else []) if c.name == name), None)
+
+
 def check_compile(work: Path, output: str) -> str:
-    found = successful(work, 2)
-    return "; ".join(f"{r.config['workload']['compile']}: {r.value('throughput'):.0f}/s" for r in found)
+    """Each compiled mode ran its measured steps (success, `compiled_mode_ran` passed), or it
+    fell back and the run says so (invalid, that check failed): never a fallback's numbers
+    under the mode's name."""
+    found = runs(work)
+    modes = sorted(str(r.config["workload"].get("compile")) for r in found)
+    need(modes == sorted(COMPILE_MODES), f"compiled modes with a result: {modes}, expected {list(COMPILE_MODES)}")
+    notes = []
+    for r in found:
+        mode, ran = r.config["workload"]["compile"], _check_named(r, "compiled_mode_ran")
+        need(ran is not None, f"{r.display_name}: no compiled_mode_ran check ({r.status})")
+        counters = r.details.get("compile") or {}
+        if ran.passed:
+            need(r.ok, f"{r.display_name}: the mode ran, yet the run is {r.status}")
+            breaks, replays = counters.get("graph_breaks"), counters.get("cudagraph_replays")
+            notes.append(
+                f"{mode}: {r.value('throughput'):.0f}/s, {breaks} graph breaks"
+                + (f", {replays} CUDA graph replays" if replays is not None else "")
+            )
+        else:
+            need(r.status == INVALID, f"{r.display_name}: {mode} fell back ({ran.detail}), yet the run is {r.status}")
+            notes.append(f"{mode}: invalid as it should be: {ran.detail}")
+    return "; ".join(notes)[:400]
 
 
 def check_generate(work: Path, output: str) -> str:
@@ -114,29 +171,92 @@ def check_generate(work: Path, output: str) -> str:
 
 
 def check_ddp(work: Path, output: str) -> str:
-    found = successful(work, 1)
-    devices = [d for r in found for d in r.details.get("ddp", {}).get("per_rank_device", [])]
+    """One CUDA device per rank: ranks sharing a device (or on the CPU) measure something else."""
+    [r] = successful(work, 1)
+    processes = int(r.config["workload"].get("processes") or 0)
+    devices = list(r.details.get("ddp", {}).get("per_rank_device", []))
     need(bool(devices), "no per-rank devices recorded")
+    need(len(devices) == processes, f"{len(devices)} per-rank devices for {processes} processes: {devices}")
+    need(all(str(d).startswith("cuda") for d in devices), f"ranks not on CUDA devices: {devices}")
+    need(len(set(devices)) == len(devices), f"ranks share a device: {devices}")
     efficiency = [g.value("scaling_efficiency") for g in groups(work) if g.value("scaling_efficiency") is not None]
     return f"ranks on {devices}" + (f", scaling efficiency {efficiency[0]:.2f}" if efficiency else "")
 
 
 def check_mps_tenants(work: Path, output: str) -> str:
-    successful(work, 9)  # per share: the run alone and 2 tenants
-    notes = [
-        f"{g.name}: slowdown {g.value('mean_slowdown'):.2f}, Jain {g.value('jain_fairness'):.2f}"
-        for g in groups(work)
-        if g.kind == "tenants" and g.value("mean_slowdown") is not None
-    ]
-    need(len(notes) == 3, f"{len(notes)} of 3 tenant groups have figures")
-    return "; ".join(notes)
+    """Two tenants at each MPS share. Against the workload alone at 100%, tenants at a lower share
+    are slower: 100% <= 50% <= 25% (within TENANT_TOLERANCE), and 25% clearly so (a daemon that
+    ignores the share gives the same figures at every share). Each share's own slowdown (tenant
+    against the run alone at that share) shrinks as the share drops: tenants contend less."""
+    successful(work, 3 * len(MPS_SHARES))  # per share: the run alone and 2 tenants
+    by_id = {r.run_id: r for r in runs(work)}
+    per_share: dict[int, GroupRecord] = {}
+    for g in groups(work):
+        alone = [by_id.get(m.run_id) for m in g.members if m.role == "alone"]
+        if g.kind == "tenants" and alone and alone[0] is not None:
+            per_share[int(alone[0].config["backend"]["sm_percent"])] = g
+    need(sorted(per_share) == sorted(MPS_SHARES), f"tenant groups for shares {sorted(per_share)} of {MPS_SHARES}")
+    for share, g in per_share.items():
+        figures = (g.value("alone_throughput"), g.value("aggregate_throughput"), g.value("tenants"))
+        need(all(v is not None and v > 0 for v in figures), f"{share}%: no tenant figures ({g.status})")
+    full = per_share[100].value("alone_throughput")
+    slowdown = {s: full * g.value("tenants") / g.value("aggregate_throughput") for s, g in per_share.items()}
+    order = sorted(MPS_SHARES, reverse=True)  # 100, 50, 25
+    shown = ", ".join(f"{s}%: {slowdown[s]:.2f}x" for s in order)
+    for higher, lower in zip(order, order[1:]):
+        need(
+            slowdown[lower] >= slowdown[higher] * (1 - TENANT_TOLERANCE),
+            f"tenants at {lower}% are faster than at {higher}% (slowdown vs alone at 100%: {shown})",
+        )
+    need(
+        slowdown[order[-1]] >= slowdown[order[0]] * LOWEST_SHARE_SLOWER,
+        f"tenants at {order[-1]}% barely slower than at {order[0]}%: the share did not engage ({shown})",
+    )
+    own = ", ".join(f"{s}%: {per_share[s].value('mean_slowdown', 0):.2f}x" for s in order)
+    return f"tenant slowdown vs alone at 100%: {shown}; vs alone at the same share: {own}"
 
 
-def check_mps_probe(work: Path, output: str) -> str:
-    successful(work, 1)
-    shares = [g.value("compute_share_achieved") for g in groups(work) if g.value("compute_share_achieved") is not None]
-    need(bool(shares), "no compute share measured")
-    return f"compute share achieved {shares[0]:.0f}% of 50%"
+def check_probe(work: Path, output: str, verdicts: tuple[str, ...]) -> str:
+    """The probe's verdicts decide its status: every quota that holds -> success; one that does
+    not -> invalid with the reason. Either is an ok item (a layer that does not enforce what it
+    was asked is a finding, said so); a verdict missing, or a status that contradicts them, is not."""
+    found = runs(work)
+    probes = [r for r in found if r.backend.get("name") != "native"]
+    need(len(probes) == 1, f"{len(probes)} probe runs under the backend, expected 1")
+    [r] = probes
+    probe = r.details.get("probe") or {}
+    need(bool(probe), f"{r.display_name}: no probe figures ({r.status}: {r.error.message if r.error else ''})"[:300])
+    group = next((g for g in groups(work) if g.kind == "probe_reference"), None)
+    seen = dict(probe.get("verdicts") or {})
+    if group is not None and "compute_share_holds" in group.details:
+        seen["compute_share_holds"] = group.details["compute_share_holds"]
+    absent = [v for v in verdicts if v not in seen]
+    need(not absent, f"no verdict {absent} (the probe's verdicts: {sorted(seen)})")
+    notes = []
+    if "memory_total_matches_quota" in verdicts:
+        quota = probe.get("memory_quota_mb") or 0
+        notes.append(
+            f"memory: quota {quota:.0f} MiB, total seen {probe['memory_total_seen_mb']:.0f},"
+            f" filled {probe.get('filled_before_failure_mb', 0):.0f} then {probe.get('fill_outcome')}"
+        )
+    if "compute_share_holds" in verdicts:
+        achieved = group.value("compute_share_achieved") if group else None
+        need(achieved is not None, "no compute share achieved")
+        notes.append(
+            f"compute share: configured {group.details.get('compute_share_configured')}%, achieved {achieved:.1f}%"
+        )
+    failed = [v for v in verdicts if not seen[v]]
+    memory_failed = [v for v in failed if v != "compute_share_holds"]
+    if memory_failed:
+        need(r.status == INVALID, f"{memory_failed} do not hold, yet the probe run is {r.status}")
+    else:
+        need(r.ok, f"{r.display_name}: {r.status} ({r.error.message if r.error else 'no error recorded'})"[:300])
+    if "compute_share_holds" in failed:
+        need(group.status == INVALID, f"the compute share does not hold, yet its group is {group.status}")
+    elif group is not None and "compute_share_holds" in verdicts:
+        need(group.status == SUCCESS, f"the compute share holds, yet its group is {group.status}")
+    verdict = "holds" if not failed else f"invalid as it should be: {', '.join(failed)} false"
+    return f"{verdict}; " + "; ".join(notes)
 
 
 def check_parity(work: Path, output: str) -> str:
@@ -168,10 +288,35 @@ def check_ort_cuda(work: Path, output: str) -> str:
     return f"invalid as it should be: {provider.detail}"[:200]
 
 
+def _check_engaged(work: Path, output: str) -> str:
+    """HAMi-core engaged: its library mapped into the worker, the run's own shared region, and
+    the quota as the total the worker's cudaMemGetInfo reports."""
+    [r] = successful(work, 1)
+    for name in HAMI_ENGAGED:
+        check = _check_named(r, name)
+        need(check is not None, f"{r.display_name}: no {name} check")
+        need(check.passed, f"{r.display_name}: {name} failed: {check.detail}")
+    return f"{r.value('throughput'):.0f}/s under HAMi-core; {_check_named(r, 'quota_is_total').detail}"
+
+
 def check_overhead(work: Path, output: str) -> str:
-    lines = [line.strip() for line in output.splitlines() if "bare" in line and "/" in line]
-    need(bool(lines), "no suite / bare ratio printed")
-    return lines[0][:200]
+    """The suite against a bare loop, from the file bench_overhead writes (never printed text)."""
+    path = work / OVERHEAD_FILE
+    need(path.is_file(), f"no {OVERHEAD_FILE} written")
+    try:
+        cases = json.loads(path.read_text())["cases"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise Missing(f"{OVERHEAD_FILE} unreadable: {type(exc).__name__}: {exc}") from None
+    need(isinstance(cases, list) and bool(cases), f"{OVERHEAD_FILE} has no cases")
+    notes = []
+    for case in cases:
+        ratio = case.get("ratio") if isinstance(case, dict) else None
+        name = case.get("name", "?") if isinstance(case, dict) else "?"
+        ok = isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and math.isfinite(ratio) and ratio > 0
+        need(ok, f"{name}: suite/loop ratio {ratio!r}, not a finite positive number")
+        ms = f" ({case.get('suite_ms', 0):.2f} vs {case.get('loop_ms', 0):.2f} ms)" if case.get("loop_ms") else ""
+        notes.append(f"{name}: suite/loop {ratio:.3f}{ms}")
+    return "; ".join(notes)
 
 
 def no_mps() -> str:
@@ -180,42 +325,75 @@ def no_mps() -> str:
     return ""
 
 
-def items(gpus: int) -> list[Item]:
-    """The plan, with data-parallel ranks for the GPUs present (at least one)."""
+def no_hami(library: Path) -> Callable[[], str]:
+    def reason() -> str:
+        if library.is_file():
+            return ""
+        return (
+            f"no HAMi-core library at {library}: build it with `make hami-core SRC=<HAMi-core source folder>`"
+            f" (or name one: hami_lib=<path to libvgpu.so>)"
+        )
+
+    return reason
+
+
+def items(gpus: int, hami_lib: Optional[Path] = None) -> list[Item]:
+    """The plan, with data-parallel ranks for the GPUs present (at least one), and the HAMi-core
+    items run with `hami_lib` (skipped, with how to build it, when it is not there)."""
     native = ["backend=native", *SHORT]
-    mps = ["model=bert", "backend=mps", *SHORT]
+    mps = ["backend=mps", *SHORT]
+    hami = Path(hami_lib or HAMI_LIBRARY)
+    hami = hami if hami.is_absolute() else REPO_ROOT / hami  # gpu-check runs its commands there
+    on_hami = ["backend=hami", f"backend.library={hami}"]
+    shares = ",".join(str(s) for s in MPS_SHARES)
+    bert_infer = [f"workload.precision={NATIVE_RUNS[0][2]},{NATIVE_RUNS[1][2]}"]
+    trains = ",".join(m for m, w, _ in NATIVE_RUNS if w == "train")
+    # measured on the H200 (s): bert infer ~20 per worker, train ~17, resnet50 ~10; 2-3 per command
     return [
         Item(
-            "native", "bert and resnet50, train and infer, fp32 and bf16: wall vs CUDA-event time, memory sources, "
-            "inputs=host bytes, start-up, energy, MFU", 95,
-            [["bench", "--multirun", "model=bert,resnet50", "workload=infer,train", "workload.precision=fp32,bf16",
+            "native", "bert infer fp32 and bf16, bert and resnet50 train bf16: wall vs CUDA-event time, memory "
+            "sources, inputs=host bytes, start-up, energy, MFU", 80,
+            [["bench", "--multirun", "model=bert", "workload=infer", *bert_infer, "workload.batch_size=32", *native],
+             ["bench", "--multirun", f"model={trains}", "workload=train", "workload.precision=bf16",
               "workload.batch_size=32", *native]],
             check_native,
         ),
-        Item("profile", "a profile with per-step counts (resnet50 infer)", 25,
+        Item("profile", "a profile with per-step counts (resnet50 infer)", 15,
              [["bench", "model=resnet50", "profile=true", "profile_steps=3", *native]], check_profile),
-        Item("microbench", "launch, sync, malloc, memcpy, GEMM on the bare GPU", 25,
+        Item("microbench", "launch, sync, malloc, memcpy, GEMM on the bare GPU", 18,
              [["diagnose", "diagnostic=microbench", "backend=native"]], check_microbench),
-        Item("compile", "bert infer compiled with inductor and with CUDA graphs", 65,
-             [["bench", "--multirun", "model=bert", "workload.compile=inductor,cudagraphs", *native]], check_compile),
-        Item("generate", "llama 1B greedy decoding: TTFT, TPOT", 40,
-             [["bench", "model=llama", "workload=generate", "workload.precision=bf16", "workload.new_tokens=16",
+        Item("compile", "bert infer compiled with inductor and with CUDA graphs: each ran, or says it fell back",
+             65, [["bench", "--multirun", "model=bert", f"workload.compile={','.join(COMPILE_MODES)}", *native]],
+             check_compile, judge_exit=False),
+        Item("generate", "gpt2 greedy decoding: TTFT, TPOT", 18,
+             [["bench", "model=gpt2", "workload=generate", "workload.precision=bf16", "workload.new_tokens=16",
                "workload.batch_size=4", *native]], check_generate),
-        Item("ddp", f"data-parallel bert training on the {gpus} GPU(s) present", 40,
+        Item("ddp", f"data-parallel bert training on the {gpus} GPU(s) present, one device per rank", 24,
              [["bench", "model=bert", "workload=train_ddp", f"workload.processes={gpus}", *native]], check_ddp),
-        Item("mps_tenants", "MPS at 100/50/25% SM with 2 tenants each", 60,
-             [["bench", "--multirun", *mps, "backend.sm_percent=100,50,25", "tenants=2"]], check_mps_tenants, no_mps),
-        Item("mps_probe", "the quota probe under MPS at 50% (with a native reference)", 25,
+        Item("mps_tenants", f"MPS at {shares}% SM with 2 resnet50 tenants each: lower shares slow down more", 70,
+             [["bench", "--multirun", "model=resnet50", *mps, f"backend.sm_percent={shares}", "tenants=2"]],
+             check_mps_tenants, no_mps),
+        Item("mps_probe", "the quota probe under MPS at 50% (with a native reference): its share verdict", 24,
              [["diagnose", "diagnostic=probe", "backend=mps", "backend.sm_percent=50", "diagnostic.duration_s=3"]],
-             check_mps_probe, no_mps),
-        Item("mps_parity", "parity of bert, native vs MPS", 30,
-             [["parity", "model=bert", "candidate=backend=mps"]], check_parity, no_mps),
-        Item("serve_mps", "bert served under MPS: alone, then 2 tenants at 50 requests/s each", 30,
+             functools.partial(check_probe, verdicts=SHARE_VERDICT), no_mps, judge_exit=False),
+        Item("mps_parity", "parity of resnet50, native vs MPS", 22,
+             [["parity", "model=resnet50", "candidate=backend=mps"]], check_parity, no_mps),
+        Item("serve_mps", "bert served under MPS: alone, then 2 tenants at 50 requests/s each", 38,
              [["bench", "model=bert", "workload=serve", "backend=mps", "tenants=2", "serve.rate=50",
-               "serve.duration_s=5", "serve.drain_s=1", "serve.slo.p99_ms=200"]], check_serve_mps, no_mps),
+               "serve.duration_s=3", "serve.drain_s=1", "serve.slo.p99_ms=200"]], check_serve_mps, no_mps),
         Item("ort_cuda", "resnet50 on ONNX Runtime's CUDA provider (or an invalid run without it)", 20,
              [["bench", "model=resnet50", "runtime=onnxruntime", "runtime.provider=cuda", *native]],
              check_ort_cuda, judge_exit=False),
-        Item("bench_overhead", "suite vs a bare loop on the GPU", 25,
-             [["bench_overhead", "rounds=5", "seconds=1"]], check_overhead),
+        Item("bench_overhead", "suite vs a bare loop on the GPU (bert bf16, one round): its overhead.json", 40,
+             [["bench_overhead", "cases=[bert-bf16]", "rounds=1", "seconds=1"]], check_overhead,
+             keep=(OVERHEAD_FILE,)),
+        Item("hami_engage", "bert infer under HAMi-core with a 16g quota: library mapped, quota as the total", 20,
+             [["bench", "model=bert", *on_hami, "backend.memory_limit=16g", "workload.batch_size=32", *SHORT]],
+             _check_engaged, no_hami(hami)),
+        Item("hami_probe", "the quota probe under HAMi-core, 4g and sm_limit 50 (with a native reference): "
+             "its memory and share verdicts", 24,
+             [["diagnose", "diagnostic=probe", *on_hami, "backend.memory_limit=4g", "backend.sm_limit=50",
+               "diagnostic.duration_s=3"]],
+             functools.partial(check_probe, verdicts=MEMORY_VERDICTS + SHARE_VERDICT), no_hami(hami),
+             judge_exit=False),
     ]  # fmt: skip

@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from runners.config import BackendConfig, TrackingConfig
-from runners.contracts import SUCCESS, GroupMember, GroupRecord, GroupRef, Metric, Result, TenantBarrier
-from runners.diagnostics.probe import COMPUTE_SHARE_ACHIEVED
+from runners.contracts import INVALID, SUCCESS, GroupMember, GroupRecord, GroupRef, Metric, Result, TenantBarrier
+from runners.diagnostics.probe import COMPUTE_SHARE_ACHIEVED, share_verdict
 from runners.nvml import visible_gpus
 from runners.parent.launch import launch
 from runners.parent.plan import Plan, plan, plan_diagnostic
 
 BARRIER_TIMEOUT_S = 600.0
-SHARE_TOLERANCE_PCT = 10.0  # the compute share holds when achieved within this many points of configured
 Run = tuple[Result, Path]
 Progress = Callable[[str], None]
 
@@ -203,34 +202,60 @@ def run_scaling(plan_: Plan, progress: Progress) -> tuple[Optional[GroupRecord],
     return _finish(group, [reference, run]), [reference, run]
 
 
+def judge_share(group: GroupRecord, probe: Result, reference: Result, configured: float) -> None:
+    """The compute share the backend gave (the probe's throughput over the bare GPU's) against
+    the share it was configured with: a share that does not hold makes the group `invalid`,
+    with the reason. Call after _finish; the probe's own result file stays as the worker wrote it."""
+    if not reference.ok:
+        why = reference.error.message if reference.error else reference.status
+        group.details["invalid_because"] = f"the native reference probe did not succeed ({why}): no compute share"
+        group.status = "failed"
+        return
+    measured = probe.value("compute_tflops")
+    if probe.status not in (SUCCESS, INVALID) or measured is None:  # failed: _finish said so
+        return
+    achieved = 100 * measured / reference.value("compute_tflops")
+    verdict = share_verdict(configured, achieved)
+    group.set(COMPUTE_SHARE_ACHIEVED, achieved)
+    group.details.update(
+        compute_share_configured=configured,
+        compute_share_bound=verdict.bound,
+        compute_share_holds=verdict.holds,
+        compute_share_testable=verdict.testable,
+        compute_share_verdict=verdict.line,
+        native_reference_run=reference.run_id,
+    )
+    # the worker's own verdict (a memory quota that did not hold) and the share's, together
+    reasons = [(probe.details.get("probe") or {}).get("invalid_because") or "", "" if verdict.holds else verdict.line]
+    reasons = [r for r in reasons if r]
+    group.status = INVALID if reasons else SUCCESS
+    if reasons:
+        group.details["invalid_because"] = "; ".join(reasons)
+
+
 def run_diagnostic(plan_: Plan, progress: Progress) -> tuple[Optional[GroupRecord], list[Run]]:
     """A backend diagnostic. The probe of a backend with a compute share runs on the bare GPU
-    first, before the backend's daemon starts; the share achieved is the pair's figure."""
+    first, before the backend's daemon starts; the share achieved is the pair's figure, and
+    its verdict the group's status."""
     reference = native_reference(plan_, progress) if plan_.task == "probe" else None
     with plan_.backend.session():
         if reference is None:
             return None, [launch(plan_, progress)]
         group = new_group("probe_reference", plan_, "share")
         run = launch(plan_, progress, GroupRef("probe_reference", group.id, "probe"))
-    if run[0].ok:
-        configured = plan_.backend.compute_share()
-        achieved = 100 * run[0].value("compute_tflops") / reference.value("compute_tflops")
-        group.set(COMPUTE_SHARE_ACHIEVED, achieved)
-        group.details.update(
-            compute_share_configured=configured,
-            native_reference_run=reference.run_id,
-            compute_share_holds=abs(achieved - configured) <= SHARE_TOLERANCE_PCT,
-        )
-    return _finish(group, [run]), [run]
+    _finish(group, [run])
+    judge_share(group, run[0], reference, plan_.backend.compute_share())
+    return group, [run]
 
 
 def native_reference(plan_: Plan, progress: Progress) -> Optional[Result]:
-    """A probe on the bare GPU, for the share of compute a limited backend achieves. Run
-    before any daemon of the backend starts."""
+    """A probe on the bare GPU, for the share of compute a limited backend achieves (failed or
+    not: a failed one leaves the share unjudged, and the group says so). Run before any daemon
+    of the backend starts; None where there is no share to judge."""
     if plan_.backend.name == "native" or not plan_.backend.compute_share() or not visible_gpus()[0]:
         return None
     native = dataclasses.replace(
         plan_.config, backend=BackendConfig(name="native"), tracking=TrackingConfig(name="none")
     )
     result, _ = launch(plan_diagnostic(native), progress)
-    return result if result.ok else None
+    return result

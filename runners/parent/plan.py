@@ -43,7 +43,8 @@ class Plan:
 
     @property
     def config_hash(self) -> str:
-        return config_hash(self.config)
+        """What identifies this plan's job for `resume` (runners/config.config_hash)."""
+        return config_hash(self.config, self.task)
 
     def job(
         self,
@@ -57,18 +58,19 @@ class Plan:
         entry = self.entry
         backend = self.backend.describe()
         run_dir = self.results_dir / "runs" / run_id
+        task = task or self.task
         backend["env"] = {**backend["env"], **redact_env(self.backend.run_environment(run_dir))}
         return Job(
             run_id=run_id,
             run_name=self.run_name,
             run_dir=str(run_dir),
-            config_hash=self.config_hash,
+            config_hash=config_hash(self.config, task),
             # The worker's environment carries the real values; files and MLflow never do.
             config=redact_tree(to_plain(self.config)),
             model=ModelRecord(entry.name, entry.size, entry.framework, entry.task) if entry else None,
             backend=backend,
             suite=suite.describe(),
-            task=task or self.task,
+            task=task,
             group=group,
             barrier=barrier,
             parity_steps=parity_steps,

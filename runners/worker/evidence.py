@@ -13,6 +13,7 @@ from typing import Any
 from runners.backends import Seen, backends
 from runners.contracts import Check, Evidence, Job
 from runners.redact import redact_env
+from runners.worker import job_config
 from runners.worker.cudart import runtime_device
 from runners.worker.fingerprint import gpu_library, mapped_files
 
@@ -52,9 +53,18 @@ def device_seen(mapped: list[str]) -> dict[str, Any]:
     return runtime_device(mapped, "the process's CUDA runtime")
 
 
+def framework_details(framework) -> dict[str, Any]:
+    """What the framework recorded of how it ran, for result.details: "compile" for a
+    torch.compile run (its counters; its `compiled_mode_ran` check is among the runtime checks)."""
+    compile_record = getattr(framework, "compile_record", None)
+    record = compile_record() if compile_record else None
+    return {"compile": record} if record else {}
+
+
 def collect(job: Job, framework=None) -> Evidence:
     """The evidence and its verdict; a check that cannot even run is a failed check. A runtime
-    adapter (`framework`) adds its own: the execution provider or backend that really ran."""
+    adapter (`framework`) adds its own: the execution provider or backend that really ran, or
+    (PyTorch) `compiled_mode_ran`: the requested torch.compile mode ran the measured steps."""
     mapped = mapped_files()
     seen = Seen(
         env=dict(os.environ),
@@ -69,7 +79,7 @@ def collect(job: Job, framework=None) -> Evidence:
     config = None
     try:
         seen.device = (framework.device_seen() if framework else {}) or device_seen(mapped)
-        config = job.backend_config()
+        config = job_config.backend_config(job)
         backend = backends.get(job.backend["name"])(config, Path(job.run_dir))
         checks = backend.engagement(seen) + (framework.runtime_checks() if framework else [])
         if all(c.name == "environment_applied" for c in checks):

@@ -27,7 +27,7 @@ from runners import names, nvml, stats
 from runners.config import BenchConfig, Sync
 from runners.contracts import INVALID, RESULT_FILE, STOP_FILE, SUCCESS, Job, Measurement, MemoryReading, Result
 from runners.scenarios import Scenario, scenarios
-from runners.worker import evidence, fingerprint, measure, startup
+from runners.worker import evidence, fingerprint, job_config, measure, startup
 from runners.worker.frameworks import Framework, frameworks
 from runners.worker.gpu_peaks import peak_tflops
 
@@ -117,7 +117,7 @@ def run_parity(job: Job, result: Result, state: dict[str, Any]) -> None:
     """Seeded outputs (saved as outputs.npy next to the result) and a short loss curve."""
     import numpy as np
 
-    config = job.bench_config()
+    config = job_config.bench_config(job)
     entry, shape, framework = setup(job, config, state)
     log(f"parity: {entry.name} ({entry.size}), {job.parity_steps} training steps")
     outputs, losses = framework.parity(entry, config.workload.batch_size, shape, config.seed, job.parity_steps)
@@ -236,7 +236,7 @@ def record_memory(result: Result, framework: Framework, sampler) -> None:
 
 
 def run_workload(job: Job, result: Result, state: dict[str, Any]) -> None:
-    config = job.bench_config()
+    config = job_config.bench_config(job)
     workload = config.workload
     scenario = scenarios.get(workload.kind)()
     entry, shape, framework = setup(job, config, state)
@@ -257,10 +257,12 @@ def run_workload(job: Job, result: Result, state: dict[str, Any]) -> None:
 
     def before_measuring() -> None:
         wait_for_tenants(job)
+        if isinstance(sampler, nvml.MemorySampler):
+            sampler.sample()  # NVML is read around the measured steps, never during them (runners/nvml.py)
         if energy:
             energy.start()
 
-    with sampler:
+    with sampler:  # its exit reads memory again, right after the steps and the energy counter
         m = measure.run(
             step,
             framework.synchronize,
@@ -276,6 +278,10 @@ def run_workload(job: Job, result: Result, state: dict[str, Any]) -> None:
         )
         if energy:
             energy.stop()
+    if isinstance(sampler, nvml.MemorySampler) and sampler.sm_clock_mhz:
+        # At entry, before the measured steps, right after them: a GPU still clocking up shows here.
+        result.details["sm_clock_mhz"] = sampler.sm_clock_mhz
+        result.details["sm_clock_max_mhz"] = sampler.sm_clock_max_mhz
     throughput = record_measurement(result, m, workload, scenario, framework, job.spawned_at)
     record_energy(result, energy, m, workload.batch_size)
     scenario.derive(result, framework, workload, m)  # before profiling adds steps of its own
@@ -318,13 +324,31 @@ TASKS: dict[str, Callable[[Job, Result, dict[str, Any]], None]] = {
 }
 
 
+def device_name(kind: str, described: dict[str, Any], framework: Framework | None) -> Optional[str]:
+    """The device this run used, as this worker observed it: the CPU for a CPU run; for a
+    CUDA run the device the framework or runtime reports (its own description, torch.cuda in
+    this process, a runtime's provider), else None. Never the CPU's name for a CUDA run: a
+    run whose framework saw no GPU did not run on one, whatever NVML lists."""
+    if kind != "cuda":
+        return fingerprint.cpu_model()
+    for seen in (
+        lambda: described.get("cuda_device"),
+        evidence.device_seen,  # torch.cuda or TensorFlow in this process (diagnostics use torch directly)
+        lambda: framework.device_seen() if framework else None,  # ONNX Runtime, MNN: the provider's GPU
+    ):
+        with contextlib.suppress(Exception):
+            if name := (seen() or {}).get("name"):
+                return str(name)
+    return None
+
+
 def record_environment(job: Job, result: Result, framework: Framework | None) -> None:
     """What this process saw, whatever happened before: never raises."""
-    extra: dict[str, Any] = {"suite": job.suite}
+    extra: dict[str, Any] = {"suite": job.suite, "framework": {}}
     with contextlib.suppress(Exception):
         extra["framework"] = framework.describe() if framework else {}
-        gpu = extra["framework"].get("cuda_device")
-        result.device.name = gpu["name"] if gpu else fingerprint.cpu_model()
+    with contextlib.suppress(Exception):
+        result.device.name = device_name(result.device.kind, extra["framework"], framework)
     with contextlib.suppress(Exception):
         if job.backend["device"] == "cuda":
             extra["gpus"] = nvml.visible_gpus()[0]
@@ -337,6 +361,7 @@ def record_evidence(job: Job, result: Result, framework: Optional[Framework] = N
     layer did not engage is invalid."""
     try:
         result.evidence = evidence.collect(job, framework)
+        result.details.update(evidence.framework_details(framework))
     except Exception as exc:  # noqa: BLE001
         log(f"could not collect the backend evidence: {exc}")
         result.evidence = None

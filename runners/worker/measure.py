@@ -14,10 +14,13 @@ from typing import Callable, Optional, Protocol
 
 
 class StepTimer(Protocol):
-    """Device-side timing (CUDA events) recorded around each measured step."""
+    """Device-side timing (CUDA events) around each timed unit: `start` and `stop` record,
+    `lap` reads the unit's time after its synchronize (which already waited for the events,
+    so reading adds no sync), `times_ms` returns them all."""
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
+    def lap(self) -> None: ...
     def times_ms(self) -> list[float]: ...
 
 
@@ -77,6 +80,8 @@ def run(
             timer.stop()
         synchronize()
         t1 = perf_counter()
+        if timer:
+            timer.lap()
         step_ms = (t1 - t0) * 1e3 / sync_every
         times.append(step_ms)
         total += step_ms

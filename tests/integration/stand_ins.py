@@ -1,13 +1,14 @@
 """Stand-ins for the programs of virtualization layers that this machine lacks."""
 
 FAKE_MPS = """#!/bin/bash
-# stand-in for nvidia-cuda-mps-control: records each call (argv, stdin, pipe dir). `-d` starts
-# a daemon that reads, from a FIFO in the pipe directory, the pid of each client that reached
-# it (the MPS_CLIENT_C library, loaded by the worker, writes it); its one server's clients are
-# those pids. A worker that never reached it (no client library, another pipe directory) is
-# not listed, whatever its environment says.
+# stand-in for nvidia-cuda-mps-control: records each call (argv, stdin, pipe dir). `-d` makes
+# its control socket as the daemon does and starts a daemon that reads, from a FIFO in the
+# pipe directory, the pid of each client that reached it (the MPS_CLIENT_C library, loaded by
+# the worker, writes it); its one server's clients are those pids. A worker that never
+# reached it (no client library, another pipe directory) is not listed, whatever its
+# environment says.
 input=""
-if [ "$1" != "-d" ]; then read -r input; fi
+if [ "$1" != "-d" ]; then read -r input; else : > "$CUDA_MPS_PIPE_DIRECTORY/control"; fi
 echo "args=[$*] stdin=[$input] pipe=[$CUDA_MPS_PIPE_DIRECTORY]" >> "$FAKE_MPS_LOG"
 dir="$CUDA_MPS_PIPE_DIRECTORY"
 if [ "$1" = "-d" ]; then
@@ -23,6 +24,15 @@ case "$input" in
   quit) [ -f "$dir/daemon.pid" ] && kill "$(cat "$dir/daemon.pid")"; rm -f "$dir/clients.fifo" "$dir/daemon.pid" ;;
 esac
 exit 0
+"""
+
+# A daemon that cannot start: it says why in its log only, as the real one did when its
+# socket path was too long, and exits 1 with nothing on stdout or stderr.
+FAKE_MPS_BROKEN = """#!/bin/bash
+echo "args=[$*] stdin=[] pipe=[$CUDA_MPS_PIPE_DIRECTORY]" >> "$FAKE_MPS_LOG"
+echo "[2026-12-04 10:07:25.954 Control  1230] Failed to bind the control socket: no such device" \\
+  >> "$CUDA_MPS_LOG_DIRECTORY/control.log"
+exit 1
 """
 
 FAKE_NVIDIA_SMI = """#!/bin/bash

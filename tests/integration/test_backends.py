@@ -80,11 +80,14 @@ def test_hami_preloads_its_library_and_sets_limits(tmp_path, monkeypatch):
 def test_mps_clients_share_the_suites_own_pipe_directory(tmp_path):
     backend = create(MpsConfig(name="mps", sm_percent=25, memory_limit="4G"), tmp_path)
     env = backend.environment()
-    # One folder per host, process and command: hosts sharing a results folder never share pipes.
-    instance = Path(env["CUDA_MPS_PIPE_DIRECTORY"]).parent
-    assert Path(env["CUDA_MPS_PIPE_DIRECTORY"]).name == "pipe" and instance.parent == tmp_path / "backends" / "mps"
+    # Logs in one folder per host, process and command: hosts sharing a results folder never meet.
+    instance = Path(env["CUDA_MPS_LOG_DIRECTORY"]).parent
+    assert Path(env["CUDA_MPS_LOG_DIRECTORY"]).name == "log" and instance.parent == tmp_path / "backends" / "mps"
     assert instance.name.startswith(f"{__import__('socket').gethostname()}-{os.getpid()}-")
-    assert create(MpsConfig(name="mps"), tmp_path).environment()["CUDA_MPS_PIPE_DIRECTORY"] != str(instance / "pipe")
+    # Pipes in a short folder of this command's own (a Unix socket path holds 107 bytes).
+    pipe = env["CUDA_MPS_PIPE_DIRECTORY"]
+    assert Path(pipe).name.startswith(f"vb-mps-{os.getpid()}-") and not pipe.startswith(str(tmp_path))
+    assert create(MpsConfig(name="mps"), tmp_path).environment()["CUDA_MPS_PIPE_DIRECTORY"] != pipe
     assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25"
     assert env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=4G"
     assert backend.memory_quota_mb() == 4096
@@ -210,7 +213,8 @@ def test_mps_daemon_is_started_and_always_stopped(cli, results_dir, fake_bin, fa
     assert done.returncode == exit_code, done.stderr
     result = _only_result(results_dir)
     pipe = result.backend["env"]["CUDA_MPS_PIPE_DIRECTORY"]
-    assert pipe.startswith(str(results_dir / "backends" / "mps")) and pipe.endswith("/pipe")
+    assert Path(pipe).name.startswith("vb-mps-") and not Path(pipe).exists()  # removed with the daemon
+    assert result.backend["env"]["CUDA_MPS_LOG_DIRECTORY"].startswith(str(results_dir / "backends" / "mps"))
     calls = _mps_calls(fake_bin)  # started, asked by the worker for its clients (whatever it did), stopped
     assert calls[0] == f"args=[-d] stdin=[] pipe=[{pipe}]" and calls[-1] == f"args=[] stdin=[quit] pipe=[{pipe}]"
     assert (result.error.type if result.error else None) == error

@@ -18,7 +18,9 @@ def test_the_plan_lists_every_item_with_its_budget_and_fits_eight_minutes(tmp_pa
     for item in plan:
         assert any(line.split()[:2] == [item.name, f"{item.budget_s:.0f}"] for line in done.stdout.splitlines())
     wanted = {"native", "profile", "microbench", "compile", "generate", "ddp", "mps_tenants", "mps_probe"}
-    assert wanted | {"mps_parity", "bench_overhead", "serve_mps", "ort_cuda"} == {i.name for i in plan}
+    assert wanted | {"mps_parity", "bench_overhead", "serve_mps", "ort_cuda", "hami_engage", "hami_probe"} == {
+        i.name for i in plan
+    }
 
 
 def test_without_a_gpu_it_refuses_in_one_line(tmp_path):
@@ -40,9 +42,10 @@ def _one_success(work, output):
 
 def test_a_failing_item_is_reported_and_the_rest_go_on(tmp_path, results_dir):
     plan = [
-        Item("fails", "a workload that raises", 60, [[*DUMMY, "+backend.extra_env.VGPU_BENCH_DUMMY_FAULT=raise"]],
-             _one_success),
+        # first: nothing banked by earlier items (each may use what those left of their budgets)
         Item("slow", "a command past its budget", 3, [[*DUMMY, "+backend.extra_env.VGPU_BENCH_DUMMY_FAULT=hang"]],
+             _one_success),
+        Item("fails", "a workload that raises", 60, [[*DUMMY, "+backend.extra_env.VGPU_BENCH_DUMMY_FAULT=raise"]],
              _one_success),
         Item("absent", "what this host lacks", 10, [DUMMY], _one_success, lambda: "no such daemon here"),
         Item("unchecked", "runs, but its evidence is missing", 60, [DUMMY], lambda w, o: (_ for _ in ()).throw(
@@ -59,6 +62,7 @@ def test_a_failing_item_is_reported_and_the_rest_go_on(tmp_path, results_dir):
     assert status["unchecked"] == ("failed", "no launch latency")
     assert status["works"][0] == "ok" and status["works"][1].endswith("/s")
     summary = (out / "summary.md").read_text()
+    assert [r["item"] for r in rows][:2] == ["slow", "fails"]
     assert "| fails | failed |" in summary and "| works | ok |" in summary and "1 ok, 3 failed, 1 skipped" in summary
     assert json.loads((out / "summary.json").read_text())["gpu"] == "Stand-in GPU"
     # the evidence is kept: result files of every item that ran, worker logs only where it failed

@@ -37,6 +37,18 @@ def test_inductor_runs_on_cpu_and_fuses_operators(cli, results_dir):
     for run_dir in run_dirs(results_dir):
         result = Result.load(run_dir / RESULT_FILE)
         ops[result.config["workload"]["compile"]] = result.value("prof_cpu_ops")
+        if result.config["workload"]["compile"] == "none":
+            assert "compile" not in result.details
+            continue
+        # the compiled mode proves it ran: torch's counters, and the compiled_mode_ran check
+        record = result.details["compile"]
+        assert result.ok and record["mode"] == "inductor" and record["fallback"] is None
+        assert record["graphs"] >= 1 and record["ops_captured"] > 10
+        assert isinstance(record["graph_breaks"], int) and record["cudagraph_replays"] is None
+        measured = result.measurement.steps + result.details["profile"]["steps"]  # a call per step
+        assert record["calls"] == 1 + measured and record["measured_calls"] == measured
+        [check] = [c for c in result.evidence.checks if c.name == "compiled_mode_ran"]
+        assert check.passed and f"over {measured} measured calls" in check.detail
     assert ops["inductor"] < ops["none"] / 2
 
 

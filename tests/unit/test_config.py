@@ -30,7 +30,7 @@ def test_every_shipped_option_composes(group):
 @pytest.mark.parametrize("root", sorted(compose.ROOTS))
 def test_every_command_config_composes_with_the_shared_results_dir_and_store(root, monkeypatch):
     monkeypatch.setenv("VGPU_BENCH_RESULTS", "/somewhere/else")
-    required = {"parity": ["candidate='backend=cpu'"], "demo": ["input=a sentence"]}
+    required = {"parity": ["candidate='backend=cpu'"], "ab": ["candidate='backend=cpu'"], "demo": ["input=a sentence"]}
     config = compose.compose_config(required.get(root, []), root)
     assert isinstance(config, compose.ROOTS[root])
     assert config.results_dir == "/somewhere/else" and config.tracking.name == "mlflow"

@@ -1,12 +1,16 @@
 """The typed contracts: round trips, atomic writes, schema versions, groups."""
 
+import ast
+import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from runners import names
-from runners.config import BenchConfig, to_plain
+from runners.config import BenchConfig, DiagnoseConfig, config_hash, to_plain
 from runners.contracts import (
     RESULT_FILE,
     SCHEMA_VERSION,
@@ -19,7 +23,9 @@ from runners.contracts import (
     Quantity,
     Result,
 )
+from runners.worker import job_config
 
+REPO = Path(__file__).resolve().parents[2]
 V1 = Path(__file__).resolve().parents[1] / "data" / "v1" / "runs"
 
 
@@ -45,7 +51,7 @@ def test_a_job_round_trips_and_rebuilds_the_typed_config(tmp_path):
     job.write(tmp_path / "job.json")
     again = Job.load(tmp_path / "job.json")
     assert again == job
-    config = again.bench_config()
+    config = job_config.bench_config(again)
     assert isinstance(config, BenchConfig) and config.workload.batch_size == 8
     assert config.backend.name == "cpu"
 
@@ -120,3 +126,66 @@ def test_a_metric_name_means_one_thing():
     Metric("throughput", "samples/s", names.THROUGHPUT.doc)  # the same declaration again is fine
     with pytest.raises(ValueError, match="declared twice"):
         Metric("throughput", "ms")
+
+
+# Hashes computed on main before diagnostics had one (be5de48): `resume` finds the runs
+# recorded then, so a workload's hash never changes.
+MAIN_HASHES = [
+    (["model=bert", "backend=cpu"], "aacb1d5c56b1a870"),
+    (["model=bert", "workload=serve", "backend=cpu"], "1eb6d3eed4a1aca4"),
+    (["model=resnet50", "workload=train", "backend=cpu", "workload.batch_size=16", "seed=3"], "835f6ca6b9399078"),
+    (
+        ["model=bert", "runtime=onnxruntime", "backend=cpu", "label=x", "resume=true", "dry_run=true"],
+        "bc25faf9235ddf3b",
+    ),
+]
+
+
+def test_a_workloads_hash_is_what_it_was():
+    from runners.parent import compose
+
+    for overrides, expected in MAIN_HASHES:
+        assert config_hash(compose.command_config(overrides, "bench")) == expected, overrides
+
+
+def test_every_task_has_a_hash_of_its_own():
+    from runners.parent import compose
+
+    probe = compose.command_config(["diagnostic=probe", "backend=hami"], "diagnose")
+    microbench = compose.command_config(["diagnostic=microbench", "backend=hami"], "diagnose")
+    assert isinstance(probe, DiagnoseConfig)
+    hashes = {config_hash(probe, "probe"), config_hash(microbench, "microbench")}
+    bench = compose.command_config(["model=bert", "backend=cpu"], "bench")
+    hashes |= {config_hash(bench), config_hash(bench, "parity")}  # parity's result is not the workload's
+    assert len(hashes) == 4
+
+
+def test_a_diagnostics_result_names_the_diagnostic():
+    config = to_plain(DiagnoseConfig())
+    job = dataclasses.replace(_job(), config=config, model=None, task="microbench")
+    result = Result.for_job(job)
+    assert (result.task, result.workload, result.model) == ("microbench", "microbench", None)
+    assert Result.for_job(_job()).workload == "infer"
+
+
+def test_the_contract_imports_no_registry():
+    """runners.contracts and runners.names are the floor every module stands on: importing
+    them must not pull in the backends, scenarios, analysis or diagnostics (an import circle)."""
+    code = (
+        "import sys, runners.contracts, runners.names; print(sorted(m for m in sys.modules if m.startswith('runners')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    loaded = done.stdout
+    assert "'runners.contracts'" in loaded and "'runners.names'" in loaded
+    uppers = ("backends", "scenarios", "analysis", "diagnostics", "parent", "worker", "tracking")
+    for upper in (f"runners.{name}" for name in uppers):
+        assert f"'{upper}" not in loaded, loaded
+
+
+@pytest.mark.parametrize("module, allowed", [("contracts", {"runners.config"}), ("names", {"runners.contracts"})])
+def test_the_contract_modules_import_nothing_above_them_even_lazily(module, allowed):
+    """Lazy imports in a function tie the modules into one circle all the same."""
+    tree = ast.parse((REPO / "runners" / f"{module}.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert {m for m in imported if m.split(".")[0] in ("runners", "zoo")} == allowed

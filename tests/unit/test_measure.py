@@ -26,25 +26,36 @@ def test_maximum_duration_cuts_the_run_short_and_says_so():
     assert not m.reached_minimums and len(m.step_times_ms) < 10_000
 
 
-def test_device_timer_is_read_once_after_the_loop():
-    class Timer:
-        def __init__(self):
-            self.started = self.stopped = 0
+def test_device_timer_records_around_each_step_and_reads_only_after_its_synchronize():
+    calls = []
 
+    class Timer:
         def start(self):
-            self.started += 1
+            calls.append("start")
 
         def stop(self):
-            self.stopped += 1
+            calls.append("stop")
+
+        def lap(self):
+            calls.append("lap")
 
         def times_ms(self):
-            return [1.0] * self.stopped
+            return [1.0] * calls.count("lap")
 
-    timer = Timer()
     m = measure.run(
-        lambda: None, lambda: None, warmup_steps=1, min_steps=3, min_duration_s=0, max_duration_s=5, timer=timer
+        lambda: calls.append("step"),
+        lambda: calls.append("sync"),
+        warmup_steps=1,
+        min_steps=3,
+        min_duration_s=0,
+        max_duration_s=5,
+        timer=Timer(),
     )
-    assert timer.started == timer.stopped == len(m.step_times_ms) == len(m.device_times_ms)
+    measured = calls[2:]  # after the warm-up's step and sync
+    assert calls[:2] == ["step", "sync"]
+    # A reading never comes before the synchronize that waited for its events: no sync of its own.
+    assert measured == ["start", "step", "stop", "sync", "lap"] * len(m.step_times_ms)
+    assert len(m.device_times_ms) == len(m.step_times_ms) == 3
 
 
 def test_percentiles_match_numpys_linear_method():

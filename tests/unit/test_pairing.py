@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from runners.analysis.compare import compare, compare_runs
+from runners.analysis.compare import Comparison, compare, compare_runs
 from runners.cli.analyze import _print
 from runners.tracking.read import Run
 
@@ -33,8 +33,9 @@ def _run(n: int, throughput: float = 100.0, start: int = 0, tags=None, **params)
 
 
 class Store:
-    def __init__(self, runs):
+    def __init__(self, runs, noise=None):
         self.all = runs
+        self.noise = noise or {}  # backend -> its measured run-to-run variation
 
     def runs(self, filters):
         return [
@@ -44,7 +45,7 @@ class Store:
         ]
 
     def run_to_run_cv(self, run):
-        return None
+        return self.noise.get(run.tags["backend"])
 
     def invalid(self, filters):
         return []
@@ -98,7 +99,8 @@ def test_regressions_stay_on_the_baseline_s_backend_and_device():
 
 
 def test_the_compact_table_fits_120_columns():
-    base, cand = [_run(1, 100.0), _run(2, 101.0)], [_run(3, 80.0), _run(4, 82.0)]
+    base = [_run(1, 100.0, start=1), _run(2, 101.0, start=3)]
+    cand = [_run(3, 80.0, start=2), _run(4, 82.0, start=4)]  # alternated with the baseline's
     comparison = compare_runs(
         Store([]), base, cand, 0.02, "label='release 2.3'", "label='release 2.4'", frozenset({"label"})
     )
@@ -123,3 +125,50 @@ def test_a_sweep_report_shows_every_backend_pair_with_its_values():
     assert heat.count("class='cell'") == 2 and "data-ratio='0.796'" in heat  # 80 / geometric mean of 100, 101
     chart = sweep_view.overhead_chart(comparisons[0])
     assert "<title>bert/infer/fp32/bs8/base: overhead +20.4%" in chart  # the hover shows the value
+
+
+def _pair(base, cand, store=None, sides=frozenset({"label"})):
+    [row] = compare_runs(store or Store([]), base, cand, 0.02, sides=sides).rows
+    return row
+
+
+def test_one_run_a_side_without_a_measured_variation_gives_no_verdict():
+    row = _pair([_run(1, 100.0, start=1)], [_run(2, 80.0, start=2)])  # 20% apart, yet one run says nothing
+    assert row.verdict == "inconclusive" and row.noise == "steps only/steps only"
+    assert row.reason == f"run-to-run noise unknown, repeats>={row.runs_to_decide} would decide"
+    buffer = io.StringIO()
+    _print(Comparison("a", "b", 0.02, [row], []), out=Console(file=buffer, width=120))
+    shown = " ".join(buffer.getvalue().split())
+    assert "0.800 (no interval)" in shown and "run-to-run noise unknown" in shown and "slower" not in shown
+
+
+def test_each_side_keeps_its_own_run_to_run_variation():
+    from runners.stats import RunNoise
+
+    native, vgpu = {"backend": "native", "device_name": "H200"}, {"backend": "vgpu", "device_name": "H200"}
+    store = Store([], noise={"native": RunNoise(0.02, 5, "g1")})  # only the baseline's was measured
+    row = _pair([_run(1, 100.0, tags=native)], [_run(2, 90.0, tags=vgpu)], store, frozenset({"backend"}))
+    assert row.noise == "measured/steps only" and row.candidate_run_cv is None  # never lent the baseline's 2%
+    assert row.reason.startswith("run-to-run noise unknown")
+
+
+def test_sides_run_in_separate_blocks_of_time_give_no_verdict():
+    base = [_run(1, 100.0, start=1), _run(2, 101.0, start=2), _run(3, 100.5, start=3)]
+    cand = [_run(4, 79.0, start=4), _run(5, 78.5, start=5), _run(6, 79.2, start=6)]
+    row = _pair(base, cand)
+    assert row.verdict == "inconclusive" and row.reason.startswith("sides not interleaved in time")
+    for run, start in zip(cand, (1.5, 2.5, 3.5)):  # the same figures, alternated: the difference is real
+        run.start_time = start
+    assert _pair(base, cand).verdict == "slower"
+
+
+def test_make_regressions_does_not_fail_on_a_pair_without_a_verdict(tmp_path, monkeypatch):
+    from runners.analysis import compare as comparing
+    from runners.cli import analyze
+
+    comparison = compare_runs(Store([]), [_run(1, 100.0, start=1)], [_run(2, 70.0, start=2)], 0.02, "a", "")
+    monkeypatch.setattr(analyze.comparing, "compare", lambda *args: comparison)
+    monkeypatch.setattr(analyze, "Store", lambda *args: Store([]))
+    monkeypatch.setattr(analyze, "_record", lambda *args: [])
+    assert comparing.Comparison.regressions.fget(comparison) == []
+    assert analyze.main(["regressions", "baseline=label=a", f"results_dir={tmp_path}"]) == 0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import logging
 import time
 from typing import Any, Optional
 
+from runners.contracts import Check
 from runners.worker.frameworks import Framework, frameworks
 from runners.worker.frameworks.torch_feed import TorchFeed, move
 
@@ -13,23 +16,146 @@ _DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 
 
 class CudaEventTimer:
-    """A pair of CUDA events per step; read once after the loop, so no extra syncs."""
+    """Two CUDA events, made once before the measured steps and recorded around each timed
+    unit; each unit's time is read after the synchronize that ends it, which already waited
+    for both. Inside the window: two event records per unit, no event created, no extra
+    sync, nothing allocated (as a hand-written loop, plus the two records)."""
 
     def __init__(self, torch):
-        self.torch, self.pairs, self._start = torch, [], None
+        self.torch, self.times = torch, []
+        self._start = torch.cuda.Event(enable_timing=True)
+        self._end = torch.cuda.Event(enable_timing=True)
+        self._start.record()  # the CUDA events are created at their first record: now, not in a step
+        self._end.record()
 
     def start(self) -> None:
-        self._start = self.torch.cuda.Event(enable_timing=True)
         self._start.record()
 
     def stop(self) -> None:
-        end = self.torch.cuda.Event(enable_timing=True)
-        end.record()
-        self.pairs.append((self._start, end))
+        self._end.record()
+
+    def lap(self) -> None:
+        self.times.append(self._start.elapsed_time(self._end))
 
     def times_ms(self) -> list[float]:
-        self.torch.cuda.synchronize()
-        return [start.elapsed_time(end) for start, end in self.pairs]
+        return self.times
+
+
+_REPLAYS = [0]  # CUDA graph replays in this process (CompileWatch counts them)
+
+
+def _count_cuda_graph_replays(torch) -> None:
+    """torch keeps no count of CUDA graph replays: count the calls of the public
+    torch.cuda.CUDAGraph.replay, which cudagraph trees (the `cudagraphs` backend's) call
+    for each graph they run. Once per process."""
+    graph = torch.cuda.CUDAGraph
+    if getattr(graph.replay, "counted", False):
+        return
+    replay = graph.replay
+
+    def counted(self, *args, **kwargs):
+        _REPLAYS[0] += 1
+        return replay(self, *args, **kwargs)
+
+    counted.counted = True
+    graph.replay = counted
+
+
+class _SkipMessages(logging.Handler):
+    """The reasons torch gives when it skips CUDA graphs (it logs them, and runs eager)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage().splitlines()[0][:300])
+
+
+class CompileWatch:
+    """What torch.compile really did, from torch's own counters (torch._dynamo.utils.counters:
+    frames compiled and failed, unique graphs, graph breaks; inductor's cudagraph_skips) and the
+    CUDA graph replays, read before each call of the compiled model. A call after the warmup
+    steps is a measured one; a requested mode that did not run them is a fallback."""
+
+    def __init__(self, torch, mode: str, warmup_calls: int):
+        from torch._dynamo.utils import counters
+
+        self.mode, self.counters, self.warmup_calls = mode, counters, warmup_calls
+        self.base = self._totals()  # counters are per process: only what happened since counts
+        self.before_calls: list[tuple[int, int]] = []  # at each call: (frames compiled so far, replays so far)
+        self.skips = _SkipMessages()
+        if mode == "cudagraphs":
+            _count_cuda_graph_replays(torch)
+            logging.getLogger("torch._inductor.cudagraph_utils.__cudagraphs").addHandler(self.skips)
+
+    def watch(self, compiled) -> None:
+        compiled.register_forward_pre_hook(lambda module, args: self.before_calls.append(self._now()))
+
+    def _now(self) -> tuple[int, int]:
+        return self.counters["frames"]["total"], _REPLAYS[0]
+
+    def _totals(self) -> dict[str, Any]:
+        c = self.counters
+        return {
+            "frames": c["frames"]["total"],
+            "frames_ok": c["frames"]["ok"],
+            "graphs": c["stats"]["unique_graphs"],
+            "ops": c["stats"]["calls_captured"],
+            "cudagraph_skips": c["inductor"]["cudagraph_skips"],
+            "graph_break": collections.Counter(c["graph_break"]),
+        }
+
+    def since(self) -> dict[str, Any]:
+        """The counters' growth since this watch began."""
+        now = self._totals()
+        return {k: now[k] - self.base[k] for k in now}
+
+    def record(self) -> dict[str, Any]:
+        """details["compile"]: the counts, and why the mode fell back (None when it ran)."""
+        grown = self.since()
+        marks = [*self.before_calls, self._now()]
+        calls = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(marks, marks[1:])]  # (frames compiled, replays)
+        measured = calls[self.warmup_calls :]
+        breaks = grown["graph_break"]
+        record = {
+            "mode": self.mode,
+            "calls": len(calls),
+            "measured_calls": len(measured),
+            "graphs": grown["graphs"],
+            "ops_captured": grown["ops"],
+            "graph_breaks": sum(breaks.values()),
+            "graph_break_reasons": sorted({reason.splitlines()[0][:200] for reason in breaks})[:10],
+            # a call after the first that compiled again: a guard failed (new shapes, new inputs)
+            "recompiles": sum(1 for frames, _ in calls[1:] if frames),
+            "cudagraph_replays": sum(replays for _, replays in measured) if self.mode == "cudagraphs" else None,
+            "fallback": None,
+        }
+        record["fallback"] = self._fallback(record, grown, measured)
+        return record
+
+    def _fallback(
+        self, record: dict[str, Any], grown: dict[str, Any], measured: list[tuple[int, int]]
+    ) -> Optional[str]:
+        failed = grown["frames"] - grown["frames_ok"]
+        if not record["calls"]:
+            return "the compiled model was never called: the steps ran the eager model"
+        if failed:
+            return f"dynamo could not compile {failed} of {grown['frames']} frames: they ran eager"
+        if not record["graphs"]:
+            return "dynamo compiled no graph: the model ran eager"
+        if any("recompile limit" in reason.lower() for reason in grown["graph_break"]):
+            return "dynamo hit its recompile limit: later calls ran eager"
+        if self.mode != "cudagraphs":
+            return None
+        if grown["cudagraph_skips"]:
+            why = "; ".join(dict.fromkeys(self.skips.messages)) or "no reason logged"
+            return f"CUDA graphs skipped {grown['cudagraph_skips']} time(s), ran eager: {why}"
+        # a measured call that compiled may warm a new graph up eagerly; any other must replay
+        eager = sum(1 for frames, replays in measured if not frames and not replays)
+        if eager or not measured:
+            return f"{eager} of {len(measured)} measured calls replayed no CUDA graph"
+        return None
 
 
 @frameworks.register
@@ -45,6 +171,7 @@ class TorchFramework(Framework):
             torch.set_num_threads(threads)
         self.torch_device = torch.device("cpu")
         self.model = None
+        self.compile_watch: Optional[CompileWatch] = None
         self._loss = None
         self.ttft_ms: list[float] = []  # generate: prefill to the first token, per generation
         self.tpot_ms: list[float] = []  # generate: mean time per later token, per generation
@@ -84,17 +211,45 @@ class TorchFramework(Framework):
     def _optimizer(self, model):
         return self.torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
-    def _compiled(self, model):
+    def _compiled(self, model, warmup_steps: int):
         if self.compile == "none":
             return model
         # The model object (its parameters, param_count) stays the eager one; calls go
         # through the compiled wrapper, which shares its parameters.
-        return self.torch.compile(model, backend="cudagraphs" if self.compile == "cudagraphs" else "inductor")
+        compiled = self.torch.compile(model, backend="cudagraphs" if self.compile == "cudagraphs" else "inductor")
+        self.compile_watch = CompileWatch(self.torch, self.compile, warmup_steps)
+        self.compile_watch.watch(compiled)
+        return compiled
+
+    def compile_record(self) -> Optional[dict[str, Any]]:
+        """details["compile"] of a compiled run; None when compile=none."""
+        if self.compile == "none":
+            return None
+        if self.compile_watch is None:  # a step that never builds a compiled model (generate, decode)
+            return {"mode": self.compile, "fallback": "this workload's step does not use the compiled model"}
+        return self.compile_watch.record()
+
+    def runtime_checks(self) -> list[Check]:
+        """compiled_mode_ran: the requested torch.compile mode ran the measured steps, no fallback."""
+        record = self.compile_record()
+        if record is None:
+            return []
+        if record["fallback"]:
+            return [Check("compiled_mode_ran", False, f"compile={self.compile} fell back: {record['fallback']}")]
+        replays = "" if record["cudagraph_replays"] is None else f", {record['cudagraph_replays']} CUDA graph replays"
+        return [
+            Check(
+                "compiled_mode_ran",
+                True,
+                f"compile={self.compile}: {record['graphs']} graph(s), {record['graph_breaks']} graph break(s), "
+                f"{record['recompiles']} recompile(s){replays} over {record['measured_calls']} measured calls",
+            )
+        ]
 
     def infer_step(self, entry, workload, shape, seed):
         torch = self.torch
         self.model, feed = self._model_and_feed(entry, workload, shape, seed)
-        model = self._compiled(self.model)
+        model = self._compiled(self.model, workload.warmup_steps)
         model.eval()
 
         def infer_step():
@@ -118,7 +273,7 @@ class TorchFramework(Framework):
         """One model; a feed per batch size, each copying its host batch in and the outputs out."""
         torch = self.torch
         feeds = self._feeds_by_batch_size(entry, workload, shape, seed, max_batch_size)
-        model = self._compiled(self.model)
+        model = self._compiled(self.model, workload.warmup_steps)
         model.eval()
 
         def batch_step(n):
@@ -155,7 +310,7 @@ class TorchFramework(Framework):
     def train_step(self, entry, workload, shape, seed, distributed=False):
         torch = self.torch
         self.model, feed = self._model_and_feed(entry, workload, shape, seed)
-        model = self._compiled(self._distributed(self.model) if distributed else self.model)
+        model = self._compiled(self._distributed(self.model) if distributed else self.model, workload.warmup_steps)
         model.train()
         optimizer = self._optimizer(model)
         scaler = torch.amp.GradScaler(self.device, enabled=self.precision == "fp16" and self.device == "cuda")

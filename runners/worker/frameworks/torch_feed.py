@@ -63,6 +63,7 @@ class TorchFeed:
             if traffic.pinned:
                 batch = {k: v.pin_memory() for k, v in batch.items()}
             self.host_batch = batch
+            self._host_sizes = [t.nbytes for t in _tensors(batch)]  # counted once: the batch never changes
             if self.mode == "device":
                 self.placed = move(batch, self.device)
 
@@ -75,8 +76,12 @@ class TorchFeed:
         """The step's batch on the device; host and loader modes copy it there now."""
         if self.mode == "device":
             return self.placed
-        host = next(self._batches) if self.mode == "loader" else self.host_batch
-        self.traffic.to_device([t.nbytes for t in _tensors(host)])
+        if self.mode == "loader":
+            host = next(self._batches)
+            self.traffic.to_device([t.nbytes for t in _tensors(host)])
+        else:
+            host = self.host_batch
+            self.traffic.to_device(self._host_sizes)
         # copy=True: on the CPU backend the batch is copied too, as it would be to a device.
         return move(host, self.device, copy=True)
 
