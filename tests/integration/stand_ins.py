@@ -6,14 +6,15 @@ FAKE_MPS = """#!/bin/bash
 # pipe directory, the pid of each client that reached it (the MPS_CLIENT_C library, loaded by
 # the worker, writes it); its one server's clients are those pids. A worker that never
 # reached it (no client library, another pipe directory) is not listed, whatever its
-# environment says.
+# environment says. The pids it read are also kept in $FAKE_MPS_LOG.clients for the tests.
 input=""
 if [ "$1" != "-d" ]; then read -r input; else : > "$CUDA_MPS_PIPE_DIRECTORY/control"; fi
 echo "args=[$*] stdin=[$input] pipe=[$CUDA_MPS_PIPE_DIRECTORY]" >> "$FAKE_MPS_LOG"
 dir="$CUDA_MPS_PIPE_DIRECTORY"
 if [ "$1" = "-d" ]; then
   mkfifo "$dir/clients.fifo" && : > "$dir/clients" || exit 1
-  ( exec 3<>"$dir/clients.fifo"; while read -r pid <&3; do echo "$pid" >> "$dir/clients"; done ) \\
+  ( exec 3<>"$dir/clients.fifo"
+    while read -r pid <&3; do echo "$pid" >> "$dir/clients"; echo "$pid" >> "$FAKE_MPS_LOG.clients"; done ) \\
     </dev/null >/dev/null 2>&1 &
   echo $! > "$dir/daemon.pid"
   exit 0

@@ -155,7 +155,7 @@ def test_mps_engages_when_the_daemon_lists_the_worker_among_its_clients(cli, res
     [attached] = results_of(results_dir)
     # The one pid the daemon read from its pipe (sent by the client library in the worker) is
     # the pid the worker checked for.
-    [pid] = (Path(attached.backend["env"]["CUDA_MPS_PIPE_DIRECTORY"]) / "clients").read_text().split()
+    [pid] = Path(f"{fake_bin.log}.clients").read_text().split()
     assert attached.status == "success" and _checks(attached)["mps_client"].passed
     assert f"pid {pid} is among the daemon's clients [{pid}]" in _checks(attached)["mps_client"].detail
 
