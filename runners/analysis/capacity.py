@@ -1,7 +1,9 @@
 """`make compare` for serve capacity searches: the newest "max rate at SLO" of each side,
 paired like with like (every setting of the search's probes that changes the work, as
 `make compare` pairs runs: work_settings, less the rate the search varies), and their ratio. Read from the searches'
-MLflow group runs (tags.kind = capacity) and one probe of each (its params)."""
+MLflow group runs (tags.kind = capacity) and one probe of each (its params). A search that
+never found a failing rate gives a lower bound ("at least"), never compared as if measured:
+the ratio is then a bound too, or unknown when both sides are bounds."""
 
 from __future__ import annotations
 
@@ -22,18 +24,42 @@ class CapacityRow:
     candidate_rate: float
     baseline_group: str
     candidate_group: str
+    baseline_at_least: bool = False  # the search never found a failing rate: a lower bound
+    candidate_at_least: bool = False
 
     @property
     def ratio(self) -> float:
-        return self.candidate_rate / self.baseline_rate if self.baseline_rate else float("nan")
+        """candidate / baseline; NaN when both are lower bounds (nothing bounds their ratio)."""
+        if not self.baseline_rate or (self.baseline_at_least and self.candidate_at_least):
+            return float("nan")
+        return self.candidate_rate / self.baseline_rate
+
+    @property
+    def baseline_text(self) -> str:
+        return ("at least " if self.baseline_at_least else "") + f"{self.baseline_rate:,.2f}"
+
+    @property
+    def candidate_text(self) -> str:
+        return ("at least " if self.candidate_at_least else "") + f"{self.candidate_rate:,.2f}"
+
+    @property
+    def ratio_text(self) -> str:
+        if self.baseline_at_least and self.candidate_at_least:
+            return "unknown: both are lower bounds"
+        if self.candidate_at_least:  # the candidate could only be higher
+            return f">= {self.ratio:.3f}"
+        if self.baseline_at_least:  # the baseline could only be higher
+            return f"<= {self.ratio:.3f}"
+        return f"{self.ratio:.3f}"
 
 
-def _searches(store: Store, filters: dict[str, str]) -> dict[tuple, tuple[str, float]]:
-    """(model, size, settings) -> (group id, max rate at SLO) of the newest search of a side."""
+def _searches(store: Store, filters: dict[str, str]) -> dict[tuple, tuple[str, float, bool]]:
+    """(model, size, settings) -> (group id, max rate at SLO, whether it is a lower bound) of
+    the newest search of a side."""
     tags = {k: v for k, v in filters.items() if k in TAG_KEYS or k.startswith("tags.")}
     params = {k.removeprefix("params."): v for k, v in filters.items() if k not in tags}
     clauses = [clause(k, v) for k, v in tags.items()] + ["tags.kind = 'capacity'", "tags.status = 'success'"]
-    found: dict[tuple, tuple[str, float]] = {}
+    found: dict[tuple, tuple[str, float, bool]] = {}
     for group in store.search(" and ".join(clauses)):  # newest first
         if "max_rate_at_slo" not in group.data.metrics:
             continue
@@ -45,7 +71,15 @@ def _searches(store: Store, filters: dict[str, str]) -> dict[tuple, tuple[str, f
             continue
         settings = probe.work(frozenset(filters) | SEARCH_KNOBS)
         key = (group.data.tags.get("model", "?"), group.data.tags.get("model_size", "?"), settings)
-        found.setdefault(key, (group.data.tags.get("group", group.info.run_id), group.data.metrics["max_rate_at_slo"]))
+        metrics = group.data.metrics
+        found.setdefault(
+            key,
+            (
+                group.data.tags.get("group", group.info.run_id),
+                metrics["max_rate_at_slo"],
+                metrics.get("max_rate_at_slo_is_lower_bound") == 1,
+            ),
+        )
     return found
 
 
@@ -56,7 +90,8 @@ def capacity_rows(store: Store, baseline: dict[str, str], candidate: dict[str, s
         model, size, settings = key
         shown = [(k, v) for k, v in settings if k.startswith("serve.") and v not in ("", "None")]
         text = " ".join(f"{k.removeprefix('serve.')}={v}" for k, v in shown)
-        rows.append(CapacityRow(model, size, text, base[key][1], cand[key][1], base[key][0], cand[key][0]))
+        (b_group, b_rate, b_bound), (c_group, c_rate, c_bound) = base[key], cand[key]
+        rows.append(CapacityRow(model, size, text, b_rate, c_rate, b_group, c_group, b_bound, c_bound))
     return rows
 
 
@@ -74,10 +109,7 @@ def report_section(store: Store, comparisons: list) -> str:
     parts = []
     for c in comparisons:
         capacity = capacity_rows(store, parse_side(c.baseline), parse_side(c.candidate)) if c.candidate else []
-        rows = [
-            [r.model, r.size, r.settings, _cell(r.baseline_rate), _cell(r.candidate_rate), f"{r.ratio:.3f}"]
-            for r in capacity
-        ]
+        rows = [[r.model, r.size, r.settings, r.baseline_text, r.candidate_text, r.ratio_text] for r in capacity]
         for row in (r for r in c.rows if r.workload == "serve"):
             b, k = store.run(row.baseline_run_id).metrics, store.run(row.candidate_run_id).metrics
             rows.append(

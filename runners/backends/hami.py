@@ -13,15 +13,45 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from runners.backends import Backend, Check, UsageError, backends
-from runners.backends.local import device_used
+from runners.backends.local import total_is
 from runners.config import BackendConfig, _check
 
 SHARED_REGION = "hami-shared-region.cache"
+
+# HAMi-core's shared_region_t (src/multiprocess/multiprocess_memory_limit.h, major version 1,
+# read on x86_64/aarch64 Linux: size_t 8 bytes, sem_t 32): the offsets of what the check reads.
+REGION_MAGIC = 19920718  # initialized_flag once the first process has filled the region in
+REGION_SIZE = 2_008_952  # sizeof(shared_region_t); HAMi-core writes one byte past it
+REGION_LIMIT = 1600  # uint64_t limit[16], bytes per device (0: none)
+REGION_SM_LIMIT = 1728  # uint64_t sm_limit[16], percent (100: none)
+REGION_PROCS, REGION_SLOT, REGION_MAX_PROCS = 1856, 1960, 1024  # shrreg_proc_slot_t procs[1024], pid first
+REGION_PROC_NUM = 2_008_896  # int proc_num: the slots in use
+
+
+def read_region(path: Path) -> dict:
+    """What HAMi-core wrote in a shared region file: its version, device 0's limits and the
+    pids of the processes attached; raises ValueError for a file that is not such a region."""
+    data = Path(path).read_bytes()
+    if len(data) < REGION_SIZE:
+        raise ValueError(f"{len(data)} bytes, not a HAMi-core region of {REGION_SIZE}")
+    flag, major, minor = struct.unpack_from("<iII", data, 0)
+    if flag != REGION_MAGIC:
+        raise ValueError(f"initialized_flag {flag}, not HAMi-core's {REGION_MAGIC}")
+    procs = min(max(struct.unpack_from("<i", data, REGION_PROC_NUM)[0], 0), REGION_MAX_PROCS)
+    return {
+        "version": f"{major}.{minor}",
+        "limit_bytes": struct.unpack_from("<Q", data, REGION_LIMIT)[0],
+        "sm_limit": struct.unpack_from("<Q", data, REGION_SM_LIMIT)[0],
+        "pids": [struct.unpack_from("<i", data, REGION_PROCS + i * REGION_SLOT)[0] for i in range(procs)],
+    }
+
+
 _SIZE = re.compile(r"(?P<number>[0-9]+)(?P<unit>[kKmMgG])")
 _UNIT_MIB = {"k": 1 / 1024, "m": 1, "g": 1024}
 
@@ -90,25 +120,36 @@ class HamiBackend(Backend):
         checks = [
             *super().engagement(seen),
             Check("library_mapped", bool(mapped), f"{library} is {'' if mapped else 'not '}mapped into the worker"),
-            Check(
-                "own_shared_region",
-                seen.env.get("CUDA_DEVICE_MEMORY_SHARED_CACHE", "").startswith(str(seen.run_dir or "?")),
-                f"CUDA_DEVICE_MEMORY_SHARED_CACHE={seen.env.get('CUDA_DEVICE_MEMORY_SHARED_CACHE')}",
-            ),
+            self.own_region(seen),
         ]
         quota = self.memory_quota_mb()
         if quota:
-            total = seen.device.get("memory_total_seen_mb")
-            checks.append(
-                device_used(seen)
-                if total is None
-                else Check(  # no device: nothing to hold a quota
-                    "quota_is_total",
-                    abs(total - quota) <= 1.0,
-                    f"cudaMemGetInfo total {total:.0f} MiB against the quota {quota:.0f} MiB",
-                )
-            )
+            checks.append(total_is(seen, "quota_is_total", quota, "the quota"))
         return checks
+
+    def own_region(self, seen) -> Check:
+        """The region HAMi-core itself created for this run: in the run's folder, with this
+        worker among its processes and this run's limits (HAMi-core fixes them at creation)."""
+        path = seen.env.get("CUDA_DEVICE_MEMORY_SHARED_CACHE", "")
+        if not seen.run_dir or Path(path) != Path(seen.run_dir) / SHARED_REGION:
+            return Check("own_shared_region", False, f"CUDA_DEVICE_MEMORY_SHARED_CACHE={path!r}, not this run's")
+        try:
+            region = read_region(Path(path))
+        except FileNotFoundError:
+            return Check("own_shared_region", False, f"HAMi-core created no region at {path}")
+        except (OSError, ValueError) as exc:
+            return Check("own_shared_region", False, f"{path}: {exc}")
+        quota = self.memory_quota_mb()
+        expected = {"limit_bytes": int(quota * 2**20) if quota else 0, "sm_limit": self.config.sm_limit or 100}
+        wrong = [f"{key} {region[key]} (this run: {value})" for key, value in expected.items() if region[key] != value]
+        if seen.pid not in region["pids"]:
+            wrong.append(f"pid {seen.pid} not among its processes {region['pids'][:8]}")
+        return Check(
+            "own_shared_region",
+            not wrong,
+            f"{path} (HAMi-core region {region['version']}): "
+            + ("; ".join(wrong) if wrong else f"pid {seen.pid} attached, limit {expected['limit_bytes']} bytes"),
+        )
 
     def version(self):
         return Path(self.config.library).resolve().name if Path(self.config.library).exists() else None

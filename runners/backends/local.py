@@ -60,11 +60,33 @@ class NativeBackend(Backend):
 
 def device_used(seen) -> Check:
     """A GPU backend's run whose framework never initialized a CUDA device measured something else."""
-    if seen.device:
+    if seen.device and (seen.device.get("name") or seen.device.get("memory_total_seen_mb") is not None):
         return Check("device_used", True, f"{seen.device.get('name')} ({seen.device.get('uuid')})")
+    if seen.device:  # a runtime said it ran on a GPU, and nothing of that GPU could be read
+        return Check(
+            "device_used",
+            False,
+            f"{seen.device.get('source')}: no device could be read ({seen.device.get('error', 'no name, no total')})",
+        )
     if not seen.framework_loaded:
         return Check("device_used", True, "no framework was loaded (a framework-free workload): no device to see")
     return Check("device_used", False, "the framework never initialized a CUDA device")
+
+
+def total_is(seen, name: str, quota: float, what: str) -> Check:
+    """The device memory the worker's runtime reports (cudaMemGetInfo) is the configured
+    `quota`: what shows that a layer which sets a memory size applied it. With no device
+    seen at all, whether one was due (device_used) decides."""
+    total = seen.device.get("memory_total_seen_mb")
+    if total is None:
+        if not seen.device:
+            return device_used(seen)
+        return Check(
+            name, False, f"the runtime's device total could not be read, so {what} {quota:.0f} MiB is unproven"
+        )
+    return Check(
+        name, abs(total - quota) <= 1.0, f"cudaMemGetInfo total {total:.0f} MiB against {what} {quota:.0f} MiB"
+    )
 
 
 @backends.register

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from runners.backends import Backend, Check, UsageError, backends, prepend_path
-from runners.backends.local import device_used
+from runners.backends.local import device_used, total_is
 from runners.config import BackendConfig, _check
 
 _VERSION = re.compile(r"libcudart\.so\.(\d+)(?:\.(\d+))?")
@@ -134,11 +134,14 @@ class VgpuBackend(Backend):
             if from_client and not others
             else f"libcudart mapped from {', '.join(others) or 'nowhere'}, not from {client}"
         )
-        return [
+        checks = [
             *super().engagement(seen),
             Check("client_runtime_mapped", bool(from_client) and not others, detail),
             device_used(seen),
         ]
+        if self.config.gmem_mib:  # the vGPU's memory is what the client's runtime reports
+            checks.append(total_is(seen, "gmem_is_total", float(self.config.gmem_mib), "backend.gmem_mib"))
+        return checks
 
     def environment(self):
         env = {

@@ -66,9 +66,9 @@ def _print_capacity(rows: list) -> None:
             row.model,
             row.size,
             row.settings,
-            f"{row.baseline_rate:,.2f}",
-            f"{row.candidate_rate:,.2f}",
-            f"{row.ratio:.3f}",
+            row.baseline_text,
+            row.candidate_text,
+            row.ratio_text,
         )
     out.print(table)
 

@@ -7,6 +7,7 @@ victim's whole schedule. The group's figure: the victim's p99 inflation, with / 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from runners.config import Aggressor, BenchConfig, from_plain, to_plain
 from runners.contracts import GroupRecord, GroupRef, Metric
@@ -16,8 +17,10 @@ from runners.parent.plan import Plan, plan
 from runners.scenarios.serve import P99_INFLATION
 from runners.serving import slo
 
-VICTIM_ALONE_P99 = Metric("victim_alone_latency_ms_p99", "ms", "interference: the victim's serve p99, alone")
-VICTIM_P99 = Metric("victim_latency_ms_p99", "ms", "interference: the victim's serve p99 next to the aggressor")
+VICTIM_ALONE_P99 = Metric("victim_alone_latency_ms_p99", "ms", "interference: the victim's slo_latency_ms_p99, alone")
+VICTIM_P99 = Metric(
+    "victim_latency_ms_p99", "ms", "interference: the victim's slo_latency_ms_p99 next to the aggressor"
+)
 GOODPUT_LOSS = Metric("victim_goodput_ratio", "ratio", "interference: the victim's goodput with / alone")
 
 
@@ -65,14 +68,23 @@ def run(plan_: Plan, progress: Progress) -> tuple[GroupRecord, list[Run]]:
         progress,
     )
     runs = [alone, victim, attacker]
-    a, v = alone[0], victim[0]
     group.details.update(aggressor=kind, aggressor_status=attacker[0].status)
-    if a.ok and v.ok:
-        p99_alone, p99_with = a.value(slo.LAT_P99.name), v.value(slo.LAT_P99.name)
-        group.set(VICTIM_ALONE_P99, p99_alone)
-        group.set(VICTIM_P99, p99_with)
-        group.set(P99_INFLATION, p99_with / p99_alone if p99_alone else None)
-        good_alone, good_with = a.value(slo.GOODPUT.name), v.value(slo.GOODPUT.name)
-        if good_alone and good_with is not None:
-            group.set(GOODPUT_LOSS, good_with / good_alone)
+    victim_figures(group, alone[0], victim[0])
     return _finish(group, runs), runs
+
+
+def victim_figures(group: GroupRecord, a, v) -> None:
+    """The victim's p99 alone and next to the aggressor, and their ratio. Failed requests
+    count as infinitely late: a victim whose requests were rejected next to the aggressor is
+    inflated without bound, not unaffected."""
+    if not (a.ok and v.ok):
+        return
+    p99_alone, p99_with = slo.p99_counting_failures(a), slo.p99_counting_failures(v)
+    group.set(VICTIM_ALONE_P99, p99_alone)
+    group.set(VICTIM_P99, p99_with)  # left out when infinite: details say so
+    group.details["victim_p99_infinite"] = p99_with is not None and math.isinf(p99_with)
+    if p99_alone and math.isfinite(p99_alone) and p99_with is not None:
+        group.set(P99_INFLATION, p99_with / p99_alone)
+    good_alone, good_with = a.value(slo.GOODPUT.name), v.value(slo.GOODPUT.name)
+    if good_alone and good_with is not None:
+        group.set(GOODPUT_LOSS, good_with / good_alone)

@@ -24,6 +24,11 @@ from runners.parent.launch import launch
 from runners.parent.plan import Plan, plan
 
 MAX_RATE = Metric("max_rate_at_slo", "requests/s", "capacity search: the highest rate tried whose run met the SLO")
+LOWER_BOUND = Metric(
+    "max_rate_at_slo_is_lower_bound",
+    "bool",
+    "capacity search: 1 when no rate tried missed the SLO (max_rate_at_slo is a lower bound, 'at least')",
+)
 FIRST_FAIL = Metric("min_failing_rate", "requests/s", "capacity search: the lowest rate tried whose run missed it")
 DENSITY = Metric("density", "count", "density search: the most tenants that all met the SLO at serve.rate")
 
@@ -105,6 +110,7 @@ def capacity(plan_: Plan, progress: Progress) -> tuple[GroupRecord, list[Run]]:
     group = new_group("capacity", plan_, "capacity")
     runs: list[Run] = []
     probes: list[dict] = []
+    late: list[float] = []  # probes whose load generator did not offer their rate
 
     def passes(rate: float) -> bool:
         probe = _probe_plan(plan_, rate=rate)
@@ -114,16 +120,25 @@ def capacity(plan_: Plan, progress: Progress) -> tuple[GroupRecord, list[Run]]:
             run = launch(probe, progress, GroupRef("capacity", group.id, "probe", len(runs)))
         runs.append(run)
         probes.append({"rate": rate, **_summary(run[0])})
+        if (run[0].details.get("serve") or {}).get("sent_late"):
+            late.append(rate)
         return met(run[0])
 
     low, high, _ = find_max_rate(passes, serve.rate, serve.search_tolerance, serve.search_max_runs)
     group.set(MAX_RATE, low)
     group.set(FIRST_FAIL, high)
+    # Every rate tried met the SLO (serve.search_max_runs reached first): the capacity is at
+    # least the highest, not found.
+    group.set(LOWER_BOUND, float(high is None) if low is not None else None)
     group.details.update(probes=probes, bracket=[low, high], slo=dataclasses.asdict(serve.slo))
+    group.details["at_least"] = low is not None and high is None
     group.details["converged"] = low is not None and high is not None and (high - low) / low <= serve.search_tolerance
     group = _finish(group, runs)
-    # A probe missing the SLO is what a search is for; one that crashed leaves the answer unknown.
-    group.status = "success" if low is not None and not _crashed(runs) else "failed"
+    # A probe missing the SLO is what a search is for; one that crashed, or whose generator
+    # could not offer its rate (an invalid probe, not a rate the server failed), leaves the
+    # answer unknown.
+    group.details["late_probes"] = late
+    group.status = "success" if low is not None and not _crashed(runs) and not late else "failed"
     return group, runs
 
 

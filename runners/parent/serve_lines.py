@@ -47,16 +47,32 @@ def group_line(group: GroupRecord) -> Optional[str]:
     v = group.value
     if group.kind == "tenants" and v("tenants_meeting_slo") is not None:
         tenants = group.details.get("tenants") or {}
+        infinite = group.details.get("worst_tenant_p99_infinite")
+        worst = (
+            "unbounded (over 1% of a tenant's requests failed)" if infinite else _ms(v("worst_tenant_latency_ms_p99"))
+        )
         return (
             f"{group.id}: {int(v('tenants_meeting_slo'))}/{len(tenants)} tenants met the SLO, aggregate goodput "
-            f"{v('aggregate_goodput') or 0:,.1f}/s, worst tenant p99 {_ms(v('worst_tenant_latency_ms_p99'))} "
-            f"(alone {_ms(v('alone_latency_ms_p99'))}, inflation {v('p99_inflation') or float('nan'):.2f}x)"
+            f"{v('aggregate_goodput') or 0:,.1f}/s, worst tenant p99 {worst} "
+            f"(alone {_ms(v('alone_latency_ms_p99'))}, inflation "
+            + ("unbounded)" if infinite else f"{v('p99_inflation') or float('nan'):.2f}x)")
         )
     if group.kind == "capacity":
         best = v("max_rate_at_slo")
         probes = group.details.get("probes") or []
-        found = f"max rate at SLO {best:,.2f} requests/s" if best else "no rate tried met the SLO"
+        at_least = "at least " if group.details.get("at_least") else ""
+        found = f"max rate at SLO {at_least}{best:,.2f} requests/s" if best else "no rate tried met the SLO"
+        if at_least:
+            found += " (no rate tried missed it: raise serve.search_max_runs to find the limit)"
+        late = group.details.get("late_probes")
+        if late:
+            found += f"; UNKNOWN: the load generator could not offer {late} requests/s (serve.generators)"
         return f"{group.id}: {found} ({len(probes)} probes; bracket {group.details.get('bracket')})"
+    if group.kind == "interference" and group.details.get("victim_p99_infinite"):
+        return (
+            f"{group.id}: victim p99 unbounded next to a {group.details.get('aggressor')} aggressor (over 1% of its "
+            f"requests failed), {_ms(v('victim_alone_latency_ms_p99'))} alone"
+        )
     if group.kind == "interference" and v("p99_inflation") is not None:
         return (
             f"{group.id}: victim p99 {_ms(v('victim_latency_ms_p99'))} next to a {group.details.get('aggressor')} "

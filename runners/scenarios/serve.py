@@ -7,6 +7,7 @@ and serve.min_requests requests; otherwise it is recorded `invalid`, with why.""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import statistics
 
@@ -18,8 +19,10 @@ from runners.serving import slo
 
 TENANTS_AT_SLO = Metric("tenants_meeting_slo", "count", "serve tenants: tenants whose run met serve.slo")
 AGGREGATE_GOODPUT = Metric("aggregate_goodput", "requests/s", "serve tenants: sum of the tenants' goodput")
-WORST_P99 = Metric("worst_tenant_latency_ms_p99", "ms", "serve tenants: the largest tenant serve_latency_ms_p99")
-ALONE_P99 = Metric("alone_latency_ms_p99", "ms", "serve tenants: serve_latency_ms_p99 of the server alone")
+WORST_P99 = Metric(
+    "worst_tenant_latency_ms_p99", "ms", "serve tenants: the largest tenant slo_latency_ms_p99 (failed requests last)"
+)
+ALONE_P99 = Metric("alone_latency_ms_p99", "ms", "serve tenants: slo_latency_ms_p99 of the server alone")
 P99_INFLATION = Metric("p99_inflation", "ratio", "serve: worst tenant (or victim) p99 / the same server's p99 alone")
 SERVING_FRAMEWORKS = ("pytorch", "python")
 
@@ -85,25 +88,31 @@ class Serve(Scenario):
         """Per-tenant goodput and p99, and whether all met the SLO; none when any run failed."""
         if not all(r.status in (SUCCESS, INVALID) for r in (alone, *tenants)):
             return
-        p99s = [t.value(slo.LAT_P99.name) for t in tenants]
+        # Failed requests count as infinitely late (slo_latency_ms_p99): a tenant whose requests
+        # were rejected is the worst, not one that looks unaffected on what it completed.
+        p99s = [slo.p99_counting_failures(t) for t in tenants]
         group.details["tenants"] = {
             t.run_id: {
                 "goodput": t.value(slo.GOODPUT.name),
-                "latency_ms_p99": t.value(slo.LAT_P99.name),
+                "latency_ms_p99": p99,
+                "requests_failed": t.value(slo.FAILED.name),
                 "slo_met": t.value(slo.SLO_MET.name),
                 "valid": t.ok,
             }
-            for t in tenants
+            for t, p99 in zip(tenants, p99s)
         }
         met = sum(t.ok and t.value(slo.SLO_MET.name) == 1 for t in tenants)
         goodputs = [t.value(slo.GOODPUT.name) for t in tenants]
         group.set(TENANTS_AT_SLO, met)
         group.set(AGGREGATE_GOODPUT, sum(goodputs) if None not in goodputs else None)
+        alone_p99 = slo.p99_counting_failures(alone)
         if None not in p99s:
-            group.set(WORST_P99, max(p99s))
-            alone_p99 = alone.value(slo.LAT_P99.name)
+            worst = max(p99s)
+            group.set(WORST_P99, worst)  # left out when infinite: details say so
             group.set(ALONE_P99, alone_p99)
-            group.set(P99_INFLATION, max(p99s) / alone_p99 if alone_p99 else None)
+            group.details["worst_tenant_p99_infinite"] = math.isinf(worst)
+            if alone_p99 and math.isfinite(alone_p99):
+                group.set(P99_INFLATION, worst / alone_p99)
         group.details["all_meet_slo"] = met == len(tenants)
 
 
@@ -126,6 +135,8 @@ def record(result, config, requests, log, tokens=None, itl_ms=None) -> None:
         serve.slo.p99_ms,
         serve.min_duration_s,
         serve.min_requests,
+        max_send_delay_ms=serve.max_send_delay_ms,
+        batch_errors=(result.details.get("serve_batches") or {}).get("failed_batches", 0),
         ttft_ms=serve.slo.ttft_ms,
         tpot_ms=serve.slo.tpot_ms,
         tokens=tokens,
@@ -158,6 +169,7 @@ def record(result, config, requests, log, tokens=None, itl_ms=None) -> None:
         "output_tokens": tokens,
         "slo_met": verdict.slo_met,
         "failures": verdict.failures,
+        "sent_late": verdict.sent_late,
         "warnings": warnings,
         "requests_file": "requests.csv",
         "latency_from": "scheduled time (no coordinated omission); sent_latency_* from the send time",

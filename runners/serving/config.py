@@ -63,6 +63,9 @@ class ServeConfig:
     poll_us: float = 0.0  # an idle server polls this long before it sleeps (a core kept busy, no wake-up delay)
     drain_s: float = 5.0  # after the last arrival, how long outstanding requests may still complete
     generators: int = 1  # load-generator processes (more when one cannot keep up)
+    # A run that sent more than 1% of its requests later than this after their scheduled time
+    # did not offer serve.rate: it is `invalid` (more generators, or fewer cores for the model)
+    max_send_delay_ms: float = 100.0
     new_tokens: int = 16  # decoders: tokens generated per request after its seq_len-token prompt
     min_duration_s: float = 5.0  # a run is valid only with at least this long a schedule
     min_requests: int = 100  # and this many requests issued
@@ -88,10 +91,15 @@ class ServeConfig:
             self.arrival is Arrival.gamma or self.burstiness == 1.0,
             "serve.burstiness applies to serve.arrival=gamma (poisson has burstiness 1)",
         )
-        for name in ("duration_s", "max_queue_delay_ms", "drain_s", "search_tolerance"):
+        for name in ("duration_s", "max_queue_delay_ms", "drain_s", "search_tolerance", "max_send_delay_ms"):
             _check(getattr(self, name) > 0, f"serve.{name} must be > 0, got {getattr(self, name)}")
         for name in ("max_batch_size", "max_queue", "generators", "min_requests", "search_max_runs", "new_tokens"):
             _check(getattr(self, name) >= 1, f"serve.{name} must be >= 1, got {getattr(self, name)}")
+        _check(
+            self.slo.tpot_ms is None or self.new_tokens >= 2,
+            f"serve.slo.tpot_ms bounds the time between output tokens, and serve.new_tokens={self.new_tokens} "
+            "makes one per request: give serve.new_tokens >= 2 or drop serve.slo.tpot_ms",
+        )
         _check(self.min_duration_s >= 0, f"serve.min_duration_s must be >= 0, got {self.min_duration_s}")
         _check(
             self.search is Search.none or self.slo.given,

@@ -17,6 +17,9 @@ from runners.contracts import Metric
 OK, REJECTED, ERROR, TIMEOUT = "ok", "rejected", "error", "timeout"
 BEHIND_MS = 1.0  # a request sent this much after its scheduled time means the generator fell behind
 BEHIND_SHARE = 0.01  # ... and more than this share of such requests is worth a warning
+# A run whose sends were late by more than serve.max_send_delay_ms for more than this share of
+# its requests did not offer the rate it claims: `invalid` (serve_valid 0), never a figure.
+LATE_SHARE = 0.01
 
 OFFERED_RATE = Metric("offered_rate", "requests/s", "serve: requests scheduled / the schedule's span")
 REQUESTS = Metric("requests", "count", "serve: requests scheduled (every one is sent, answered or counted failed)")
@@ -36,7 +39,12 @@ DELAY_P99 = Metric("send_delay_ms_p99", "ms", "serve: send - scheduled time, 99t
 DELAY_MAX = Metric("send_delay_ms_max", "ms", "serve: send - scheduled time, largest")
 QUEUE_P50 = Metric("server_queue_ms_p50", "ms", "serve: received by the server - its batch started, median")
 SLO_MET = Metric("slo_met", "bool", "serve: 1 when the run is valid and slo_latency_ms_p99 <= serve.slo.p99_ms")
-VALID = Metric("serve_valid", "bool", "serve: 1 when the schedule lasted serve.min_duration_s with serve.min_requests")
+VALID = Metric(
+    "serve_valid",
+    "bool",
+    "serve: 1 when the schedule lasted serve.min_duration_s with serve.min_requests, its requests were sent on "
+    "time (serve.max_send_delay_ms) and no batch raised",
+)
 TTFT_P50 = Metric("serve_ttft_ms_p50", "ms", "serve, decoders: first token - scheduled time, median")
 TTFT_P99 = Metric("serve_ttft_ms_p99", "ms", "serve, decoders: first token - scheduled time, 99th percentile")
 TPOT_P50 = Metric("serve_tpot_ms_p50", "ms", "serve, decoders: (latency - TTFT) / (tokens - 1) per request, median")
@@ -87,6 +95,16 @@ class Request:
         return (self.completed - self.first) * 1e3 / (tokens - 1) if self.ok and tokens > 1 else math.nan
 
 
+def p99_counting_failures(result) -> Optional[float]:
+    """A serve run's slo_latency_ms_p99, infinite where it is absent because failed requests
+    reached the 99th percentile (the result file leaves infinite figures out); None without
+    requests."""
+    value = result.value(SLO_P99.name)
+    if value is None and (result.value(REQUESTS.name) or 0) > 0:
+        return math.inf
+    return value
+
+
 def percentile_with_failures(latencies: list[float], failed: int, q: float) -> float:
     """The q-th percentile when `failed` more requests never completed: they rank last, as
     infinitely late, so the percentile is infinite once it reaches them."""
@@ -108,6 +126,7 @@ class Verdict:
     slo_met: Optional[bool]  # None: no SLO given
     behind: bool  # the generator fell behind its schedule
     failures: dict[str, int]
+    sent_late: bool = False  # beyond serve.max_send_delay_ms: the offered rate is not the one claimed
 
 
 def summarize(
@@ -117,6 +136,8 @@ def summarize(
     min_duration_s: float,
     min_requests: int,
     *,
+    max_send_delay_ms: float = math.inf,
+    batch_errors: int = 0,  # batches whose run raised (their requests answered as errors)
     ttft_ms: Optional[float] = None,
     tpot_ms: Optional[float] = None,
     tokens: Optional[int] = None,  # decoders: output tokens per request
@@ -139,6 +160,15 @@ def summarize(
         reasons.append(f"schedule of {duration_s:g} s < serve.min_duration_s={min_duration_s:g}")
     if len(requests) < min_requests:
         reasons.append(f"{len(requests)} requests < serve.min_requests={min_requests}")
+    late = sum(d > max_send_delay_ms for d in delays) / len(delays) if delays else 0.0
+    if late > LATE_SHARE:
+        reasons.append(
+            f"{late:.1%} of requests were sent more than serve.max_send_delay_ms={max_send_delay_ms:g} ms after their "
+            f"scheduled time (at most {LATE_SHARE:.0%} may be): the offered rate was not the one scheduled"
+        )
+    errors = sum(r.status == ERROR for r in requests)
+    if batch_errors or errors:
+        reasons.append(f"{batch_errors} batch(es) raised: {errors} request(s) answered with an error, counted failed")
     valid = not reasons
     slo_p99 = percentile_with_failures(latencies, failed, 99)
     # Every bound given, at the 99th percentile with the failed requests infinitely late;
@@ -188,4 +218,6 @@ def summarize(
             }
         )
     failures = {s: sum(r.status == s for r in requests) for s in (REJECTED, ERROR, TIMEOUT)}
-    return Verdict(metrics, valid, "; ".join(reasons), slo_met, behind_share > BEHIND_SHARE, failures)
+    return Verdict(
+        metrics, valid, "; ".join(reasons), slo_met, behind_share > BEHIND_SHARE, failures, late > LATE_SHARE
+    )

@@ -14,6 +14,7 @@ from runners.backends import Seen, backends
 from runners.contracts import Check, Evidence, Job
 from runners.redact import redact_env
 from runners.worker import job_config
+from runners.worker.cudart import runtime_device
 from runners.worker.fingerprint import gpu_library, mapped_files
 
 
@@ -26,8 +27,9 @@ def gpu_libraries(mapped: list[str]) -> dict[str, str]:
     return {name: ", ".join(paths) for name, paths in found.items()}
 
 
-def device_seen() -> dict[str, Any]:
-    """The CUDA device the framework initialized, as the framework reports it; {} for none."""
+def device_seen(mapped: list[str]) -> dict[str, Any]:
+    """The CUDA device the framework initialized, as the framework reports it; {} for none.
+    Without torch.cuda, the CUDA runtime the process loaded is asked (runners/worker/cudart.py)."""
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         index = torch.cuda.current_device()
@@ -42,16 +44,13 @@ def device_seen() -> dict[str, Any]:
             "memory_total_mb": props.total_memory / 2**20,
             "memory_total_seen_mb": total / 2**20,
         }
+    if torch is not None and torch.cuda.is_available():
+        return {}  # torch never initialized its device: asking the runtime now would create one
     tf = sys.modules.get("tensorflow")
     if tf is not None and tf.config.list_logical_devices("GPU"):
-        details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
-        return {
-            "source": "tensorflow",
-            "name": details.get("device_name"),
-            "uuid": None,
-            "mig": "MIG" in str(details.get("device_name")),
-        }
-    return {}
+        # TensorFlow names its device but reports no total: its own libcudart does.
+        return runtime_device(mapped, "tensorflow") or {"source": "tensorflow", "name": None, "uuid": None}
+    return runtime_device(mapped, "the process's CUDA runtime")
 
 
 def framework_details(framework) -> dict[str, Any]:
@@ -79,10 +78,15 @@ def collect(job: Job, framework=None) -> Evidence:
     checks: list[Check]
     config = None
     try:
-        seen.device = device_seen() or (framework.device_seen() if framework else {})
+        seen.device = (framework.device_seen() if framework else {}) or device_seen(mapped)
         config = job_config.backend_config(job)
         backend = backends.get(job.backend["name"])(config, Path(job.run_dir))
         checks = backend.engagement(seen) + (framework.runtime_checks() if framework else [])
+        if all(c.name == "environment_applied" for c in checks):
+            # The variables reached the worker: that shows it started, not that a layer engaged.
+            checks.append(
+                Check("layer_observed", False, "only the environment was compared: nothing observed the layer")
+            )
     except Exception as exc:  # noqa: BLE001  (evidence that cannot be read is no evidence)
         checks = [Check("evidence_readable", False, f"{type(exc).__name__}: {exc}")]
     failed = [f"{c.name}: {c.detail}" for c in checks if not c.passed]

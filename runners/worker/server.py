@@ -22,7 +22,8 @@ class Batches:
     sizes: list[int] = field(default_factory=list)
     started: list[float] = field(default_factory=list)  # CLOCK_MONOTONIC
     seconds: list[float] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # the first few batches' exceptions
+    failed: int = 0  # batches whose run raised: their requests are answered as errors
     rejected: int = 0
     token_times: list[tuple[int, list[float]]] = field(default_factory=list)  # decoders: (batch size, token times)
 
@@ -81,6 +82,7 @@ def serve(
             tokens = run_batch(len(batch))  # decoders: the time of each token; None: a forward pass
         except Exception as exc:  # noqa: BLE001  (a failed batch fails its requests, not the server)
             status = wire.ERROR
+            batches.failed += 1
             if len(batches.errors) < 5:
                 batches.errors.append(f"{type(exc).__name__}: {exc}")
         done = now()

@@ -125,6 +125,7 @@ def run(job, config: BenchConfig, run_batch: Callable[[int], object], result: Re
         "busy_share": busy / (wall1 - wall0) if wall1 > wall0 else None,
         "rejected": batches.rejected,
         "errors": batches.errors,
+        "failed_batches": batches.failed,
     }
     result.measurement = Measurement(
         warmup_steps=serve.max_batch_size + max(0, config.workload.warmup_steps - 1),

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from stand_ins import FAKE_MPS, FAKE_NVIDIA_SMI
+from stand_ins import CUDART_C, FAKE_MPS, FAKE_NVIDIA_SMI, HAMI_REGION_C, MPS_CLIENT_C, build_library
 
 from runners.backends import create
 from runners.backends.hami import HamiConfig
@@ -25,15 +25,11 @@ from conftest import TINY, logged_runs, run_command, run_dirs
 
 @pytest.fixture
 def client_dir(tmp_path):
-    """A stand-in client: a real shared library named as the client's CUDA runtime."""
+    """A stand-in client: a CUDA runtime library whose device has ORION_GMEM MiB (stand_ins.CUDART_C)."""
     if not shutil.which("gcc"):
         pytest.skip("needs gcc to build a stand-in client runtime")
     path = tmp_path / "orion"
-    path.mkdir()
-    (tmp_path / "client.c").write_text("int client_runtime(void) { return 0; }\n")
-    subprocess.run(
-        ["gcc", "-shared", "-fPIC", "-o", str(path / "libcudart.so.12"), str(tmp_path / "client.c")], check=True
-    )
+    build_library(path / "libcudart.so.12", CUDART_C)
     return path
 
 
@@ -200,8 +196,9 @@ def _mps_calls(fake_bin) -> list[str]:
 @pytest.mark.parametrize(
     "fault, exit_code, error", [("none", 0, None), ("raise", 1, "RuntimeError"), ("hang", 1, "Timeout")]
 )
-def test_mps_daemon_is_started_and_always_stopped(cli, results_dir, fake_bin, fault, exit_code, error):
+def test_mps_daemon_is_started_and_always_stopped(cli, results_dir, fake_bin, fault, exit_code, error, tmp_path):
     fake_bin("nvidia-cuda-mps-control", FAKE_MPS)
+    client = build_library(tmp_path / "libcuda-mps-client.so", MPS_CLIENT_C)  # the worker reaches the daemon
     done = cli(
         "model=dummy",
         "backend=mps",
@@ -210,6 +207,7 @@ def test_mps_daemon_is_started_and_always_stopped(cli, results_dir, fake_bin, fa
         "tracking=none",
         "timeout_s=3",
         f"backend.extra_env.VGPU_BENCH_DUMMY_FAULT={fault}",
+        f"backend.extra_env.VGPU_BENCH_DUMMY_LOAD={client}",
         env=fake_bin.env,
     )
     assert done.returncode == exit_code, done.stderr
@@ -280,10 +278,7 @@ def test_a_foreign_mps_daemon_is_refused(cli, results_dir, fake_bin):
 
 @pytest.mark.skipif(not __import__("shutil").which("gcc"), reason="needs gcc to build a stand-in library")
 def test_hami_library_is_really_preloaded_into_the_worker(cli, results_dir, tmp_path):
-    source = tmp_path / "stub.c"
-    source.write_text("int hami_stand_in(void) { return 0; }\n")
-    library = tmp_path / "libvgpu.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    library = build_library(tmp_path / "libvgpu.so", HAMI_REGION_C)
     done = cli(
         "model=dummy",
         "backend=hami",

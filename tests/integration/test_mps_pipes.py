@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from stand_ins import FAKE_MPS, FAKE_MPS_BROKEN
+from stand_ins import FAKE_MPS, FAKE_MPS_BROKEN, MPS_CLIENT_C, build_library
 
 from runners.backends.mps import LONGEST_SOCKET, SOCKET_PATH_MAX
 from runners.contracts import RESULT_FILE, Result
@@ -40,7 +40,8 @@ def test_a_deeply_nested_results_folder_still_starts_the_daemon(tmp_path, fake_b
     results = tmp_path / ("checkout-" + "a" * 40) / ("results-" + "b" * 40) / ("gpu-check-" + "c" * 30)
     results.mkdir(parents=True)
     assert len(str(results / "backends/mps/host-12345-abcdef/pipe/control")) > 120  # what failed on the H200
-    done = _bench(results, fake_bin, runtime_dir)
+    client = build_library(tmp_path / "libcuda-mps-client.so", MPS_CLIENT_C)  # the worker reaches the daemon
+    done = _bench(results, fake_bin, runtime_dir, f"backend.extra_env.VGPU_BENCH_DUMMY_LOAD={client}")
     assert done.returncode == 0, done.stderr
     [run_dir] = run_dirs(results)
     env = Result.load(run_dir / RESULT_FILE).backend["env"]

@@ -10,9 +10,9 @@ every diagnostic crashed here."""
 
 import json
 import shutil
-import subprocess
 
 import pytest
+from stand_ins import HAMI_REGION_C, build_library
 from test_diagnostics_path import FAKE_PYNVML  # one GPU that NVML lists
 
 from conftest import groups_of, results_of, run_command
@@ -78,9 +78,7 @@ def stand_in_gpu(tmp_path):
     folder.mkdir()
     (folder / "pynvml.py").write_text(FAKE_PYNVML)
     (folder / "sitecustomize.py").write_text(FAKE_GPU)
-    (tmp_path / "stub.c").write_text("int hami_stand_in(void) { return 0; }\n")
-    library = tmp_path / "libvgpu.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(tmp_path / "stub.c")], check=True)
+    library = build_library(tmp_path / "libvgpu.so", HAMI_REGION_C)  # creates HAMi-core's region, as engaged
     return {"PYTHONPATH": str(folder)}, library
 
 

@@ -119,33 +119,113 @@ def test_parity_passes_on_each_runtime_and_fails_for_perturbed_weights(results_d
     assert "outputs: max abs err 0.001" in done.stdout
 
 
-SITECUSTOMIZE = """
-import os, socket
-LOG = os.environ["NETWORK_ATTEMPTS"]
+# Below Python: every process of the tree (the command, its worker, the runtimes' C++ code,
+# anything they start) gets this library preloaded. It logs each process that loaded it, and
+# each connect(), each sendto()/sendmsg() with an address and each name lookup, refusing
+# every one that leaves the machine's Unix sockets: an AF_INET/AF_INET6 connection (loopback
+# included: this command starts no server of its own) or a lookup of a name.
+NETWORK_SHIM_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
-def _refuse(what):
-    def refuse(*args, **kwargs):
-        with open(LOG, "a") as log:
-            log.write(f"{os.getpid()} {what} {args[1:] if what == 'connect' else args[:1]}\\n")
-        raise OSError("network blocked by the test")
-    return refuse
+static void note(const char *what, const char *detail) {
+    const char *path = getenv("NETWORK_ATTEMPTS");
+    FILE *log = path ? fopen(path, "a") : NULL;
+    if (!log) return;
+    fprintf(log, "%d %s %s\n", getpid(), what, detail);
+    fclose(log);
+}
 
-socket.socket.connect = _refuse("connect")
-socket.socket.connect_ex = _refuse("connect")
-socket.getaddrinfo = _refuse("getaddrinfo")
+__attribute__((constructor)) static void loaded(void) {
+    char cmd[512] = "";
+    FILE *f = fopen("/proc/self/cmdline", "r");
+    if (f) {
+        size_t n = fread(cmd, 1, sizeof cmd - 1, f);
+        for (size_t i = 0; i < n; i++) if (!cmd[i]) cmd[i] = ' ';
+        cmd[n] = 0;
+        fclose(f);
+    }
+    note("loaded", cmd);
+}
+
+/* 1 (and logged) when the address leaves the process's Unix sockets */
+static int outward(const char *what, const struct sockaddr *addr) {
+    char detail[256];
+    if (!addr) return 0;
+    if (addr->sa_family == AF_UNIX) {
+        snprintf(detail, sizeof detail, "unix %s", ((const struct sockaddr_un *)addr)->sun_path);
+        note(what, detail);
+        return 0;
+    }
+    snprintf(detail, sizeof detail, "family %d", addr->sa_family);
+    note(what, detail);
+    return 1;
+}
+
+int connect(int fd, const struct sockaddr *addr, socklen_t len) {
+    if (outward("connect", addr)) { errno = ENETUNREACH; return -1; }
+    int (*real)(int, const struct sockaddr *, socklen_t) = dlsym(RTLD_NEXT, "connect");
+    return real(fd, addr, len);
+}
+
+ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr, socklen_t len) {
+    if (outward("sendto", addr)) { errno = ENETUNREACH; return -1; }
+    ssize_t (*real)(int, const void *, size_t, int, const struct sockaddr *, socklen_t) = dlsym(RTLD_NEXT, "sendto");
+    return real(fd, buf, n, flags, addr, len);
+}
+
+ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
+    if (msg && outward("sendmsg", msg->msg_name)) { errno = ENETUNREACH; return -1; }
+    ssize_t (*real)(int, const struct msghdr *, int) = dlsym(RTLD_NEXT, "sendmsg");
+    return real(fd, msg, flags);
+}
+
+/* glibc's resolver connects through internal calls no preload sees: the lookups themselves.
+   A numeric address (or none) is parsed, not looked up: passed on. */
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res) {
+    unsigned char addr[16];
+    if (node && inet_pton(AF_INET, node, addr) != 1 && inet_pton(AF_INET6, node, addr) != 1) {
+        note("getaddrinfo", node);
+        return EAI_FAIL;
+    }
+    int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **) =
+        dlsym(RTLD_NEXT, "getaddrinfo");
+    return real(node, service, hints, res);
+}
+
+struct hostent *gethostbyname(const char *name) {
+    note("gethostbyname", name ? name : "(null)");
+    h_errno = HOST_NOT_FOUND;
+    return NULL;
+}
 """
 
 
+def _outward(log: str) -> list[str]:
+    """The logged attempts that would leave the machine's Unix sockets."""
+    return [line for line in log.splitlines() if line.split(" ", 2)[1] != "loaded" and " unix " not in f" {line} "]
+
+
+@pytest.mark.skipif(not shutil.which("gcc"), reason="needs gcc to build the connect() logging library")
 def test_export_conversion_and_run_need_no_network(tmp_path):
-    """In a network namespace of its own where unshare can make one, and with every Python
-    process (the command, its worker, anything they start) refusing and logging connections."""
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    """Every process of the tree logs, below Python, what it tries on the network (and is
+    refused); in a network namespace of its own too where unshare can make one."""
+    from stand_ins import build_library
+
+    shim = build_library(tmp_path / "no-network.so", NETWORK_SHIM_C, "-ldl")
     attempts = tmp_path / "attempts.log"
     results = tmp_path / "results"
     isolated = shutil.which("unshare") and os.geteuid() == 0
-    env = {"PYTHONPATH": f"{hook}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "NETWORK_ATTEMPTS": str(attempts)}
+    env = {"LD_PRELOAD": str(shim), "NETWORK_ATTEMPTS": str(attempts)}
     done = run_command(
         results,
         "bench",
@@ -161,13 +241,21 @@ def test_export_conversion_and_run_need_no_network(tmp_path):
     log = (results / "runs" / result.run_id / "worker.log").read_text()
     assert "export: bert (tiny) ->" in log and "Converted Success!" in log
     assert result.status == "success" and _checks(result)["runtime_backend"].passed
-    assert not attempts.exists(), attempts.read_text()
-    # The hook is live: the same interpreter setup refuses a connection and logs it.
-    probe = "import socket; socket.create_connection(('127.0.0.1', 9))"
+    logged = attempts.read_text()
+    # The library was in the command and in its worker (which exported, converted and ran).
+    assert "runners.cli.bench" in logged and "runners.worker" in logged, logged[:2000]
+    assert _outward(logged) == [], _outward(logged)
+    # It is live below Python: a C program's connect() (bash's /dev/tcp) and Python's are logged and refused.
     import subprocess
 
-    refused = subprocess.run([sys.executable, "-c", probe], env={**os.environ, **env}, capture_output=True, text=True)
-    assert refused.returncode != 0 and "network blocked by the test" in refused.stderr and attempts.read_text()
+    for probe in (
+        ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9"],
+        [sys.executable, "-c", "import socket; socket.create_connection(('127.0.0.1', 9))"],
+        [sys.executable, "-c", "import socket; socket.getaddrinfo('example.com', 443)"],
+    ):
+        before = len(_outward(attempts.read_text()))
+        refused = subprocess.run(probe, env={**os.environ, **env}, capture_output=True, text=True)
+        assert refused.returncode != 0 and len(_outward(attempts.read_text())) > before, probe
 
 
 def test_a_gpu_provider_refused_on_the_cpu_and_invalid_where_it_does_not_run(results_dir, tmp_path):
@@ -198,3 +286,27 @@ def test_a_gpu_provider_refused_on_the_cpu_and_invalid_where_it_does_not_run(res
     assert not provider.passed and "runs on CPUExecutionProvider" in provider.detail
     assert not backend.passed and "fell back" in backend.detail
     assert ort.value("throughput") is not None  # it ran: the figures are kept, marked invalid
+
+
+def test_an_mnn_gpu_backend_is_not_taken_on_the_absence_of_its_fallback_notice(tmp_path, monkeypatch):
+    """MNN's fallback notice reworded (here: never recognized): the CUDA backend still has to
+    show at work in the process, and on this CPU it cannot: the check fails, closed."""
+    import re
+
+    import zoo
+    from runners.config import RuntimeConfig, WorkloadConfig
+    from runners.worker.frameworks import mnn_runtime
+
+    monkeypatch.setattr(mnn_runtime, "FALLBACK", re.compile("a notice MNN never prints"))
+    framework = mnn_runtime.MnnFramework("cuda", "fp32", 1)
+    framework.runtime, framework.exports_dir = RuntimeConfig(name="mnn", provider="cuda"), tmp_path / "exports"
+    entry = zoo.get("resnet50")("tiny")
+    framework.infer_step(entry, WorkloadConfig(batch_size=2), zoo.InputShape(image_size=32), 0)
+    [check] = framework.runtime_checks()
+    assert not check.passed and "no fallback reported; no CUDA device at work in this process" in check.detail
+    assert framework.device_seen()["name"] is None  # and the device check has nothing to pass on
+    monkeypatch.undo()
+    cpu = mnn_runtime.MnnFramework("cpu", "fp32", 1)
+    cpu.runtime, cpu.exports_dir = RuntimeConfig(name="mnn", provider="cpu"), tmp_path / "exports"
+    cpu.infer_step(entry, WorkloadConfig(batch_size=2), zoo.InputShape(image_size=32), 0)
+    assert [c.passed for c in cpu.runtime_checks()] == [True]

@@ -132,8 +132,9 @@ def test_interference_of_a_training_job_and_of_a_busier_server(cli, results_dir)
             assert roles["aggressor"].value("offered_rate") > 2.5 * roles["victim"].value("offered_rate")  # 4 x
         victim, aggressor = roles["victim"].measurement.window, roles["aggressor"].measurement.window
         assert aggressor[0] <= victim[0] + 1.0 and aggressor[1] >= victim[1]  # the aggressor ran all along
-        assert group.value("p99_inflation") == roles["victim"].value("serve_latency_ms_p99") / roles["alone"].value(
-            "serve_latency_ms_p99"
+        # p99 over every request, a failed one infinitely late (slo_latency_ms_p99)
+        assert group.value("p99_inflation") == roles["victim"].value("slo_latency_ms_p99") / roles["alone"].value(
+            "slo_latency_ms_p99"
         )
     assert "p99 inflation" in done.stderr
 
@@ -163,5 +164,22 @@ def test_compare_shows_max_rate_at_slo_per_pair(cli, results_dir):
     a, b = sorted(groups_of(results_dir), key=lambda g: g.created_at)
     rate_a, rate_b = a.value("max_rate_at_slo"), b.value("max_rate_at_slo")
     assert f"{rate_a:,.2f}" in compared.stdout and f"{rate_b:,.2f}" in compared.stdout
-    assert f"{rate_b / rate_a:.3f}" in compared.stdout
+    # A search whose every probe met the SLO found no limit: "at least", never divided as if measured.
+    from runners.analysis.capacity import CapacityRow
+
+    bounds = a.details["at_least"], b.details["at_least"]
+    assert CapacityRow("", "", "", rate_a, rate_b, "", "", *bounds).ratio_text in " ".join(compared.stdout.split())
+    assert ("at least" in compared.stdout) == any(bounds)
     assert "equivalent" not in compared.stdout  # a serve run's throughput is its offered rate: no verdict on it
+
+
+def test_a_server_whose_batches_raise_counts_them_failed_and_is_invalid_without_an_slo(cli, results_dir):
+    # Warm-up takes serve.max_batch_size passes (8); every pass after them raises.
+    args = [*DUMMY[:4], *SHORT, "serve.rate=20", "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=fail-after:8"]
+    done = cli(*args)
+    assert done.returncode == 1 and "batch(es) raised" in done.stderr, done.stderr[-3000:]
+    [r] = results_of(results_dir)
+    assert r.status == "invalid" and r.value("serve_valid") == 0
+    assert r.value("requests_failed") == r.value("requests") > 0 and r.details["serve"]["failures"]["error"] > 0
+    batches = r.details["serve_batches"]
+    assert batches["failed_batches"] > 0 and batches["errors"][0].startswith("RuntimeError: forward pass 9 failed")

@@ -6,8 +6,8 @@ import pytest
 
 from runners.backends import Seen, create
 from runners.backends import vgpu as vgpu_module
-from runners.backends.hami import HamiConfig, hami_size_mib
-from runners.backends.local import same_device
+from runners.backends.hami import REGION_SIZE, SHARED_REGION, HamiConfig, hami_size_mib
+from runners.backends.local import NativeBackend, same_device
 from runners.backends.mig import MigConfig
 from runners.backends.vgpu import VgpuConfig, cuda_of_runtime
 from runners.errors import UsageError
@@ -93,12 +93,59 @@ def test_a_hami_quota_the_device_does_not_report_is_not_engaged(tmp_path):
     seen = _seen(
         mapped=["/x/libvgpu.so"],
         device={"name": "H200", "memory_total_seen_mb": 143771.0},
-        env={"CUDA_DEVICE_MEMORY_SHARED_CACHE": str(tmp_path / "r" / "x")},
+        env={"CUDA_DEVICE_MEMORY_SHARED_CACHE": str(tmp_path / "r" / SHARED_REGION)},
         run_dir=tmp_path / "r",
     )
     checks = {c.name: c for c in backend.engagement(seen)}
-    assert checks["library_mapped"].passed and checks["own_shared_region"].passed
+    assert checks["library_mapped"].passed
+    assert not checks["own_shared_region"].passed and "created no region" in checks["own_shared_region"].detail
     assert (
         not checks["quota_is_total"].passed
         and "143771 MiB against the quota 4096 MiB" in checks["quota_is_total"].detail
     )
+
+
+def test_a_region_file_that_is_not_hami_core_s_is_not_engaged(tmp_path):
+    backend = create(HamiConfig(name="hami", library="/x/libvgpu.so"), tmp_path)
+    region = tmp_path / "r" / SHARED_REGION
+    region.parent.mkdir()
+    seen = _seen(env={"CUDA_DEVICE_MEMORY_SHARED_CACHE": str(region)}, run_dir=tmp_path / "r", pid=1)
+    region.write_bytes(b"\0" * 100)  # created by something else: too short
+    assert "not a HAMi-core region" in backend.own_region(seen).detail
+    region.write_bytes(b"\0" * (REGION_SIZE + 1))  # HAMi-core's size, never filled in
+    assert "initialized_flag 0" in backend.own_region(seen).detail and not backend.own_region(seen).passed
+    elsewhere = _seen(env={"CUDA_DEVICE_MEMORY_SHARED_CACHE": "/tmp/cudevshr.cache"}, run_dir=tmp_path / "r")
+    assert "not this run's" in backend.own_region(elsewhere).detail  # HAMi-core's default, shared by every process
+
+
+def test_a_device_of_which_nothing_could_be_read_is_not_a_device_used(tmp_path):
+    unread = {"source": "onnxruntime CUDAExecutionProvider", "name": None, "uuid": None, "error": "no runtime"}
+    hami = create(HamiConfig(name="hami", library="/x/libvgpu.so", memory_limit="4g"), tmp_path)
+    checks = {c.name: c for c in hami.engagement(_seen(framework_loaded=True, device=unread))}
+    assert not checks["quota_is_total"].passed and "could not be read" in checks["quota_is_total"].detail
+    native = {c.name: c for c in create(NativeBackend.config_class(name="native"), tmp_path).engagement(
+        _seen(framework_loaded=True, device=unread)
+    )}  # fmt: skip
+    assert not native["device_used"].passed and "no runtime" in native["device_used"].detail
+
+
+def test_a_native_run_on_another_gpu_than_the_one_made_visible_is_not_engaged(tmp_path):
+    backend = create(NativeBackend.config_class(name="native"), tmp_path)
+    visible = {"CUDA_VISIBLE_DEVICES": "GPU-aaaa-1111"}
+    other = _seen(framework_loaded=True, env=visible, device={"name": "H200", "uuid": "GPU-bbbb-2222"})
+    assert not {c.name: c for c in backend.engagement(other)}["visible_device"].passed
+    same = _seen(framework_loaded=True, env=visible, device={"name": "H200", "uuid": "aaaa-1111"})
+    assert {c.name: c for c in backend.engagement(same)}["visible_device"].passed
+
+
+def test_the_environment_alone_never_makes_a_run_engaged(tmp_path, monkeypatch):
+    from runners.backends import Backend
+    from runners.backends.local import CpuBackend
+    from runners.contracts import Job
+    from runners.worker.evidence import collect
+
+    job = Job("r", "r", str(tmp_path), "h", {"backend": {"name": "cpu"}}, None, {"name": "cpu", "env": {}}, {})
+    assert collect(job).engaged  # the CPU backend observes that no device was initialized
+    monkeypatch.setattr(CpuBackend, "engagement", Backend.engagement)  # a backend that only compares variables
+    evidence = collect(job)
+    assert not evidence.engaged and "layer_observed: only the environment was compared" in evidence.verdict

@@ -246,3 +246,142 @@ def test_an_idle_server_polls_before_it_sleeps():
     assert _poll([mine], 0.02) == [] and time.monotonic() - began >= 0.02  # nothing came: polled the whole time
     theirs.send(wire.REQUEST.pack(7))
     assert _poll([mine], 5.0) == [mine]  # found without waiting out the poll
+
+
+def test_a_run_whose_sends_were_late_beyond_the_bound_is_invalid():
+    # 100 requests, 5 of them sent 50 ms late: the offered rate was not the one scheduled
+    reqs = [_request(i, 10.0, delay_ms=50.0 if i % 20 == 0 else 0.1) for i in range(100)]
+    late = slo.summarize(reqs, 10.0, None, 0, 1, max_send_delay_ms=20.0)
+    assert not late.valid and "5.0% of requests were sent more than serve.max_send_delay_ms=20 ms" in late.why_invalid
+    assert late.metrics[slo.VALID] == 0.0 and late.sent_late
+    assert slo.summarize(reqs, 10.0, None, 0, 1, max_send_delay_ms=60.0).valid  # within the bound
+    for r in reqs:
+        r.held = True  # waiting for a serve.concurrency slot is not the generator's delay
+    assert slo.summarize(reqs, 10.0, None, 0, 1, max_send_delay_ms=20.0).valid
+
+
+def test_a_server_whose_batches_raised_counts_failed_requests_and_says_so():
+    state = {"n": 0}
+
+    def run_batch(n):
+        state["n"] += 1
+        if state["n"] % 2:
+            raise RuntimeError("out of memory")
+        time.sleep(0.001)
+
+    mine, theirs = wire.socket_pair()
+    out = {}
+    spec = Spec(rate=200, duration_s=0.3, seed=0, drain_s=0.5)
+    thread = threading.Thread(target=lambda: out.setdefault("requests", generate(theirs, spec)))
+    thread.start()
+    mine.recv(64)
+    mine.send(wire.START.pack(wire.now() + 0.01))
+    batches = server.serve([mine], run_batch, 4, 0.001, max_queue=50)
+    thread.join(30)
+    requests = out["requests"]
+    assert batches.failed > 0 and batches.errors[0] == "RuntimeError: out of memory"
+    verdict = slo.summarize(requests, 0.3, None, 0, 1, batch_errors=batches.failed)  # no SLO given
+    errors = sum(r.status == slo.ERROR for r in requests)
+    assert errors > 0 and verdict.failures["error"] == errors and verdict.metrics[slo.FAILED] >= errors
+    assert not verdict.valid and f"{batches.failed} batch(es) raised: {errors} request(s)" in verdict.why_invalid
+
+
+def test_a_tpot_bound_with_one_output_token_is_refused_in_one_line():
+    with pytest.raises(
+        ValueError, match="serve.slo.tpot_ms bounds the time between output tokens, and serve.new_tokens=1"
+    ):
+        ServeConfig(new_tokens=1, slo=SloConfig(tpot_ms=5.0))
+    ServeConfig(new_tokens=2, slo=SloConfig(tpot_ms=5.0))
+
+
+class _Run:
+    """A finished serve run as the parent reads it (Result.value)."""
+
+    def __init__(self, status="success", **metrics):
+        self.status, self.metrics, self.run_id = status, metrics, f"r{id(self)}"
+
+    @property
+    def ok(self):
+        return self.status == "success"
+
+    def value(self, name, default=None):
+        return self.metrics.get(name, default)
+
+
+def _served(p99, failed=0):
+    """A run's figures as its result file holds them: slo_latency_ms_p99 left out when infinite."""
+    metrics = {"requests": 1000.0, "requests_failed": float(failed), "serve_latency_ms_p99": 10.0, "goodput": 90.0}
+    if math.isfinite(p99):
+        metrics["slo_latency_ms_p99"] = p99
+    return _Run(**metrics)
+
+
+def test_a_tenant_with_many_rejections_is_the_worst_tenant_not_an_unaffected_one():
+    from runners.contracts import GroupRecord
+    from runners.scenarios.serve import Serve
+
+    group = GroupRecord("tenants", "g", "g", [], "success")
+    # Tenant b completed few requests quickly (10 ms p99 over those) and had 300 rejected.
+    Serve().summarize_tenants(group, _served(12.0), [_served(15.0), _served(math.inf, failed=300)])
+    assert group.value("worst_tenant_latency_ms_p99") is None and group.details["worst_tenant_p99_infinite"]
+    assert group.value("p99_inflation") is None  # unbounded, not 10/12
+    from runners.parent.serve_lines import group_line
+
+    assert "worst tenant p99 unbounded" in group_line(group)
+    calm = GroupRecord("tenants", "h", "h", [], "success")
+    Serve().summarize_tenants(calm, _served(12.0), [_served(15.0), _served(24.0, failed=2)])
+    assert calm.value("worst_tenant_latency_ms_p99") == 24.0 and calm.value("p99_inflation") == 2.0
+
+
+def test_a_victim_whose_requests_failed_next_to_the_aggressor_is_inflated_without_bound():
+    from runners.contracts import GroupRecord
+    from runners.parent.interference import victim_figures
+    from runners.parent.serve_lines import group_line
+
+    group = GroupRecord("interference", "g", "g", [], "success", details={"aggressor": "train"})
+    victim_figures(group, _served(12.0), _served(math.inf, failed=200))  # its completed ones: 10 ms
+    assert group.value("p99_inflation") is None and group.details["victim_p99_infinite"]
+    assert "victim p99 unbounded next to a train aggressor" in group_line(group)
+    measured = GroupRecord("interference", "h", "h", [], "success", details={"aggressor": "train"})
+    victim_figures(measured, _served(12.0), _served(36.0, failed=5))
+    assert measured.value("p99_inflation") == 3.0 and measured.value("victim_latency_ms_p99") == 36.0
+
+
+def test_a_capacity_search_that_never_failed_says_at_least():
+    from runners.contracts import GroupRecord
+    from runners.parent.search import MAX_RATE
+    from runners.parent.serve_lines import group_line
+
+    group = GroupRecord("capacity", "g", "g", [], "success", details={"at_least": True, "bracket": [320.0, None]})
+    group.set(MAX_RATE, 320.0)
+    assert "max rate at SLO at least 320.00 requests/s (no rate tried missed it" in group_line(group)
+
+
+def test_a_capacity_search_with_a_probe_its_generator_could_not_offer_is_unknown(monkeypatch):
+    """Not a rate the server failed: the search is `failed`, and says why."""
+    from types import SimpleNamespace
+
+    from runners.contracts import GroupRecord
+    from runners.parent import search
+    from runners.parent.serve_lines import group_line
+
+    def probe(rate):
+        late = rate > 150  # the generator cannot offer more than 150/s here
+        details = {"serve": {"sent_late": late}}
+        return _Run("invalid" if late else "success", slo_met=0.0 if late else 1.0), details
+
+    def launch(plan_, progress, ref):
+        result, details = probe(plan_.rate)
+        result.details = details
+        return result, None
+
+    monkeypatch.setattr(search, "_probe_plan", lambda plan_, rate: SimpleNamespace(rate=rate, config=plan_.config))
+    monkeypatch.setattr(search, "_done_before", lambda probe: None)
+    monkeypatch.setattr(search, "launch", launch)
+    monkeypatch.setattr(search, "_finish", lambda group, runs: group)
+    monkeypatch.setattr(search, "_crashed", lambda runs: False)
+    monkeypatch.setattr(search, "new_group", lambda *a: GroupRecord("capacity", "g", "g", [], "success"))
+    serve = ServeConfig(rate=100, search=Search.capacity, search_max_runs=4, slo=SloConfig(p99_ms=50))
+    group, _ = search.capacity(SimpleNamespace(config=SimpleNamespace(serve=serve)), lambda line: None)
+    assert group.status == "failed" and group.details["late_probes"] == [200.0, 175.0]
+    assert "UNKNOWN: the load generator could not offer [200.0, 175.0] requests/s" in group_line(group)

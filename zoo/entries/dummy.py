@@ -1,6 +1,7 @@
 """A framework-free workload for testing the suite itself: each step sleeps, and the
 fault named in VGPU_BENCH_DUMMY_FAULT (set through `backend.extra_env`) is injected:
-`raise`, `exit`, `segfault`, `hang`, or `sleep:<seconds>` per step. VGPU_BENCH_DUMMY_LOAD
+`raise`, `exit`, `segfault`, `hang`, `sleep:<seconds>` per step, or `fail-after:<n>` (every
+forward pass after the n-th raises: a server whose batches fail). VGPU_BENCH_DUMMY_LOAD
 names a shared library to load as a framework loads its CUDA runtime (by name, through
 the dynamic linker's search path, or by absolute path), for the backends' stand-ins."""
 
@@ -21,6 +22,7 @@ class Dummy(ZooModel):
     sizes = {"tiny": dict(step_s=0.001), "default": dict(step_s=0.01), "instant": dict(step_s=0.0)}
     default_size = "default"
     hidden = True  # not part of the zoo a user browses
+    _passes, _fail_after = 0, None  # forward passes so far; fail-after:<n>
 
     def build(self, shape=None):
         if os.environ.get("VGPU_BENCH_DUMMY_LOAD"):
@@ -40,12 +42,16 @@ class Dummy(ZooModel):
             while True:
                 time.sleep(1)
         step_s = float(fault.split(":", 1)[1]) if fault.startswith("sleep:") else self.settings["step_s"]
+        self._passes, self._fail_after = 0, int(fault.split(":", 1)[1]) if fault.startswith("fail-after:") else None
         return step_s
 
     def make_batch(self, batch_size, shape, seed):
         return batch_size
 
     def forward(self, model, batch):
+        self._passes += 1
+        if self._fail_after is not None and self._passes > self._fail_after:
+            raise RuntimeError(f"forward pass {self._passes} failed on purpose")
         if model:  # time.sleep(0) is still a system call that yields the core
             time.sleep(model)
 

@@ -246,13 +246,15 @@ class ExportedFramework(Framework):
         return self.gpu
 
     def gpu_of_provider(self, provider: str) -> dict[str, Any]:
-        """The GPU a provider that ran is on, as NVML names it (the runtime has no device query)."""
-        from runners.nvml import visible_gpus
+        """The GPU a provider that ran is on, asked of the CUDA runtime it loaded into this
+        process (runners/worker/cudart.py); the values None, with why, where none answers."""
+        from runners.worker.cudart import runtime_device
+        from runners.worker.fingerprint import mapped_files
 
-        gpus, _ = visible_gpus()
-        gpu = gpus[0] if gpus else {}
-        return {
-            "source": f"{self.name} {provider} (device from NVML)",
-            "name": gpu.get("name"),
-            "uuid": gpu.get("uuid"),
+        source = f"{self.name} {provider}"
+        return runtime_device(mapped_files(), source) or {
+            "source": source,
+            "name": None,
+            "uuid": None,
+            "error": "no CUDA runtime with a device is loaded in this process",
         }

@@ -1,8 +1,12 @@
 """Alibaba MNN (runtime=mnn): the ONNX export converted to .mnn by MNN's converter extension,
 called directly (its mnnconvert/mnnquant wrapper scripts pip-install a cloud logging SDK and
 upload the machine id and model details), and run with MNN's module API. MNN falls back to
-its CPU backend when the requested one is not built in, saying so only on stdout: that notice
-is captured, and a backend that did not run makes the run invalid."""
+its CPU backend when the requested one is not built in, saying so only on stdout. Its Python
+API does not say which backend a module got (getSessionInfo's BACKENDS code comes back as a
+float, the same for CPU and a fallen-back CUDA), so the check fails closed: a GPU backend
+passes only with the notice absent AND the GPU API it drives at work in this process (for
+CUDA, the runtime it loaded with a context on the device; for OpenCL/Vulkan, their loader
+library mapped). A reworded notice can no longer pass as engaged."""
 
 from __future__ import annotations
 
@@ -16,6 +20,28 @@ from runners.worker.frameworks.exported import ConversionError, Export, Exported
 
 BACKENDS = {"cpu": "CPU", "cuda": "CUDA", "opencl": "OPENCL", "vulkan": "VULKAN"}
 FALLBACK = re.compile(r"Can't Find type=\d+ backend, use \d+ instead")
+
+
+GPU_APIS = {"OPENCL": "libOpenCL", "VULKAN": "libvulkan"}
+
+
+def backend_at_work(wanted: str) -> tuple[bool, str]:
+    """Whether this process shows MNN's `wanted` backend at work, and what shows it."""
+    if wanted == "CPU":
+        return True, "the CPU backend is always built in"
+    from runners.worker.cudart import runtime_device
+    from runners.worker.fingerprint import mapped_files
+
+    mapped = mapped_files()
+    if wanted == "CUDA":
+        device = runtime_device(mapped, "MNN CUDA")
+        if device.get("memory_total_seen_mb") is not None:
+            return True, f"the CUDA runtime it loaded has a context on {device.get('name')}"
+        return False, f"no CUDA device at work in this process ({device.get('error', 'no CUDA runtime loaded')})"
+    loaded = [path for path in mapped if Path(path).name.startswith(GPU_APIS[wanted])]
+    if loaded:
+        return True, f"{GPU_APIS[wanted]} is loaded ({loaded[0]})"
+    return False, f"no {GPU_APIS[wanted]} is loaded in this process"
 
 
 def convert(export: Export) -> Path:
@@ -69,18 +95,18 @@ class MnnFramework(ExportedFramework):
             runtime = MNN.nn.create_runtime_manager((config,))
             module = MNN.nn.load_module_from_file(str(model), names, export.outputs, runtime_manager=runtime)
         fallback = FALLBACK.search(printed[0])
+        seen, how = backend_at_work(wanted)
         self.backend_info = {"requested": wanted, "config": config, "fallback": fallback.group(0) if fallback else None}
         self.checks.append(
             Check(
                 "runtime_backend",
-                fallback is None,
+                fallback is None and seen,
                 f"requested MNN backend {wanted}: "
-                + (
-                    f"MNN fell back ({fallback.group(0)}; 0 is its CPU backend)" if fallback else "no fallback reported"
-                ),
+                + (f"MNN fell back ({fallback.group(0)}; 0 is its CPU backend)" if fallback else "no fallback reported")
+                + f"; {how}",
             )
         )
-        if fallback is None and wanted != "CPU":
+        if wanted != "CPU":
             self.gpu = self.gpu_of_provider(wanted)
         # MNN takes 32-bit integers where the export has int64 token ids (its converter narrows them).
         kinds = {
