@@ -329,6 +329,10 @@ class GpuCheckConfig(CommandConfig):
     hami_lib: Optional[str] = None  # HAMi-core's libvgpu.so for the hami items; None: build/hami-core/libvgpu.so
 
 
+# Knobs added after runs were recorded: left out at their defaults, so those runs keep their hashes.
+_ADDED_LATER = {("serve", "max_send_delay_ms"): ServeConfig().max_send_delay_ms}
+
+
 def config_hash(config: CommandConfig, task: str = "workload") -> str:
     """What identifies a job for `resume`: its task and its whole configuration (any command's:
     a workload's BenchConfig, a diagnostic's DiagnoseConfig), except how the command was asked
@@ -343,6 +347,9 @@ def config_hash(config: CommandConfig, task: str = "workload") -> str:
         plain.pop("serve", None)  # only serve reads it: other runs keep the hashes they had
     if plain.get("runtime", {}).get("name") in ("auto", "pytorch", "tensorflow"):
         plain.pop("runtime", None)  # the model's own framework, as before runtimes existed: the same hashes
+    for (section, key), default in _ADDED_LATER.items():
+        if (plain.get(section) or {}).get(key, default) == default:
+            (plain.get(section) or {}).pop(key, None)
     if task != "workload":
         plain["task"] = task  # parity on a workload's config is not that workload's result
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]

@@ -257,7 +257,7 @@ def test_the_plan_fits_eight_minutes_and_hami_items_follow_the_library(tmp_path)
 
 def test_an_item_may_use_what_earlier_items_left_of_their_budgets(tmp_path, monkeypatch):
     given = []
-    monkeypatch.setattr(gpu_check, "_run", lambda argv, log, seconds: given.append(seconds) or 0)
+    monkeypatch.setattr(gpu_check, "_run", lambda argv, log, seconds, env=None: given.append(seconds) or 0)
     plan = [
         Item("absent", "skipped here", 50, [["bench"]], lambda w, o: "", lambda: "not here"),
         Item("first", "uses the bank", 10, [["bench"]], lambda w, o: "fine"),
