@@ -21,6 +21,7 @@ from typing import Callable, Optional
 
 from runners import REPO_ROOT
 from runners.contracts import INVALID, RESULT_FILE, SUCCESS, Check, GroupRecord, Result
+from runners.parent.console import invalid_because
 
 PLAN_LIMIT_S = 8 * 60
 # (model, workload, precision) of the native item: precision where the H200 showed it matters
@@ -69,7 +70,7 @@ def groups(work: Path) -> list[GroupRecord]:
 def successful(work: Path, expected: int) -> list[Result]:
     found = runs(work)
     bad = [
-        f"{r.display_name}: {r.status} ({r.error.message if r.error else 'no error recorded'})"
+        f"{r.display_name}: {r.status} ({r.error.message if r.error else invalid_because(r)})"
         for r in found
         if not r.ok
     ]
@@ -380,7 +381,8 @@ def items(gpus: int, hami_lib: Optional[Path] = None) -> list[Item]:
              [["parity", "model=resnet50", "candidate=backend=mps"]], check_parity, no_mps),
         Item("serve_mps", "bert served under MPS: alone, then 2 tenants at 50 requests/s each", 38,
              [["bench", "model=bert", "workload=serve", "backend=mps", "tenants=2", "serve.rate=50",
-               "serve.duration_s=3", "serve.drain_s=1", "serve.slo.p99_ms=200"]], check_serve_mps, no_mps),
+               "serve.duration_s=3", "serve.min_duration_s=3", "serve.drain_s=1", "serve.slo.p99_ms=200"]],
+             check_serve_mps, no_mps),
         Item("ort_cuda", "resnet50 on ONNX Runtime's CUDA provider (or an invalid run without it)", 20,
              [["bench", "model=resnet50", "runtime=onnxruntime", "runtime.provider=cuda", *native]],
              check_ort_cuda, judge_exit=False),

@@ -102,6 +102,11 @@ class ServeConfig:
         )
         _check(self.min_duration_s >= 0, f"serve.min_duration_s must be >= 0, got {self.min_duration_s}")
         _check(
+            self.duration_s >= self.min_duration_s,
+            f"serve.duration_s={self.duration_s:g} is shorter than serve.min_duration_s={self.min_duration_s:g}, "
+            "so every run would be invalid: lengthen serve.duration_s or lower serve.min_duration_s",
+        )
+        _check(
             self.search is Search.none or self.slo.given,
             f"serve.search={self.search.value} needs an SLO: serve.slo.p99_ms=<ms> (decoders: or .ttft_ms, .tpot_ms)",
         )

@@ -113,6 +113,7 @@ def test_serve_refuses_what_it_cannot_run(cli):
             "give serve.rate",
         ),
         (["workload=serve", "serve.rate=null", "serve.concurrency=2", "serve.aggressor=train"], "give serve.rate"),
+        (["workload=serve", "serve.duration_s=3"], "shorter than serve.min_duration_s=5"),
     ):
         done = cli(*args, "tracking=none")
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -278,3 +278,46 @@ def test_the_h200_reference_loads_and_names_no_path_of_the_machine_it_came_from(
     for path in H200.rglob("*.json"):
         text = path.read_text()
         assert not any(marker in text for marker in ("<checkout>", "<dir>", '"/tmp/', str(REPO))), path
+
+
+def _expanded(overrides: list[str]) -> list[list[str]]:
+    """A --multirun command's overrides, one list per job of its sweep."""
+    import itertools
+
+    choices = [
+        [f"{o.split('=', 1)[0]}={v}" for v in o.split("=", 1)[1].split(",")]
+        if "=" in o and "," in o and "[" not in o and not o.startswith("candidate=")
+        else [o]
+        for o in overrides
+        if o != "--multirun"
+    ]
+    return [list(job) for job in itertools.product(*choices)]
+
+
+def test_every_command_of_the_plan_composes_into_a_valid_config(tmp_path):
+    """The H200 run of 2026-12-04 lost serve_mps to its own settings (a 3 s schedule under
+    serve.min_duration_s=5: every run invalid); composing runs every config check."""
+    from runners.cli import parity
+    from runners.parent import compose
+
+    composed = 0
+    for item in items(1, hami_lib=tmp_path / "libvgpu.so"):
+        for root, *overrides in item.commands:
+            for job in _expanded(overrides):
+                job += [f"results_dir={tmp_path}", "tracking=none"]
+                if root != "parity":
+                    compose.command_config(job, root)
+                else:  # as the parity command does: its own config, then each side's bench config
+                    mine, both = parity.split_arguments(compose.quote_values(job, ("baseline", "candidate")))
+                    config = compose.command_config(mine, "parity")
+                    for side in (config.baseline or "backend=native", config.candidate):
+                        compose.command_config([*both, *side.split()], "bench")
+                composed += 1
+    assert composed >= 20
+
+
+def test_an_invalid_run_says_why_in_the_items_note(tmp_path):
+    serve = _load("gpu-check-as-landed/native/runs/*-1a695d/result.json")
+    _run(tmp_path, serve, status="invalid", details={"serve": {"invalid_because": "schedule of 3 s < 5"}})
+    with pytest.raises(Missing, match="schedule of 3 s < 5"):
+        gpu_paths.successful(tmp_path, 1)
