@@ -274,7 +274,7 @@ def test_the_h200_reference_loads_and_names_no_path_of_the_machine_it_came_from(
 
     results = [Result.load(p) for p in H200.rglob("result.json")]
     groups = [GroupRecord.load(p) for p in H200.rglob("groups/*.json")]
-    assert len(results) == 28 and len(groups) == 4  # what `make ingest DIR=results/reference/nvidia-h200` logs
+    assert len(results) == 58 and len(groups) == 11  # what `make ingest DIR=results/reference/nvidia-h200` logs
     for path in H200.rglob("*.json"):
         text = path.read_text()
         assert not any(marker in text for marker in ("<checkout>", "<dir>", '"/tmp/', str(REPO))), path
