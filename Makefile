@@ -107,7 +107,7 @@ compare: setup ## compare two sides of recorded runs: make compare baseline="bac
 ab: setup ## interleaved A/B, the release gate (exit 1 if slower): make ab baseline="backend=native" candidate="backend=vgpu" repeats=5
 	@$(PY) -m runners.cli.ab $(if $(model),model=$(model)) $(SIDES) $(if $(repeats),repeats=$(repeats)) $(ARGS)
 
-regressions: setup ## exit non-zero if later runs are slower than the baseline: make regressions baseline="label=rel-2.3"
+regressions: setup ## later runs vs a baseline, with ratios (a verdict only for runs alternated in time: gate with make ab): make regressions baseline="label=rel-2.3"
 	@$(PY) -m runners.cli.analyze regressions $(SIDES) $(ARGS)
 
 pin-baseline: setup ## remember a baseline for make regressions: make pin-baseline baseline="label=rel-2.3"

@@ -2,6 +2,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -55,11 +56,17 @@ def users_world_stays_alone(tmp_path_factory):
     a shared weight cache),
     no test and no command a test starts reaches it: each test names its own store and
     folder, and anything that forgets lands in this session's temporary folder."""
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "VGPU_BENCH_RESULTS", "VGPU_BENCH_WEIGHT_CACHE")}
+    keys = ("MLFLOW_TRACKING_URI", "VGPU_BENCH_RESULTS", "VGPU_BENCH_WEIGHT_CACHE", "XDG_RUNTIME_DIR")
+    saved = {k: os.environ.get(k) for k in keys}
+    # The MPS daemon's pipes go under $XDG_RUNTIME_DIR: a short folder of this session's own
+    # (a socket path holds 107 bytes), removed with the session's temporary files.
+    runtime_dir = tempfile.mkdtemp(prefix="vb-run-")
+    os.environ["XDG_RUNTIME_DIR"] = runtime_dir
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ.pop("VGPU_BENCH_WEIGHT_CACHE", None)  # a shared weight cache: each run then keeps its own
     os.environ["VGPU_BENCH_RESULTS"] = str(tmp_path_factory.mktemp("unclaimed-results"))
     yield
+    shutil.rmtree(runtime_dir, ignore_errors=True)
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)

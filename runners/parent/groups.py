@@ -18,7 +18,17 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from runners.config import BackendConfig, TrackingConfig
-from runners.contracts import INVALID, SUCCESS, GroupMember, GroupRecord, GroupRef, Metric, Result, TenantBarrier
+from runners.contracts import (
+    FAILED,
+    INVALID,
+    SUCCESS,
+    GroupMember,
+    GroupRecord,
+    GroupRef,
+    Metric,
+    Result,
+    TenantBarrier,
+)
 from runners.diagnostics.probe import COMPUTE_SHARE_ACHIEVED, share_verdict
 from runners.nvml import visible_gpus
 from runners.parent.launch import launch
@@ -209,7 +219,7 @@ def judge_share(group: GroupRecord, probe: Result, reference: Result, configured
     if not reference.ok:
         why = reference.error.message if reference.error else reference.status
         group.details["invalid_because"] = f"the native reference probe did not succeed ({why}): no compute share"
-        group.status = "failed"
+        group.status = FAILED
         return
     measured = probe.value("compute_tflops")
     if probe.status not in (SUCCESS, INVALID) or measured is None:  # failed: _finish said so

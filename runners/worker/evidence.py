@@ -82,7 +82,7 @@ def collect(job: Job, framework=None) -> Evidence:
         config = job_config.backend_config(job)
         backend = backends.get(job.backend["name"])(config, Path(job.run_dir))
         checks = backend.engagement(seen) + (framework.runtime_checks() if framework else [])
-        if all(c.name == "environment_applied" for c in checks):
+        if not checks or all(c.name == "environment_applied" for c in checks):
             # The variables reached the worker: that shows it started, not that a layer engaged.
             checks.append(
                 Check("layer_observed", False, "only the environment was compared: nothing observed the layer")

@@ -335,7 +335,7 @@ def device_name(kind: str, described: dict[str, Any], framework: Framework | Non
         return fingerprint.cpu_model()
     for seen in (
         lambda: described.get("cuda_device"),
-        evidence.device_seen,  # torch.cuda or TensorFlow in this process (diagnostics use torch directly)
+        lambda: evidence.device_seen(fingerprint.mapped_files()),  # torch.cuda or TensorFlow here (diagnostics)
         lambda: framework.device_seen() if framework else None,  # ONNX Runtime, MNN: the provider's GPU
     ):
         with contextlib.suppress(Exception):

@@ -57,5 +57,39 @@ def test_a_cuda_run_records_the_device_its_framework_or_runtime_reported():
     assert _result("cuda", provider).device.name == "NVIDIA L4"
 
 
+class _FakeCuda:
+    """torch.cuda of a diagnostic that initialized its device (the probe, the microbench)."""
+
+    @staticmethod
+    def is_available():
+        return True
+
+    @staticmethod
+    def is_initialized():
+        return True
+
+    @staticmethod
+    def current_device():
+        return 0
+
+    @staticmethod
+    def get_device_properties(index):
+        return type("Props", (), {"name": "NVIDIA H200", "uuid": "GPU-1", "total_memory": 2**30})()
+
+    @staticmethod
+    def mem_get_info(index):
+        return 2**29, 2**30
+
+
+def test_a_diagnostic_records_the_device_its_torch_initialized(monkeypatch):
+    """No framework adapter: the name comes from torch.cuda in the worker (the second H200
+    run recorded null for every diagnostic: the fallback called device_seen wrongly)."""
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=_FakeCuda))
+    assert _result("cuda", None).device.name == "NVIDIA H200"
+
+
 def test_a_cpu_run_records_the_cpu():
     assert _result("cpu", Adapter({"torch": "2"})).device.name == fingerprint.cpu_model()
