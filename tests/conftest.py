@@ -44,6 +44,27 @@ TINY = [
 ]
 
 
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def headless_chromium() -> list[str]:
+    """Headless Chromium with a fresh profile (no saved state, no history) that reaches
+    nothing on its own (no sync, updates or background requests); the page's URL and the
+    output (--dump-dom, --screenshot=...) follow."""
+    return [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tempfile.mkdtemp()}",
+    ]
+
+
 def has_gpu() -> bool:
     from runners.nvml import visible_gpus
 

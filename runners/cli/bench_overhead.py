@@ -200,7 +200,6 @@ def run_case(args: OverheadConfig, case: Case, folder: Path, backend_args: list[
 
 def summary(case: Case) -> dict[str, Any]:
     """The case's line of overhead.json: suite / loop per-step time and its 95% interval."""
-    from runners.analysis import intervals
 
     row: dict[str, Any] = {
         "name": case.name,
@@ -225,24 +224,27 @@ def summary(case: Case) -> dict[str, Any]:
     }
     if not case.suite_medians_ms:
         return row
-    # One value per run: steps per second at the run's median step time.
-    suite = intervals.side([1e3 / t for t in case.suite_medians_ms], case.suite_steps)
-    loop = intervals.side([1e3 / t for t in case.loop_medians_ms], case.loop_steps)
-    ratio, low, high = intervals.ratio_interval(suite, loop)  # loop / suite throughput = suite / loop time
-    row.update(
-        suite_ms=1e3 / math.exp(suite.mean_log),
-        loop_ms=1e3 / math.exp(loop.mean_log),
-        ratio=ratio,
-        ci_low=low,
-        ci_high=high,
-        noise=suite.noise,
+    suite_ms, loop_ms, (ratio, low, high), noise = time_ratio(
+        case.suite_medians_ms, case.loop_medians_ms, case.suite_steps, case.loop_steps
     )
+    row.update(suite_ms=suite_ms, loop_ms=loop_ms, ratio=ratio, ci_low=low, ci_high=high, noise=noise)
     return row
+
+
+def time_ratio(over_ms: list[float], under_ms: list[float], over_steps=(), under_steps=()):
+    """(over's time, under's time, (over / under per-step time, its 95% interval), over's noise)
+    from each run's median step time: one value per run, steps per second at that median, and
+    the interval of intervals.py (under / over throughput = over / under time)."""
+    from runners.analysis import intervals
+
+    over = intervals.side([1e3 / t for t in over_ms], over_steps)
+    under = intervals.side([1e3 / t for t in under_ms], under_steps)
+    interval = intervals.ratio_interval(over, under)
+    return 1e3 / math.exp(over.mean_log), 1e3 / math.exp(under.mean_log), interval, over.noise
 
 
 def ablation_rows(case: Case) -> list[dict[str, Any]]:
     """What each thing the worker used to do in its window costs the plain loop: with / without."""
-    from runners.analysis import intervals
 
     rows = []
     for extra, found in case.ablations.items():
@@ -253,16 +255,9 @@ def ablation_rows(case: Case) -> list[dict[str, Any]]:
             "skipped": found.get("skipped"),
         }
         if found.get("plain_ms") and found.get("with_ms"):
-            plain = intervals.side([1e3 / t for t in found["plain_ms"]])
-            extra_side = intervals.side([1e3 / t for t in found["with_ms"]])
-            ratio, low, high = intervals.ratio_interval(extra_side, plain)  # with / plain time
+            with_ms, plain_ms, (ratio, low, high), _ = time_ratio(found["with_ms"], found["plain_ms"])
             row.update(
-                plain_ms=1e3 / math.exp(plain.mean_log),
-                with_ms=1e3 / math.exp(extra_side.mean_log),
-                ratio=ratio,
-                ci_low=low,
-                ci_high=high,
-                rounds=len(found["with_ms"]),
+                plain_ms=plain_ms, with_ms=with_ms, ratio=ratio, ci_low=low, ci_high=high, rounds=len(found["with_ms"])
             )
         rows.append(row)
     return rows

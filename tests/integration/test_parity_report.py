@@ -1,14 +1,12 @@
 """Numerical parity and the HTML report, on the CPU; the report opened in a real browser."""
 
 import re
-import shutil
 import subprocess
-import tempfile
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import TINY, groups_of, results_of, run_command
+from conftest import TINY, chromium, groups_of, headless_chromium, results_of, run_command
 
 # DLRM: a real zoo model whose worker imports torch alone (parity is model-agnostic).
 DLRM = ["model=dlrm", "model.size=tiny", "workload.batch_size=2"]
@@ -54,11 +52,7 @@ def test_parity_bad_input_is_one_line(results_dir):
     assert done.returncode == 2 and done.stderr.startswith("error: unknown backend 'vgpuu'")
 
 
-def _chromium():
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.mark.skipif(not _chromium(), reason="no chromium (make test installs it where it can)")
+@pytest.mark.skipif(not chromium(), reason="no chromium (make test installs it where it can)")
 def test_report_plots_render_in_a_headless_browser(cli, results_dir):
     assert cli("--multirun", "model=dummy", "backend=cpu", "label=base,cand", *TINY).returncode == 0
     done = _python(
@@ -68,17 +62,7 @@ def test_report_plots_render_in_a_headless_browser(cli, results_dir):
     page = done.stdout.split("report: ", 1)[1].strip()
     text = open(page).read()
     assert "src='http" not in text and "<link" not in text  # self-contained
-    browser = [
-        _chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tempfile.mkdtemp()}",
-    ]
+    browser = headless_chromium()
     dom = subprocess.run([*browser, "--dump-dom", f"file://{page}"], capture_output=True, text=True, timeout=120).stdout
     shot = results_dir / "report.png"
     subprocess.run(

@@ -9,14 +9,13 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY, run_command, run_dirs
+from conftest import REPO, TINY, chromium, headless_chromium, run_command, run_dirs
 
 # A training run synchronizes once per window (workload.sync=window): a mean step time, no percentiles.
 METRICS = {
@@ -84,23 +83,11 @@ def test_ui_serves_the_logged_run_with_its_metrics(cli, results_dir):
         server.wait(timeout=30)
 
 
-def _chromium():
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def _page(url: str) -> str:
     """The page a browser with a fresh profile (no saved columns, no history) builds at `url`.
     Wide enough that the grid draws every column (it draws only those in view)."""
     browser = [
-        _chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tempfile.mkdtemp()}",
+        *headless_chromium(),
         "--window-size=2400,1200",
         "--virtual-time-budget=15000",
         "--dump-dom",
@@ -119,7 +106,7 @@ def _cells(dom: str, column: str) -> list[str]:
     return texts
 
 
-@pytest.mark.skipif(not _chromium(), reason="no chromium (make test-deps installs it where it can)")
+@pytest.mark.skipif(not chromium(), reason="no chromium (make test-deps installs it where it can)")
 def test_printed_address_opens_the_runs_table_with_the_suites_columns(cli, results_dir, tmp_path):
     assert cli("model=dummy", "backend=cpu", "tracking=none", *TINY).returncode == 0
     # A second run, invalid (its layer could not be shown to engage), loaded as `make ingest` does.

@@ -146,7 +146,7 @@ def test_serve_config_refuses_what_cannot_run():
         SloConfig(p99_ms=-1)
 
 
-def _serve_in_process(spec: Spec, run_batch, max_batch=4, delay_s=0.001):
+def _serve_in_process(spec: Spec, run_batch, max_batch=4, delay_s=0.001, max_queue=1000):
     """The real server loop here, the real generator in a thread, over a real socket pair."""
     mine, theirs = wire.socket_pair()
     out = {}
@@ -159,7 +159,7 @@ def _serve_in_process(spec: Spec, run_batch, max_batch=4, delay_s=0.001):
     thread.start()
     assert wire.REQUEST.unpack(mine.recv(64))[0] == wire.READY
     mine.send(wire.START.pack(wire.now() + 0.01))
-    batches = server.serve([mine], run_batch, max_batch, delay_s, 1000)
+    batches = server.serve([mine], run_batch, max_batch, delay_s, max_queue=max_queue)
     thread.join(30)
     return out["requests"], batches
 
@@ -269,16 +269,7 @@ def test_a_server_whose_batches_raised_counts_failed_requests_and_says_so():
             raise RuntimeError("out of memory")
         time.sleep(0.001)
 
-    mine, theirs = wire.socket_pair()
-    out = {}
-    spec = Spec(rate=200, duration_s=0.3, seed=0, drain_s=0.5)
-    thread = threading.Thread(target=lambda: out.setdefault("requests", generate(theirs, spec)))
-    thread.start()
-    mine.recv(64)
-    mine.send(wire.START.pack(wire.now() + 0.01))
-    batches = server.serve([mine], run_batch, 4, 0.001, max_queue=50)
-    thread.join(30)
-    requests = out["requests"]
+    requests, batches = _serve_in_process(Spec(rate=200, duration_s=0.3, seed=0, drain_s=0.5), run_batch, max_queue=50)
     assert batches.failed > 0 and batches.errors[0] == "RuntimeError: out of memory"
     verdict = slo.summarize(requests, 0.3, None, 0, 1, batch_errors=batches.failed)  # no SLO given
     errors = sum(r.status == slo.ERROR for r in requests)
