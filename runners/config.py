@@ -180,6 +180,9 @@ class BenchConfig(CommandConfig):
     resume: bool = False  # skip jobs whose configuration already has a successful result
     profile: bool = False  # after the measured steps, profile a few more (trace, top ops, per-step counts)
     profile_steps: int = 3
+    # Fork each run's worker from a process that imported the framework once (per start
+    # environment): a sweep pays the imports once. false: every worker starts afresh.
+    fork_server: bool = True
     serve: ServeConfig = field(default_factory=ServeConfig)  # workload=serve only
 
     def __post_init__(self) -> None:
@@ -336,12 +339,12 @@ _ADDED_LATER = {("serve", "max_send_delay_ms"): ServeConfig().max_send_delay_ms}
 def config_hash(config: CommandConfig, task: str = "workload") -> str:
     """What identifies a job for `resume`: its task and its whole configuration (any command's:
     a workload's BenchConfig, a diagnostic's DiagnoseConfig), except how the command was asked
-    to run (resume, dry_run) and where results go. A workload's hash is what it always was."""
+    to run (resume, dry_run, fork_server) and where results go. A workload's hash is what it always was."""
     import hashlib
     import json
 
     plain = to_plain(config)
-    for key in ("resume", "dry_run", "results_dir", "tracking"):
+    for key in ("resume", "dry_run", "results_dir", "tracking", "fork_server"):
         plain.pop(key, None)
     if (plain.get("workload") or {}).get("kind") != "serve":
         plain.pop("serve", None)  # only serve reads it: other runs keep the hashes they had

@@ -43,6 +43,11 @@ class Backend:
     device: ClassVar[str]  # what the framework runs on: "cpu" or "cuda"
     summary: ClassVar[str]
     config_class: ClassVar[type[BackendConfig]] = BackendConfig
+    # Whether a sweep's workers may be forked from one pre-warmed process started with this
+    # backend's environment (runners/parent/fork_servers.py): true where nothing of the layer
+    # acts before CUDA initializes in the worker. A layer that attaches when its library loads
+    # (or needs a variable of one run in effect from the start) keeps fresh workers.
+    fork_safe: ClassVar[bool] = False
 
     def __init__(self, config: BackendConfig, state_dir: Path, requested: Optional[str] = None):
         self.config = config

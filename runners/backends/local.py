@@ -15,6 +15,7 @@ class CpuBackend(Backend):
     name = "cpu"
     device = "cpu"
     summary = "host CPU"
+    fork_safe = True  # no layer: a forked worker starts as a fresh one would
 
     def environment(self):
         # Hide GPUs so that nothing in the worker initializes CUDA by accident.
@@ -38,6 +39,7 @@ class NativeBackend(Backend):
     name = "native"
     device = "cuda"
     summary = "bare NVIDIA GPU"
+    fork_safe = True  # the fork server never initializes CUDA: each child creates its own context
 
     def preflight(self):
         gpus, reason = visible_gpus()

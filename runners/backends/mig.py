@@ -41,6 +41,7 @@ class MigBackend(Backend):
     device = "cuda"
     summary = "MIG instance (hardware partition)"
     config_class = MigConfig
+    fork_safe = True  # an instance is chosen by CUDA_VISIBLE_DEVICES, read when CUDA initializes (after the fork)
 
     def _selected(self) -> dict[str, str] | None:
         instances = mig_instances()

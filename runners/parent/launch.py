@@ -19,7 +19,18 @@ from typing import Callable, Optional
 import psutil
 
 from runners import REPO_ROOT
-from runners.contracts import JOB_FILE, LAUNCH_FILE, LOG_FILE, RESULT_FILE, STOP_FILE, GroupRef, Result, TenantBarrier
+from runners.contracts import (
+    JOB_FILE,
+    LAUNCH_FILE,
+    LOG_FILE,
+    RESULT_FILE,
+    STOP_FILE,
+    GroupRef,
+    Job,
+    Result,
+    TenantBarrier,
+)
+from runners.parent import fork_servers
 from runners.parent.plan import Plan
 from runners.redact import redact_env
 
@@ -103,6 +114,47 @@ def worker_command(job_path: Path, ranks: Optional[int] = None) -> list[str]:
     ]
 
 
+def forkable(plan: Plan, task: str) -> bool:
+    """Whether this run's worker may be forked from a fork server (runners/parent/fork_servers.py):
+    a model run on a backend that allows it, in one process (torchrun starts its own ranks),
+    in the model's own framework (an exported runtime loads libraries of its own)."""
+    config = plan.config
+    return (
+        getattr(config, "fork_server", False)
+        and plan.entry is not None
+        and plan.backend.fork_safe
+        and task in ("workload", "parity")
+        and not (task == "workload" and plan.ranks)
+        and config.runtime.name in ("auto", plan.entry.framework)
+    )
+
+
+def start_worker(plan: Plan, job: Job, job_path: Path, log, env: dict[str, str]):
+    """The run's worker process: forked from its start environment's fork server where it
+    may be, else a fresh `python -m runners.worker`."""
+    if forkable(plan, job.task):
+        request = {
+            "job": str(job_path),
+            "cwd": str(REPO_ROOT),
+            "log": log.name,
+            "model": job.model.name,
+            "size": job.model.size,
+        }
+        run_only = plan.backend.run_environment(Path(job.run_dir))
+        forked = fork_servers.servers.spawn(env, run_only, plan.entry.framework, request)
+        if forked is not None:
+            return forked
+    return subprocess.Popen(
+        worker_command(job_path, plan.ranks if job.task == "workload" else None),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=REPO_ROOT,
+        start_new_session=True,
+    )
+
+
 def plan_text(plan: Plan) -> str:
     """What a run would do, for `dry_run=true`: nothing is started or written."""
     backend, config = plan.backend, plan.config
@@ -111,7 +163,12 @@ def plan_text(plan: Plan) -> str:
         f"  backend: {backend.name} ({backend.summary}), device {backend.device}"
         + (f", requested {backend.requested}" if backend.requested != backend.name else ""),
         f"  preflight: {'FAILS: ' + plan.preflight_error if plan.preflight_error else 'ok'}",
-        f"  worker: {' '.join(worker_command(plan.results_dir / 'runs' / '<run-id>' / JOB_FILE, plan.ranks))}",
+        f"  worker: {' '.join(worker_command(plan.results_dir / 'runs' / '<run-id>' / JOB_FILE, plan.ranks))}"
+        + (
+            " (forked from a fork server started with this environment; fork_server=false: afresh)"
+            if forkable(plan, plan.task)
+            else ""
+        ),
         f"  cwd: {REPO_ROOT}; timeout: {config.timeout_s:g} s; tenants: {getattr(config, 'tenants', 1)}",
         "  environment changes:",
     ]
@@ -147,15 +204,7 @@ def launch(
     timed_out = False
 
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            worker_command(job_path, plan.ranks if job.task == "workload" else None),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=worker_env(plan, run_dir),
-            cwd=REPO_ROOT,
-            start_new_session=True,
-        )
+        proc = start_worker(plan, job, job_path, log, worker_env(plan, run_dir))
         deadline = time.monotonic() + timeout_s
         interrupted = True  # until the loop ends by itself: Ctrl-C or SIGTERM reach the parent in it
         try:

@@ -348,6 +348,9 @@ def record_environment(job: Job, result: Result, framework: Framework | None) ->
     """What this process saw, whatever happened before: never raises."""
     extra: dict[str, Any] = {"suite": job.suite, "framework": {}}
     with contextlib.suppress(Exception):
+        if forked := startup.inherited():  # also for a run that failed before its start-up was recorded
+            result.details.setdefault("startup", {}).setdefault("forked", forked)
+    with contextlib.suppress(Exception):
         extra["framework"] = framework.describe() if framework else {}
     with contextlib.suppress(Exception):
         result.device.name = device_name(result.device.kind, extra["framework"], framework)

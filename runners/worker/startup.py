@@ -6,6 +6,8 @@ first step."""
 
 from __future__ import annotations
 
+import json
+import os
 import time
 
 from runners.contracts import Metric
@@ -20,11 +22,26 @@ PHASES = {
 METRICS = {phase: Metric(f"startup_{phase}_s", "s", f"start-up: {doc}") for phase, doc in PHASES.items()}
 
 
+# Set in a worker forked from a fork server (runners/worker/fork_server.py): what it inherited.
+FORKED_VARIABLE = "VGPU_BENCH_FORKED"
+
+
+def inherited() -> dict | None:
+    """What this worker inherited from its fork server (its pid, when it started, how long its
+    imports took, how many runs it forked before), or None for a worker started afresh."""
+    text = os.environ.get(FORKED_VARIABLE)
+    return json.loads(text) if text else None
+
+
 class Startup:
     def __init__(self, spawned_at: float):
         self.last = spawned_at
         self.seconds: dict[str, float] = {}
         self.details: dict[str, object] = {}  # how a phase went: where the weights came from (build)
+        if forked := inherited():
+            # Its imports happened once, in the server, before this run was asked for: its
+            # "import" phase is the fork (and any model library the server imported for it).
+            self.details["forked"] = forked
 
     def mark(self, phase: str, at: float | None = None) -> None:
         """`phase` ended now (or at `at`); a phase marked again accumulates."""

@@ -1,0 +1,176 @@
+"""A pre-warmed worker: `python -m runners.worker.fork_server <socket> <framework>`.
+
+Started by the parent with a run's whole start environment (LD_PRELOAD, LD_LIBRARY_PATH,
+the backend's variables, thread settings: everything a fresh worker would start with), it
+imports the worker and the framework once, then forks one child per run. Each child is a
+worker as `python -m runners.worker` would be: its own process and session, its own
+variables, its log; CUDA is never initialized here, so each child creates its own context.
+
+Forking is only safe in a process with one thread and no CUDA context: before each fork
+that is checked, and a request is refused (the parent then starts a fresh worker) when it
+does not hold. The server ends when the parent closes its stdin (or dies).
+
+Protocol, one connection per run: the parent sends one JSON line (job, env, cwd, log,
+model, size); the server answers {"pid": N} (or {"refused": why}), then {"status": S} when
+the child has ended (S as os.waitpid gives it)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+
+import runners.worker.main as worker_main  # what every child runs, imported once here
+from runners.worker.startup import FORKED_VARIABLE
+
+_warm: dict[tuple[str, str | None], float] = {}  # (model, size) -> seconds its imports took here
+
+
+def threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def fork_aware_threads() -> int:
+    """Threads that stop themselves before a fork: OpenBLAS's pthreads pool (numpy's and scipy's
+    copies start one at import) joins its threads in a pthread_atfork handler."""
+    from threadpoolctl import threadpool_info
+
+    return sum(
+        max(0, pool["num_threads"] - 1)
+        for pool in threadpool_info()
+        if pool["internal_api"] == "openblas" and pool.get("threading_layer") == "pthreads"
+    )
+
+
+def unforkable() -> str | None:
+    """Why this process must not fork now, or None."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        return "CUDA was initialized in the fork server"
+    others = threads() - 1 - fork_aware_threads()
+    if others > 0:
+        return (
+            f"the fork server runs {others} thread(s) besides its own after its imports (a fork would copy their locks)"
+        )
+    return None
+
+
+def warm(model: str, size: str | None) -> float:
+    """Import what `model` builds with (its framework's modules), once per model and size."""
+    if (model, size) not in _warm:
+        started = time.perf_counter()
+        import zoo
+
+        entry = zoo.get(model)(size)
+        if entry.framework == "pytorch":
+            import torch  # noqa: F401
+        if hasattr(entry, "import_framework"):  # the libraries its build() uses besides the framework
+            entry.import_framework()
+        _warm[(model, size)] = time.perf_counter() - started
+    return _warm[(model, size)]
+
+
+def child(request: dict, inherited: dict, listener: socket.socket, open_connections: list[socket.socket]) -> None:
+    """In the forked child: become the run's worker, then leave without returning."""
+    code = 1
+    try:
+        listener.close()
+        for connection in open_connections:
+            connection.close()
+        os.setsid()  # its own session, as start_new_session gives a fresh worker: the parent stops its group
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.environ.clear()  # putenv/unsetenv: the C libraries see the run's own variables
+        os.environ.update(request["env"])
+        os.environ[FORKED_VARIABLE] = json.dumps(inherited)
+        os.chdir(request["cwd"])
+        sys.argv = [worker_main.__file__, request["job"]]
+        random.seed()  # a fresh process seeds itself from the OS; a fork would repeat its siblings' draws
+        code = worker_main.main([request["job"]])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001  (the worker records its own failures; this is what it could not)
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def serve(path: str, inherited: dict) -> None:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    print(json.dumps({"ready": True, **inherited}), flush=True)
+    waiting: dict[int, socket.socket] = {}  # child pid -> the connection that asked for it
+    runs = 0
+    try:
+        while True:
+            readable, _, _ = select.select([listener, sys.stdin], [], [], 0.05)
+            if sys.stdin in readable and not os.read(sys.stdin.fileno(), 4096):
+                return  # the parent closed our stdin, or is gone
+            if listener in readable:
+                connection, _ = listener.accept()
+                with connection.makefile("r") as lines:
+                    request = json.loads(lines.readline())
+                warm_s = warm(request["model"], request.get("size"))
+                why = unforkable()
+                if why:
+                    connection.sendall((json.dumps({"refused": why}) + "\n").encode())
+                    connection.close()
+                    continue
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:
+                    child(
+                        request,
+                        {**inherited, "model_import_s": warm_s, "runs_before": runs},
+                        listener,
+                        list(waiting.values()) + [connection],
+                    )
+                runs += 1
+                waiting[pid] = connection
+                connection.sendall((json.dumps({"pid": pid}) + "\n").encode())
+            while waiting:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                if connection := waiting.pop(pid, None):
+                    with contextlib.suppress(OSError):
+                        connection.sendall((json.dumps({"status": status}) + "\n").encode())
+                    connection.close()
+    finally:
+        for pid in waiting:  # the parent is gone: nobody will wait for these runs
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        listener.close()
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def main(argv: list[str]) -> None:
+    """argv: socket path, the parent's time.time() when it spawned us, a model and its size."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the runs, then us
+    path, spawned_at, model, size = argv[0], float(argv[1]), argv[2], argv[3] or None
+    warm(model, size)
+    serve(
+        path, {"server_pid": os.getpid(), "server_spawned_at": spawned_at, "server_ready_s": time.time() - spawned_at}
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

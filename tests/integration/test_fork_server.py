@@ -1,0 +1,130 @@
+"""The fast start (runners/parent/fork_servers.py, runners/worker/fork_server.py): a sweep's
+workers are forked from one process per start environment that imported the framework once.
+What a fresh worker has must hold for a forked one: the same weights for a seed, a preloaded
+library mapped, only its own variables, no process left behind; where forking is not safe,
+runs start afresh."""
+
+import shutil
+
+import numpy as np
+import psutil
+import pytest
+from stand_ins import build_library
+
+from conftest import TINY, results_of, run_command
+
+needs_gcc = pytest.mark.skipif(not shutil.which("gcc"), reason="needs gcc to build stand-in libraries")
+CHEAP = ["model=dummy", "backend=cpu", "tracking=none", *TINY]
+
+# A library that starts a thread when it loads: a layer whose threads a fork would copy
+# without their owners (their locks stay held in the child), so the server must refuse.
+THREAD_AT_LOAD_C = r"""
+#include <pthread.h>
+#include <unistd.h>
+static void *idle(void *arg) { for (;;) pause(); return arg; }
+__attribute__((constructor)) static void start(void) { pthread_t t; pthread_create(&t, 0, idle, 0); }
+"""
+
+
+def _forked(result) -> dict:
+    return (result.details.get("startup") or {}).get("forked") or {}
+
+
+def _left_behind(results_dir) -> list:
+    """Processes of this test's command still running (fork servers, workers): none may be."""
+    left = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("VGPU_BENCH_RESULTS") == str(results_dir):
+                left.append(process.cmdline())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return left
+
+
+def test_a_forked_worker_builds_the_same_weights_as_a_fresh_one(results_dir):
+    # No weight cache: both sides initialize from the seed, one in a fresh process, one forked.
+    done = run_command(
+        results_dir,
+        "parity",
+        "model=bert",
+        "baseline=backend=cpu fork_server=false",
+        "candidate=backend=cpu fork_server=true",
+        "model.size=tiny",
+        "workload.batch_size=2",
+        "workload.seq_len=16",
+        "steps=2",
+        "tracking=none",
+        env={"VGPU_BENCH_WEIGHT_CACHE_MAX_MB": "0"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = {bool(_forked(r)): r for r in results_of(results_dir)}
+    assert set(results) == {False, True}, "one side forked, the other started afresh"
+    outputs = {forked: np.load(results_dir / "runs" / r.run_id / "outputs.npy") for forked, r in results.items()}
+    assert np.array_equal(outputs[False], outputs[True])
+    losses = {forked: r.details["parity"]["losses"] for forked, r in results.items()}
+    assert losses[False] == losses[True]
+    assert not _left_behind(results_dir)
+
+
+@needs_gcc
+def test_a_preloaded_library_is_mapped_into_every_forked_worker(results_dir, tmp_path):
+    library = build_library(tmp_path / "layer" / "libvgpu.so", "int stand_in(void) { return 0; }\n")
+    done = run_command(results_dir, "bench", *CHEAP, "repeats=3", f"backend.extra_env.LD_PRELOAD={library}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = results_of(results_dir)
+    assert len(results) == 3 and all(r.status == "success" for r in results)
+    forked = [_forked(r) for r in results]
+    assert all(forked) and len({f["server_pid"] for f in forked}) == 1, "one server forked all three"
+    assert sorted(f["runs_before"] for f in forked) == [0, 1, 2]
+    for result in results:
+        assert result.evidence.libraries.get("libvgpu") == str(library), result.evidence.libraries
+    assert not _left_behind(results_dir)
+
+
+def test_a_variable_of_one_run_never_reaches_the_next(results_dir):
+    # The first run's environment makes its model fail; the second run's has no such variable.
+    done = run_command(
+        results_dir, "bench", "--multirun", *CHEAP, "backend.extra_env={VGPU_BENCH_DUMMY_FAULT:raise},{}"
+    )
+    results = sorted(results_of(results_dir), key=lambda r: r.started_at)
+    assert [r.status for r in results] == ["failed", "success"], done.stdout + done.stderr
+    assert all(_forked(r) for r in results)
+    assert (
+        results[0].details["startup"]["forked"]["server_pid"] != results[1].details["startup"]["forked"]["server_pid"]
+    )
+    assert "VGPU_BENCH_DUMMY_FAULT" not in results[1].evidence.env
+    assert not _left_behind(results_dir)
+
+
+@needs_gcc
+def test_where_forking_is_unsafe_runs_start_afresh_and_say_so(results_dir, tmp_path):
+    library = build_library(tmp_path / "threads" / "libthreads.so", THREAD_AT_LOAD_C, "-pthread")
+    done = run_command(results_dir, "bench", *CHEAP, "repeats=2", f"backend.extra_env.LD_PRELOAD={library}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "fork server not used" in done.stdout + done.stderr and "thread" in done.stdout + done.stderr
+    results = results_of(results_dir)
+    assert [r.status for r in results] == ["success", "success"]
+    assert not any(_forked(r) for r in results)
+    assert not _left_behind(results_dir)
+
+
+def test_fork_server_false_starts_every_worker_afresh_and_a_dry_run_says_which(results_dir):
+    done = run_command(results_dir, "bench", *CHEAP, "repeats=2", "fork_server=false")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not any(_forked(r) for r in results_of(results_dir))
+    dry = run_command(results_dir, "bench", *CHEAP, "dry_run=true")
+    assert "forked from a fork server" in dry.stdout
+    fresh = run_command(results_dir, "bench", *CHEAP, "dry_run=true", "fork_server=false")
+    assert "forked" not in fresh.stdout
+
+
+def test_a_forked_worker_past_its_timeout_is_stopped_and_recorded(results_dir):
+    done = run_command(
+        results_dir, "bench", *CHEAP, "timeout_s=3", "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=hang", timeout=120
+    )
+    assert done.returncode != 0
+    (result,) = results_of(results_dir)
+    assert result.status == "failed" and result.error.type == "Timeout", result.error
+    assert _forked(result), "the forked worker recorded its own stop, with what it inherited"
+    assert not _left_behind(results_dir)
