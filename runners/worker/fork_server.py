@@ -28,6 +28,7 @@ import time
 import traceback
 
 import runners.worker.main as worker_main  # what every child runs, imported once here
+from runners.worker.fingerprint import mapped_files
 from runners.worker.startup import FORKED_VARIABLE
 
 _warm: dict[tuple[str, str | None], float] = {}  # (model, size) -> seconds its imports took here
@@ -54,6 +55,12 @@ def unforkable() -> str | None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_initialized():
         return "CUDA was initialized in the fork server"
+    # Loaded means likely initialized (torch.cuda.is_available() calls cuInit), and a child of a
+    # process that initialized the driver cannot use it. NVML's handles would be shared too.
+    driver = [p for p in mapped_files() if os.path.basename(p).startswith(("libcuda.so", "libnvidia-ml.so"))]
+    if driver:
+        name = os.path.basename(driver[0])
+        return f"the fork server loaded {name} during its imports (a forked child could not use the driver)"
     others = threads() - 1 - fork_aware_threads()
     if others > 0:
         return (
