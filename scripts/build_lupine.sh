@@ -38,6 +38,8 @@ command -v objdump >/dev/null || die "objdump is missing (apt-get install -y bin
 cuda_home=${CUDA_HOME:-${CUDA_PATH:-/usr/local/cuda}}
 [ -f "$cuda_home/include/cuda.h" ] && [ -x "$cuda_home/bin/nvcc" ] \
   || die "no CUDA toolkit at $cuda_home (want include/cuda.h and bin/nvcc): set CUDA_HOME, or pip install --target <dir> nvidia-cuda-nvcc nvidia-cuda-runtime and set CUDA_HOME=<dir>/nvidia/cu13"
+# nvcc's profile links with -L$TOP/lib64; the wheels install lib only.
+[ -d "$cuda_home/lib64" ] || die "$cuda_home has no lib64, which nvcc links from (a pip --target install of the NVIDIA wheels has lib only): ln -s lib $cuda_home/lib64"
 
 SRC=$(cd "$SRC" && pwd)
 mkdir -p "$OUT"

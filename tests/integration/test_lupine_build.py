@@ -90,6 +90,22 @@ def test_a_missing_cuda_toolkit_is_named_in_one_line(tmp_path):
     assert (tmp_path / "out" / "client").is_dir()
 
 
+def test_a_toolkit_without_lib64_is_named_in_one_line(tmp_path):
+    """The NVIDIA wheels install lib/ only, and nvcc's profile links from lib64/."""
+    src = _fake_lupine(tmp_path / "src")
+    toolkit = tmp_path / "cu13"
+    (toolkit / "include").mkdir(parents=True)
+    (toolkit / "include" / "cuda.h").write_text("")
+    (toolkit / "bin").mkdir()
+    (toolkit / "bin" / "nvcc").write_text("#!/bin/sh\n")
+    (toolkit / "bin" / "nvcc").chmod(0o755)
+    (toolkit / "lib").mkdir()
+    stderr = _refusal(_build(str(src), tmp_path / "out", CUDA_HOME=str(toolkit)))
+    assert stderr.startswith(f"make remoting-layer: {toolkit} has no lib64") and stderr.endswith(
+        f"ln -s lib {toolkit}/lib64\n"
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
