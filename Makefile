@@ -18,7 +18,7 @@ DIAGNOSE_OVERRIDES = $(if $(backend),backend=$(backend)) $(ARGS)
 # A side of a comparison or a parity check: free text, passed whole (the command quotes it for Hydra).
 SIDES = $(if $(baseline),"baseline=$(baseline)") $(if $(candidate),"candidate=$(candidate)") $(if $(tolerance),tolerance=$(tolerance))
 
-.PHONY: help setup wheelhouse gpu-check hami-core lint format bench sweep probe profile microbench sync ingest mlflow-server demo docs compare ab regressions pin-baseline parity report bench-overhead test test-deps ui clean
+.PHONY: help setup wheelhouse gpu-check hami-core remoting-layer lint format bench sweep probe profile microbench sync ingest mlflow-server demo docs compare ab regressions pin-baseline parity report bench-overhead test test-deps ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -188,6 +188,9 @@ clean: ## remove the virtualenv and caches (results/ is kept)
 
 hami-core: ## build HAMi-core's libvgpu.so offline into build/hami-core/: make hami-core SRC=<HAMi-core source folder>
 	@sh scripts/build_hami_core.sh "$(SRC)" build/hami-core
+
+remoting-layer: ## build LUPINE's client shims and server offline into build/lupine/: make remoting-layer SRC=<LUPINE source folder>
+	@sh scripts/build_lupine.sh "$(SRC)" build/lupine
 
 gpu-check: setup ## every GPU path on this machine's GPU in <= 8 min; evidence in results/reference/<gpu>/ (ARGS="dry_run=true": the plan)
 	@$(PY) -m runners.cli.gpu_check $(ARGS)
