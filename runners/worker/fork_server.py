@@ -133,8 +133,11 @@ def serve(path: str, inherited: dict) -> None:
                 connection, _ = listener.accept()
                 with connection.makefile("r") as lines:
                     request = json.loads(lines.readline())
-                warm_s = warm(request["model"], request.get("size"))
-                why = unforkable()
+                try:
+                    warm_s = warm(request["model"], request.get("size"))
+                    why = unforkable()
+                except Exception as exc:  # noqa: BLE001  (a fresh worker will record it as the run's failure)
+                    warm_s, why = 0.0, f"importing {request['model']}'s libraries failed: {type(exc).__name__}: {exc}"
                 if why:
                     connection.sendall((json.dumps({"refused": why}) + "\n").encode())
                     connection.close()
