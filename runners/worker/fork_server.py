@@ -92,13 +92,17 @@ def child(request: dict, inherited: dict, listener: socket.socket, open_connecti
         for connection in open_connections:
             connection.close()
         os.setsid()  # its own session, as start_new_session gives a fresh worker: the parent stops its group
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE):
+        for sig in (signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh interpreter
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # Python ignores it at start (EPIPE, not death)
         log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(log, 1)
         os.dup2(log, 2)
+        os.close(null)
+        os.close(log)
         os.environ.clear()  # putenv/unsetenv: the C libraries see the run's own variables
         os.environ.update(request["env"])
         os.environ[FORKED_VARIABLE] = json.dumps(inherited)
