@@ -26,6 +26,7 @@ import socket
 import sys
 import time
 import traceback
+from pathlib import Path
 
 import runners.worker.main as worker_main  # what every child runs, imported once here
 from runners.worker.fingerprint import mapped_files
@@ -39,15 +40,22 @@ def threads() -> int:
 
 
 def fork_aware_threads() -> int:
-    """Threads that stop themselves before a fork: OpenBLAS's pthreads pool (numpy's and scipy's
-    copies start one at import) joins its threads in a pthread_atfork handler."""
+    """Threads whose library makes a fork safe: OpenBLAS's pthreads pool (numpy's and scipy's
+    copies start one at import) joins its threads in a pthread_atfork handler; jemalloc (which
+    TensorFlow's import starts a background thread of) takes its locks around a fork and
+    restarts nothing in the child."""
     from threadpoolctl import threadpool_info
 
-    return sum(
+    openblas = sum(
         max(0, pool["num_threads"] - 1)
         for pool in threadpool_info()
         if pool["internal_api"] == "openblas" and pool.get("threading_layer") == "pthreads"
     )
+    jemalloc = sum(
+        Path(f"/proc/self/task/{task}/comm").read_text().strip() == "jemalloc_bg_thd"
+        for task in os.listdir("/proc/self/task")
+    )
+    return openblas + jemalloc
 
 
 def unforkable() -> str | None:
@@ -78,6 +86,8 @@ def warm(model: str, size: str | None) -> float:
         entry = zoo.get(model)(size)
         if entry.framework == "pytorch":
             import torch  # noqa: F401
+        if entry.framework == "tensorflow":
+            import keras  # noqa: F401  (and TensorFlow)
         if hasattr(entry, "import_framework"):  # the libraries its build() uses besides the framework
             entry.import_framework()
         _warm[(model, size)] = time.perf_counter() - started
