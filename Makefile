@@ -143,10 +143,10 @@ sync: setup ## log every result that could not reach the tracking store when it 
 ingest: setup ## load result files from a directory into MLflow, skipping those already there: make ingest DIR=<dir>
 	@$(PY) -m runners.cli.sync "dir=$(DIR)" $(ARGS)
 
-# Integration tests on two processes: most of their time is process start-up and imports.
-test: setup test-deps lint ## lint, then the unit tests (fast, no subprocess), then the integration tests
-	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
-	$(PY) -m pytest -q -n 2 --dist loadgroup tests/integration $(PYTEST_ARGS)
+# One run on two processes, the long tests first (tests/conftest.py), then the unit tests (fast,
+# no subprocess) and the integration tests: two passes left one core idle in each one's tail.
+test: setup test-deps lint ## lint, then the tests: unit (no subprocess) and integration, on two processes
+	$(PY) -m pytest -q -n 2 --dist loadgroup tests/unit tests/integration $(PYTEST_ARGS)
 
 lint: setup ## ruff: the formatter's check and the linter (make format applies the formatter)
 	$(VENV)/bin/ruff format --check --quiet runners zoo tests hydra_plugins || { echo "run: make format"; exit 1; }

@@ -122,6 +122,12 @@ def store_template(tmp_path_factory) -> Path:
     return path
 
 
+def pytest_collection_modifyitems(items):
+    """The long tests (marked slow) first: two workers take them while the short ones fill in
+    behind, instead of one worker running a long test alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def results_dir(tmp_path, store_template):
     """The test's own results folder, with an empty store of its own."""

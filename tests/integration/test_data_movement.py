@@ -14,6 +14,7 @@ from conftest import TINY, results_of
 INPUT_BYTES = {"resnet50": 24_576 + 2 * 8, "keras_mobilenet_v2": 24_576 + 2 * 4}
 
 
+@pytest.mark.slow
 def test_host_and_loader_inputs_count_what_each_step_moves(cli, results_dir):
     models = ",".join(INPUT_BYTES)
     done = cli("--multirun", f"model={models}", "workload=infer,train", "backend=cpu", "tracking=none", *TINY,

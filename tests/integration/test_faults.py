@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import REPO, TINY, results_of, run_command, run_dirs
@@ -25,6 +26,7 @@ def _logged(results_dir):
     return [r for r in runs if "run_id" in r.data.tags]
 
 
+@pytest.mark.slow
 def test_runs_made_while_the_store_was_unreachable_are_synced_exactly_once(cli, results_dir, tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
@@ -131,6 +133,7 @@ def _open_store(results_dir: str) -> str:
     return client_for(TrackingConfig(), Path(results_dir))[1]
 
 
+@pytest.mark.slow
 def test_processes_opening_a_new_sqlite_store_at_once_share_one_working_store(results_dir):
     # Unguarded, MLflow's schema migrations raced here and left a store no client could open.
     for attempt in range(2):

@@ -42,6 +42,7 @@ def _left_behind(results_dir) -> list:
     return left
 
 
+@pytest.mark.slow
 def test_a_forked_worker_builds_the_same_weights_as_a_fresh_one(results_dir):
     # No weight cache: both sides initialize from the seed, one in a fresh process, one forked.
     done = run_command(

@@ -16,6 +16,7 @@ def _python(module, *args, results_dir):
     return run_command(results_dir, module.rsplit(".", 1)[1], *args)
 
 
+@pytest.mark.slow
 def test_parity_passes_identical_runs_and_fails_a_perturbed_one(results_dir, tmp_path):
     import torch
 

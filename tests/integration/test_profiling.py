@@ -71,6 +71,7 @@ def test_gpu_only_and_mismatched_variants_are_refused(cli, args, expected):
     assert done.returncode == 2 and expected in done.stderr and done.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_comparison_shows_estimated_next_to_measured_overhead(cli, results_dir):
     """Profiled workload runs are real; the two microbenchmark runs are stand-ins logged
     straight to MLflow (microbenchmarks need a GPU), to test the wiring end to end."""

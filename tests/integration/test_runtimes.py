@@ -24,6 +24,7 @@ def _checks(result):
     return {c.name: c for c in result.evidence.checks}
 
 
+@pytest.mark.slow
 def test_every_covered_tiny_model_runs_on_each_runtime_and_matches_pytorch(tmp_path):
     """The worker's own adapters in one process (a worker each would cost an import of torch
     per model): export, conversion, inference steps, and the outputs against PyTorch's."""
@@ -97,6 +98,7 @@ def test_a_model_the_exporter_cannot_take_fails_naming_the_operator(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing half-written is left for a later run to take
 
 
+@pytest.mark.slow
 def test_parity_passes_on_each_runtime_and_fails_for_perturbed_weights(results_dir, tmp_path):
     import torch
 

@@ -28,6 +28,7 @@ def _unresolvable_hostname() -> tuple[str, ...]:
     return prefix if probe.returncode == 0 else ()
 
 
+@pytest.mark.slow
 def test_train_ddp_runs_two_cpu_processes_and_reports_scaling(cli, results_dir):
     done = cli(
         "model=bert",

@@ -6,6 +6,8 @@ what these check. Thresholds are wide: the machine's load moves every figure."""
 import csv
 import statistics
 
+import pytest
+
 from conftest import groups_of, results_of, run_command, run_dirs
 
 BERT = ["model=bert", "model.size=tiny", "workload=serve", "backend=cpu", "backend.threads=1", "tracking=none"]
@@ -153,6 +155,7 @@ def test_a_tiny_decoder_streams_tokens_ttft_tpot_itl(cli, results_dir):
     assert "TTFT p50" in done.stderr
 
 
+@pytest.mark.slow
 def test_compare_shows_max_rate_at_slo_per_pair(cli, results_dir):
     """Two capacity searches logged to the test's MLflow store, then `make compare` on them."""
     search = [*DUMMY[:3], *DUMMY[4:], "serve.search=capacity", "serve.rate=100", "serve.search_max_runs=2"]

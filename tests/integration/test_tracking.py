@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import TINY, results_of, run_dirs
@@ -25,6 +26,7 @@ def _runs(results_dir):
     return client, client.search_runs([experiment.experiment_id])
 
 
+@pytest.mark.slow
 def test_a_run_is_logged_with_params_metrics_tags_and_artifacts(cli, results_dir):
     done = cli("model=bert", "workload=train", "backend=cpu", "label=t1", *TINY)
     assert done.returncode == 0, done.stderr

@@ -61,6 +61,7 @@ def _post(url: str, body: dict) -> dict:
         return json.load(response)
 
 
+@pytest.mark.slow
 def test_ui_serves_the_logged_run_with_its_metrics(cli, results_dir):
     assert cli("model=dummy", "workload=train", "backend=cpu", *TINY).returncode == 0
     port = _free_port()
@@ -106,6 +107,7 @@ def _cells(dom: str, column: str) -> list[str]:
     return texts
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not chromium(), reason="no chromium (make test-deps installs it where it can)")
 def test_printed_address_opens_the_runs_table_with_the_suites_columns(cli, results_dir, tmp_path):
     assert cli("model=dummy", "backend=cpu", "tracking=none", *TINY).returncode == 0
