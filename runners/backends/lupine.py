@@ -236,6 +236,16 @@ class LupineBackend(Backend):
         super().__init__(config, state_dir, requested)
         self.instance = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._server: Optional[_Server] = None  # the suite's own, while session() runs
+        self._port: Optional[int] = None
+
+    @property
+    def port(self) -> int:
+        """The suite's server's port: chosen free once, when first asked, so that every
+        environment this backend hands out (a worker's, a pre-started process's) names the
+        port the server is started on."""
+        if self._port is None:
+            self._port = free_port()
+        return self._port
 
     @property
     def client_dir(self) -> Path:
@@ -276,10 +286,7 @@ class LupineBackend(Backend):
         return self.state_dir / self.instance
 
     def environment(self):
-        if self.config.server:
-            server = self.config.server
-        else:
-            server = f"127.0.0.1:{self._server.port if self._server else '<a free port chosen at start>'}"
+        server = self.config.server or f"127.0.0.1:{self.port}"
         env = {
             "LD_LIBRARY_PATH": prepend_path("LD_LIBRARY_PATH", str(self.client_dir)),
             "LUPINE_SERVER": server,
@@ -292,9 +299,8 @@ class LupineBackend(Backend):
     def daemon_commands(self):
         if self.config.server:
             return {"check": [f"a TCP connection to {self.config.server} within {self.config.connect_timeout_s:g} s"]}
-        port = self._server.port if self._server else "<a free port>"
         return {
-            "start": [f"LUPINE_PORT={port} {' '.join(self._command())} > {self._folder() / 'server.log'}"],
+            "start": [f"LUPINE_PORT={self.port} {' '.join(self._command())} > {self._folder() / 'server.log'}"],
             "stop": ["SIGTERM to the server's process group (SIGKILL after 5 s)"],
         }
 
@@ -303,7 +309,7 @@ class LupineBackend(Backend):
         if self.config.server:
             yield
             return
-        server = _Server(self._command(), free_port(), self._folder())
+        server = _Server(self._command(), self.port, self._folder())
         try:
             server.start(self.config.start_timeout_s, self.config.connect_timeout_s)
             self._server = server

@@ -288,8 +288,90 @@ def test_dry_run_shows_the_environment_and_the_server_command(cli, results_dir, 
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "preflight: ok" in out and f"LD_LIBRARY_PATH={lupine.client}" in out
-    assert "LUPINE_SERVER=127.0.0.1:<a free port chosen at start>" in out and "LUPINE_DISABLE_LOCAL=1" in out
-    assert re.search(
-        rf"daemon start: LUPINE_PORT=<a free port> (\S*stdbuf -oL -eL )?{re.escape(str(lupine.server))} >", out
-    )
+    port = re.search(r"LUPINE_SERVER=127\.0\.0\.1:(\d+)\n", out)[1]  # chosen free: the server's port
+    assert "LUPINE_DISABLE_LOCAL=1" in out and f"VGPU_BENCH_LUPINE_STATE={results_dir}/backends/lupine/" in out
+    server = re.escape(str(lupine.server))
+    assert re.search(rf"daemon start: LUPINE_PORT={port} (\S*stdbuf -oL -eL )?{server} > \S+/server\.log\n", out)
     assert not (results_dir / "runs").exists() and not (results_dir / "backends").exists()
+
+
+# -- gpu-check's LUPINE items ----------------------------------------------------------------
+
+H200_RUNS = Path(__file__).resolve().parents[2] / "results/reference/nvidia-h200/gpu-check-as-landed"
+ENGAGED = ("shim_mapped", "server_connection", "server_accepted", "server_logged", "server_device")
+
+
+def _write(work: Path, plain: dict, run_id: str) -> None:
+    import json
+
+    folder = work / "runs" / run_id
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps({**plain, "run_id": run_id}))
+
+
+def _as_lupine(plain: dict, slower: float, missing: str = "") -> dict:
+    """A native run made into a LUPINE one: its evidence checks, `slower` times the latency."""
+    import copy
+
+    plain = copy.deepcopy(plain)
+    plain["backend"]["name"] = "lupine"
+    plain["evidence"]["checks"] += [{"name": n, "passed": True, "detail": "seen"} for n in ENGAGED if n != missing]
+    for key in ("latency_ms_mean",):
+        plain["metrics"][key]["value"] *= slower
+    plain["metrics"]["throughput"]["value"] /= slower
+    return plain
+
+
+def test_gpu_check_s_lupine_items_are_beyond_the_plan_skipped_without_a_build_and_run_by_name(tmp_path):
+    from runners.cli import gpu_check
+    from runners.config import GpuCheckConfig
+    from runners.errors import UsageError
+    from runners.parent.gpu_paths import PLAN_LIMIT_S, items, optional_items
+
+    optional = optional_items(tmp_path)
+    names = [i.name for i in optional]
+    assert names == ["lupine_bert", "lupine_parity", "lupine_microbench", "lupine_profile"]
+    assert not set(names) & {i.name for i in items(1)} and sum(i.budget_s for i in optional) <= PLAN_LIMIT_S
+    assert all("make remoting-layer SRC=<LUPINE source folder>" in i.skip_reason() for i in optional)
+    (tmp_path / "client").mkdir()
+    (tmp_path / "client" / "libcuda.so.1").write_bytes(b"\x7fELF")
+    assert "lupine_driver_server missing" in optional[0].skip_reason()  # half a build is none
+    (tmp_path / "server").mkdir()
+    (tmp_path / "server" / "lupine_driver_server").write_bytes(b"\x7fELF")
+    assert [i.skip_reason() for i in optional] == [""] * 4
+    lupine_commands = [c for i in optional for c in i.commands if "backend=lupine" in " ".join(c)]
+    assert len(lupine_commands) == 4 and all(
+        f"backend.client_dir={tmp_path / 'client'}" in " ".join(c) for c in lupine_commands
+    )
+    plan = items(1)
+    assert gpu_check.select(plan, GpuCheckConfig(), optional) == plan  # the 8-minute plan as it was
+    assert gpu_check.select(plan, GpuCheckConfig(only=["lupine_bert"]), optional) == optional[:1]
+    with pytest.raises(UsageError, match="Valid: .*lupine_profile"):
+        gpu_check.select(plan, GpuCheckConfig(only=["lupine"]), optional)
+
+
+def test_gpu_check_s_lupine_bert_check_needs_both_sides_and_the_layer_engaged(tmp_path):
+    import json
+
+    from runners.parent.gpu_paths import Missing, optional_items
+
+    check = {i.name: i.check for i in optional_items(tmp_path)}["lupine_bert"]
+    native = {
+        p: json.loads(next(H200_RUNS.glob(f"native/runs/*-{run}/result.json")).read_text())
+        for p, run in (("fp32", "7b41c8"), ("bf16", "1a695d"))
+    }
+    for precision, plain in native.items():
+        _write(tmp_path / "good", plain, f"native-{precision}")
+        _write(tmp_path / "good", _as_lupine(plain, 1.5), f"lupine-{precision}")
+    assert "fp32: native 1623/s, lupine 1082/s, latency x1.50" in check(tmp_path / "good", "")
+    _write(tmp_path / "unlogged", native["fp32"], "native-fp32")
+    _write(tmp_path / "unlogged", _as_lupine(native["fp32"], 1.5, missing="server_logged"), "lupine-fp32")
+    _write(tmp_path / "unlogged", native["bf16"], "native-bf16")
+    _write(tmp_path / "unlogged", _as_lupine(native["bf16"], 1.5), "lupine-bf16")
+    with pytest.raises(Missing, match="no server_logged check"):
+        check(tmp_path / "unlogged", "")
+    for precision, plain in native.items():  # LUPINE never ran: native twice
+        _write(tmp_path / "native-only", plain, f"native-{precision}")
+        _write(tmp_path / "native-only", plain, f"again-{precision}")
+    with pytest.raises(Missing, match="not native and lupine"):
+        check(tmp_path / "native-only", "")
