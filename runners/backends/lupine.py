@@ -291,6 +291,9 @@ class LupineBackend(Backend):
             "LD_LIBRARY_PATH": prepend_path("LD_LIBRARY_PATH", str(self.client_dir)),
             "LUPINE_SERVER": server,
             "LUPINE_DISABLE_LOCAL": "1",  # else the local driver's GPUs come first, as device 0
+            # Triton (torch.compile) links its launchers against the libcuda that `ldconfig -p`
+            # finds, the driver's, unless this names another folder.
+            "TRITON_LIBCUDA_PATH": str(self.client_dir),
         }
         if not self.config.server:
             env[STATE_VARIABLE] = str(self._folder() / "server.json")

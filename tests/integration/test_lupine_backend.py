@@ -7,6 +7,7 @@ application runtime (libcudart) reaches the driver by name, as a framework's run
 so the dynamic linker decides which libcuda it gets. A worker that used another libcuda,
 or a server whose log lacks the worker's connection, is `invalid`."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -48,8 +49,10 @@ while True:
     threading.Thread(target=serve, args=(conn,), daemon=True).start()
 """
 
-# The client shim: cuInit connects to LUPINE_SERVER and reads the server's device.
+# The client shim: cuInit connects to LUPINE_SERVER and reads the server's device. Like
+# LUPINE's, it also opens this host's driver (LUPINE_REAL_LIBCUDA) unless LUPINE_DISABLE_LOCAL.
 SHIM_C = r"""
+#include <dlfcn.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,7 +66,10 @@ int cuInit(unsigned int flags) {
     char server[256], line[512], *colon, *bar;
     struct addrinfo hints = {0}, *res;
     int n = 0;
+    const char *local = getenv("LUPINE_DISABLE_LOCAL");
     if (fd >= 0) return 0;
+    if ((!local || !strcmp(local, "0")) && getenv("LUPINE_REAL_LIBCUDA"))
+        dlopen(getenv("LUPINE_REAL_LIBCUDA"), RTLD_NOW | RTLD_LOCAL);
     if (!getenv("LUPINE_SERVER")) return 100;
     snprintf(server, sizeof server, "%s", getenv("LUPINE_SERVER"));
     if (!(colon = strchr(server, ':'))) return 100;
@@ -130,7 +136,8 @@ def lupine(tmp_path, fake_bin):
     """A built 'layer': client/libcuda.so.1, the server program, the application's runtime
     (loaded by absolute path, reaching libcuda.so.1 by name) and this host's GPU list."""
     client = tmp_path / "lupine" / "client"
-    _gcc(client / "libcuda.so.1", SHIM_C, "-Wl,-soname,libcuda.so.1")
+    _gcc(client / "libcuda.so.1", SHIM_C, "-Wl,-soname,libcuda.so.1", "-ldl")
+    driver = _gcc(tmp_path / "driver" / "libcuda.so.1", DRIVER_C)  # no soname: linked by its path
     runtime = _gcc(tmp_path / "app" / "libcudart.so.13", CUDART_C, f"-L{client}", "-l:libcuda.so.1")
     server = tmp_path / "lupine" / "server" / "lupine_driver_server"
     server.parent.mkdir(parents=True)
@@ -145,12 +152,13 @@ def lupine(tmp_path, fake_bin):
             f"backend.client_dir={client}",
             f"backend.server_program={server}",
             f"backend.extra_env.VGPU_BENCH_DUMMY_LOAD={runtime}",
+            f"backend.extra_env.LUPINE_REAL_LIBCUDA={driver}",  # a GPU host: the driver is there
             *TINY,
             "tracking=none",
         ]
         env = fake_bin.env
 
-    Layer.client, Layer.server, Layer.runtime, Layer.bin = client, server, runtime, fake_bin
+    Layer.client, Layer.server, Layer.runtime, Layer.bin, Layer.driver = client, server, runtime, fake_bin, driver
     return Layer
 
 
@@ -197,7 +205,7 @@ def test_the_suite_starts_its_server_the_worker_uses_it_and_the_server_is_stoppe
 def test_a_worker_that_loaded_this_host_s_driver_is_invalid(cli, results_dir, lupine, tmp_path):
     # The framework's runtime found a driver by absolute path, not the shim by name: it ran
     # locally, silently. No shim mapped, no connection to the server.
-    driver = _gcc(tmp_path / "driver" / "libcuda.so.1", DRIVER_C)  # no soname: linked by its path
+    driver = lupine.driver
     runtime = _gcc(tmp_path / "app-local" / "libcudart.so.13", CUDART_C, str(driver))
     args = [a for a in lupine.args if "DUMMY_LOAD" not in a] + [f"backend.extra_env.VGPU_BENCH_DUMMY_LOAD={runtime}"]
     done = cli(*args, env=lupine.env)
@@ -235,25 +243,52 @@ def test_a_device_that_is_not_among_the_server_s_gpus_is_invalid(cli, results_di
     assert result.status == "invalid" and not _checks(result)["server_device"].passed
 
 
-def test_a_server_the_user_names_is_used_as_it_is(cli, results_dir, lupine):
+@contextlib.contextmanager
+def _own_server(program: Path):
+    """A stand-in server the user started (another machine's): its port."""
     with socket.socket() as probe:
         probe.bind(("", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen(
-        [str(lupine.server)], env={**os.environ, "LUPINE_PORT": str(port)}, stdout=subprocess.PIPE, text=True
+        [str(program)], env={**os.environ, "LUPINE_PORT": str(port)}, stdout=subprocess.PIPE, text=True
     )
     try:
         assert server.stdout.readline().startswith("Server listening")
-        done = cli(*lupine.args, f"backend.server=127.0.0.1:{port}", env=lupine.env)
+        yield port
     finally:
         server.kill()
         server.wait()
+
+
+def test_a_server_the_user_names_is_used_as_it_is(cli, results_dir, lupine):
+    with _own_server(lupine.server) as port:
+        done = cli(*lupine.args, f"backend.server=127.0.0.1:{port}", env=lupine.env)
     assert done.returncode == 0, done.stderr
     [result] = results_of(results_dir)
     checks = _checks(result)
     assert result.status == "success" and checks["server_connection"].passed
     assert "server_logged" not in checks  # another machine's log is not the suite's to read
     assert not (results_dir / "backends" / "lupine").exists()  # no server of its own
+
+
+def test_a_worker_that_reached_another_server_than_the_suite_s_is_invalid(cli, results_dir, lupine):
+    with _own_server(lupine.server) as port:
+        done = cli(*lupine.args, f"backend.extra_env.LUPINE_SERVER=127.0.0.1:{port}", env=lupine.env)
+    assert done.returncode == 1, done.stderr
+    [result] = results_of(results_dir)
+    checks = _checks(result)
+    assert result.status == "invalid" and checks["server_connection"].passed  # connected, to the other one
+    assert not checks["server_accepted"].passed and "holds the other end of 0 of" in checks["server_accepted"].detail
+    assert not checks["server_logged"].passed
+
+
+def test_the_local_driver_opened_beside_the_shim_is_invalid(cli, results_dir, lupine):
+    # LUPINE's shim opens this host's driver too unless LUPINE_DISABLE_LOCAL: its GPUs come
+    # first, and device 0 is local. The suite sets it; a user who unsets it gets `invalid`.
+    done = cli(*lupine.args, "backend.extra_env.LUPINE_DISABLE_LOCAL=0", env=lupine.env)
+    assert done.returncode == 1 and "shim_mapped" in done.stderr, done.stderr
+    [result] = results_of(results_dir)
+    assert result.status == "invalid" and str(lupine.driver) in _checks(result)["shim_mapped"].detail
 
 
 def test_an_unreachable_server_fails_in_one_line_before_any_work(cli, results_dir, lupine):
@@ -288,6 +323,7 @@ def test_dry_run_shows_the_environment_and_the_server_command(cli, results_dir, 
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "preflight: ok" in out and f"LD_LIBRARY_PATH={lupine.client}" in out
+    assert f"TRITON_LIBCUDA_PATH={lupine.client}\n" in out
     port = re.search(r"LUPINE_SERVER=127\.0\.0\.1:(\d+)\n", out)[1]  # chosen free: the server's port
     assert "LUPINE_DISABLE_LOCAL=1" in out and f"VGPU_BENCH_LUPINE_STATE={results_dir}/backends/lupine/" in out
     server = re.escape(str(lupine.server))
