@@ -111,9 +111,19 @@ def split_server(server: str) -> tuple[str, int]:
 
 
 def reachable(host: str, port: int, timeout_s: float) -> Optional[str]:
-    """None when a TCP connection to host:port opens within timeout_s, else why not."""
+    """None when a TCP connection to host:port opens within timeout_s, else why not.
+
+    Closed politely: lupine_driver_server writes its HTTP/2 settings to each new client and
+    dies of SIGPIPE (exit 141, seen with the 47e1b43 build) when that client has already
+    closed. So the check reads what the server sends first, closes its own side only, and
+    waits for the server to close: a check must never kill the server it checks."""
     try:
-        with socket.create_connection((host, port), timeout=timeout_s):
+        with socket.create_connection((host, port), timeout=timeout_s) as connection:
+            with contextlib.suppress(OSError):
+                connection.recv(4096)  # the server's greeting, or nothing within timeout_s
+                connection.shutdown(socket.SHUT_WR)
+                while connection.recv(4096):  # until the server closes (it reads end of file)
+                    pass
             return None
     except socket.timeout:
         return f"no answer within {timeout_s:g} s"
@@ -161,6 +171,10 @@ class _Server:
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,
+            # SIGPIPE stays ignored (as Python has it) across exec: the server writes to clients
+            # that may be gone (a worker killed at its timeout), and by default that kills it
+            # for every tenant; ignored, the write fails and the server closes that client only.
+            restore_signals=False,
         )
         self._pump = threading.Thread(
             target=self._stamp, args=(self.proc.stdout, open(self.log, "w")), name="lupine-log", daemon=True

@@ -29,7 +29,7 @@ GPU_UUID = f"GPU-{UUID[:8]}-{UUID[8:12]}-{UUID[12:16]}-{UUID[16:20]}-{UUID[20:]}
 # client gets the device line the shim reads; STAND_IN_LUPINE_SILENT: only the first
 # connection (the suite's readiness check) is logged.
 SERVER = r"""
-import os, socket, sys, threading
+import os, socket, sys, threading, time
 port = int(os.environ.get("LUPINE_PORT", "14833"))
 listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -37,9 +37,18 @@ listener.bind(("", port))
 listener.listen(10)
 print(f"Server listening on port {port}...", flush=True)
 def serve(conn):
-    conn.sendall(("Stand-in H200|" + "ab" * 16 + "\n").encode())
+    # The greeting in two writes, as LUPINE's HTTP/2 settings: to a client that closed before
+    # it came, the second write fails and the server dies as LUPINE's does of SIGPIPE.
+    time.sleep(0.05)
+    try:
+        conn.sendall(b"Stand-in H200|")
+        time.sleep(0.05)
+        conn.sendall(("ab" * 16 + "\n").encode())
+    except OSError:
+        os._exit(141)
     while conn.recv(4096):
         pass
+    conn.close()
 accepted = 0
 while True:
     conn, _ = listener.accept()
@@ -254,6 +263,7 @@ def _own_server(program: Path):
     )
     try:
         assert server.stdout.readline().startswith("Server listening")
+        _own_server.process = server
         yield port
     finally:
         server.kill()
@@ -263,7 +273,8 @@ def _own_server(program: Path):
 def test_a_server_the_user_names_is_used_as_it_is(cli, results_dir, lupine):
     with _own_server(lupine.server) as port:
         done = cli(*lupine.args, f"backend.server=127.0.0.1:{port}", env=lupine.env)
-    assert done.returncode == 0, done.stderr
+        assert done.returncode == 0, done.stderr
+        assert _own_server.process.poll() is None  # the reachability check did not kill it
     [result] = results_of(results_dir)
     checks = _checks(result)
     assert result.status == "success" and checks["server_connection"].passed
@@ -411,3 +422,70 @@ def test_gpu_check_s_lupine_bert_check_needs_both_sides_and_the_layer_engaged(tm
         _write(tmp_path / "native-only", plain, f"again-{precision}")
     with pytest.raises(Missing, match="not native and lupine"):
         check(tmp_path / "native-only", "")
+
+
+# -- the real LUPINE, where a build is at hand ---------------------------------------------------
+
+
+def _real_build() -> Path | None:
+    """A LUPINE build (`make remoting-layer`): VGPU_BENCH_LUPINE_BUILD, else the checkout's."""
+    build = Path(os.environ.get("VGPU_BENCH_LUPINE_BUILD") or Path(__file__).resolve().parents[2] / "build/lupine")
+    needed = ("client/libcuda.so.1", "server/lupine_driver_server", "link-stubs/libcuda.so")
+    return build if all((build / p).is_file() for p in needed) else None
+
+
+def _listening(server: subprocess.Popen, port: int) -> None:
+    """Wait until `server` holds a listening socket on `port` (its printf to a pipe is block-buffered)."""
+    import time
+
+    from runners.backends.lupine import socket_inodes, tcp_sockets
+
+    for _ in range(200):
+        own = socket_inodes(server.pid)
+        if any(s["state"] == "0A" and s["local"][1] == port and s["inode"] in own for s in tcp_sockets(server.pid)):
+            return
+        assert server.poll() is None, f"the server exited with {server.returncode}"
+        time.sleep(0.05)
+    raise AssertionError(f"the server did not listen on port {port} within 10 s")
+
+
+@pytest.mark.skipif(
+    _real_build() is None, reason="no LUPINE build (make remoting-layer SRC=...; VGPU_BENCH_LUPINE_BUILD)"
+)
+def test_the_real_shim_and_server_carry_a_run_and_the_checks_leave_the_server_alive(cli, results_dir, lupine, tmp_path):
+    # The real server on this CPU machine runs on the build's stub driver (every cu* answers
+    # CUDA_ERROR_STUB_LIBRARY): the RPCs are real, the device is not, so the device checks
+    # have nothing to compare and the transport's evidence decides.
+    build = _real_build()
+    stubs = tmp_path / "stub-driver"
+    stubs.mkdir()
+    (stubs / "libcuda.so.1").symlink_to(build / "link-stubs" / "libcuda.so")
+    env = {**lupine.env, "LD_LIBRARY_PATH": str(stubs)}  # the server's driver; the worker's is after the shim
+    real = [a for a in lupine.args if "client_dir" not in a and "server_program" not in a]
+    real += [
+        f"backend.client_dir={build / 'client'}",
+        f"backend.server_program={build / 'server/lupine_driver_server'}",
+    ]
+    done = cli(*real, "label=own", env=env)
+    assert done.returncode == 0, done.stderr
+    [own] = results_of(results_dir)
+    checks = _checks(own)
+    assert own.status == "success" and own.backend["version"].startswith("LUPINE ")
+    assert all(checks[n].passed for n in ("shim_mapped", "server_connection", "server_accepted", "server_logged"))
+    assert own.evidence.libraries["libcuda"] == str(build / "client" / "libcuda.so.1")
+    assert _gone(_server_state(results_dir)["pid"])
+    # A server the user started, SIGPIPE as it comes: LUPINE's server dies of it when a client
+    # closes before it wrote its greeting (exit 141); the suite's check must not be that client.
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        port = probe.getsockname()[1]
+    program = build / "server" / "lupine_driver_server"
+    server = subprocess.Popen([str(program)], env={**os.environ, **env, "LUPINE_PORT": str(port)})
+    try:
+        _listening(server, port)
+        done = cli(*real, "label=named", f"backend.server=127.0.0.1:{port}", env=env)
+        assert done.returncode == 0, done.stderr
+        assert server.poll() is None  # alive after the suite's check and the worker's exit
+    finally:
+        server.kill()
+        server.wait()
