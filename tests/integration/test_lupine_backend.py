@@ -489,3 +489,16 @@ def test_the_real_shim_and_server_carry_a_run_and_the_checks_leave_the_server_al
     finally:
         server.kill()
         server.wait()
+
+
+def test_a_server_that_does_not_start_under_ab_is_one_line_too(results_dir, lupine):
+    from conftest import run_command
+
+    lupine.server.write_text("#!/bin/bash\necho 'Socket bind failed.'\nexit 1\n")
+    side = f"backend=lupine backend.client_dir={lupine.client} backend.server_program={lupine.server}"
+    done = run_command(
+        results_dir, "ab", "model=dummy", "backend=cpu", *TINY, f"candidate={side}", "repeats=2", env=lupine.env
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]  # the baseline ran first
+    assert len(errors) == 1 and errors[0].startswith("error: the LUPINE server exited with code 1 before it listened")
