@@ -176,8 +176,9 @@ class _Server:
             # for every tenant; ignored, the write fails and the server closes that client only.
             restore_signals=False,
         )
+        # Appended: a command that starts the server again (make ab, per repeat) keeps every start.
         self._pump = threading.Thread(
-            target=self._stamp, args=(self.proc.stdout, open(self.log, "w")), name="lupine-log", daemon=True
+            target=self._stamp, args=(self.proc.stdout, open(self.log, "a")), name="lupine-log", daemon=True
         )
         self._pump.start()
         deadline = time.monotonic() + timeout_s
