@@ -383,9 +383,11 @@ def _started_at(seen) -> float:
     """When the parent started this worker (the job's spawned_at)."""
     from runners.contracts import JOB_FILE
 
-    with contextlib.suppress(OSError, ValueError, TypeError):
-        return float(json.loads((Path(seen.run_dir) / JOB_FILE).read_text())["spawned_at"])
-    return time.time()  # unknown: no earlier line can count
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        spawned = float(json.loads((Path(seen.run_dir) / JOB_FILE).read_text())["spawned_at"])
+        if spawned > 0:
+            return spawned
+    return time.time()  # unknown (or unset, 0): no earlier line may count
 
 
 def _connection(target: str) -> tuple[list[dict[str, Any]], Check]:
