@@ -330,6 +330,7 @@ class GpuCheckConfig(CommandConfig):
     skip: list[str] = field(default_factory=list)
     out: Optional[str] = None  # None: <results_dir>/reference/<gpu name>
     hami_lib: Optional[str] = None  # HAMi-core's libvgpu.so for the hami items; None: build/hami-core/libvgpu.so
+    lupine_dir: Optional[str] = None  # LUPINE's build (client/, server/) for the lupine items; None: build/lupine
 
 
 # Knobs added after runs were recorded: left out at their defaults, so those runs keep their hashes.

@@ -156,6 +156,6 @@ def create(config: BackendConfig, results_dir: Path) -> Backend:
     return cls(config, Path(results_dir) / "backends" / config.name).resolve()
 
 
-from runners.backends import hami, local, mig, mps, vgpu  # noqa: E402,F401  (registers the backends)
+from runners.backends import hami, local, lupine, mig, mps, vgpu  # noqa: E402,F401  (registers the backends)
 
 __all__ = ["Backend", "Check", "Seen", "UsageError", "backends", "create", "prepend_path"]

@@ -123,6 +123,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: {len(session.finished)} finished run(s) kept", file=sys.stderr)
         return 130
+    except USER_ERRORS as exc:  # a side's daemon or server that does not start
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
     print_summary(finished)
     specs = (config.baseline or "(defaults)", config.candidate)
     comparison = compare_finished(finished, config.tolerance, side_keys(base_words, cand_words), specs)

@@ -25,19 +25,21 @@ from runners import REPO_ROOT
 from runners.config import GpuCheckConfig
 from runners.errors import USER_ERRORS, UsageError, one_line
 from runners.parent import compose
-from runners.parent.gpu_paths import Item, Missing, items, successful
+from runners.parent.gpu_paths import Item, Missing, items, optional_items, successful
 from runners.worker import weight_cache  # standard library only: the variable's name
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 KEEP = ("result.json", "job.json", "launch.json")  # per run; worker logs only for failed items
 
 
-def select(plan: list[Item], config: GpuCheckConfig) -> list[Item]:
-    names = [i.name for i in plan]
+def select(plan: list[Item], config: GpuCheckConfig, optional: list[Item] = ()) -> list[Item]:
+    """The plan less `skip`, or the items `only` names: those may also be optional ones (beyond the plan's time)."""
+    names = [i.name for i in [*plan, *optional]]
     for name in [*config.only, *config.skip]:
         if name not in names:
             raise UsageError(f"unknown gpu-check item {name!r}. Valid: {', '.join(names)}")
-    return [i for i in plan if (not config.only or i.name in config.only) and i.name not in config.skip]
+    chosen = [*plan, *optional] if config.only else plan
+    return [i for i in chosen if (not config.only or i.name in config.only) and i.name not in config.skip]
 
 
 def plan_text(plan: list[Item]) -> str:
@@ -173,9 +175,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         config: GpuCheckConfig = compose.command_config(sys.argv[1:] if argv is None else argv, "gpu_check")
         gpus, why = visible_gpus()
-        plan = select(items(max(len(gpus), 1), Path(config.hami_lib) if config.hami_lib else None), config)
+        optional = optional_items(Path(config.lupine_dir) if config.lupine_dir else None)
+        plan = select(items(max(len(gpus), 1), Path(config.hami_lib) if config.hami_lib else None), config, optional)
         if config.dry_run:
             print(plan_text(plan))
+            left = [] if config.only else [i for i in optional if i.name not in config.skip]
+            if left:
+                print(f"optional (beyond the plan's time; by name: only=[{','.join(i.name for i in left)}]):")
+                print("\n".join(plan_text(left).splitlines()[1:]))
             return 0
         if not gpus:
             raise UsageError(

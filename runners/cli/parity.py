@@ -67,8 +67,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     group_id = f"{name}-{secrets.token_hex(3)}"
     inference_only = {p.config.runtime.name for p in (base_plan, cand_plan)} & set(EXPORTED)
     steps = 0 if inference_only else config.steps  # outputs only: an exported model does not train
-    base = _run(base_plan, steps, GroupRef("parity", group_id, "baseline"))
-    cand = _run(cand_plan, steps, GroupRef("parity", group_id, "candidate"))
+    try:
+        base = _run(base_plan, steps, GroupRef("parity", group_id, "baseline"))
+        cand = _run(cand_plan, steps, GroupRef("parity", group_id, "candidate"))
+    except USER_ERRORS as exc:  # a side's daemon or server that does not start
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
     precision = cand_plan.config.workload.precision.value
     group, checks = check_pair(group_id, name, base, cand, precision, steps)
     group.details.update(baseline=baseline_spec, candidate=config.candidate)

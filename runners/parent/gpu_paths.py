@@ -41,6 +41,8 @@ HAMI_LIBRARY = "build/hami-core/libvgpu.so"  # what `make hami-core SRC=...` bui
 MEMORY_VERDICTS = ("memory_total_matches_quota", "over_quota_fails_cleanly")
 SHARE_VERDICT = ("compute_share_holds",)
 HAMI_ENGAGED = ("library_mapped", "own_shared_region", "quota_is_total")
+LUPINE_BUILD = "build/lupine"  # what `make remoting-layer SRC=...` builds: client/ (the shims), server/
+LUPINE_ENGAGED = ("shim_mapped", "server_connection", "server_accepted", "server_logged", "server_device")
 
 
 class Missing(Exception):
@@ -320,6 +322,83 @@ def check_overhead(work: Path, output: str) -> str:
     return "; ".join(notes)
 
 
+def _lupine_engaged(r: Result) -> None:
+    for name in LUPINE_ENGAGED:
+        check = _check_named(r, name)
+        need(check is not None, f"{r.display_name}: no {name} check")
+        need(check.passed, f"{r.display_name}: {name} failed: {check.detail}")
+
+
+def _sides(found: list[Result]) -> dict[tuple[str, str], Result]:
+    return {(r.config["workload"]["precision"], r.backend.get("name", "?")): r for r in found}
+
+
+def check_lupine_bert(work: Path, output: str) -> str:
+    """Native and LUPINE (its own server on this host, loopback) ran BERT at each precision,
+    LUPINE engaged (shim mapped, the server's connection, log and GPU): the ratio of their
+    latencies is the layer's cost at its floor."""
+    found = _sides(successful(work, 2 * len(LUPINE_PRECISIONS)))
+    notes = []
+    for precision in LUPINE_PRECISIONS:
+        native, lupine = found.get((precision, "native")), found.get((precision, "lupine"))
+        need(native is not None and lupine is not None, f"{precision}: ran {sorted(found)}, not native and lupine")
+        _lupine_engaged(lupine)
+        ratio = lupine.value("latency_ms_mean") / native.value("latency_ms_mean")
+        notes.append(
+            f"{precision}: native {native.value('throughput'):.0f}/s, lupine {lupine.value('throughput'):.0f}/s,"
+            f" latency x{ratio:.2f}"
+        )
+    return "; ".join(notes)
+
+
+def check_lupine_parity(work: Path, output: str) -> str:
+    successful(work, 2)
+    parity = [g for g in groups(work) if g.kind == "parity"]
+    need([g.details.get("verdict") for g in parity] == ["pass"], f"parity verdicts {[g.details for g in parity]}"[:300])
+    [candidate] = [r for r in runs(work) if r.backend.get("name") == "lupine"]
+    _lupine_engaged(candidate)
+    return "native vs LUPINE: pass"
+
+
+def check_lupine_microbench(work: Path, output: str) -> str:
+    """launch, launch+sync, malloc, memcpy of the bare GPU and through LUPINE: the overhead
+    model's inputs for this layer (docs/overhead_model.md)."""
+    found = {r.backend.get("name"): r for r in successful(work, 2)}
+    need(set(found) == {"native", "lupine"}, f"microbenchmarks of {sorted(found)}, not native and lupine")
+    _lupine_engaged(found["lupine"])
+    parts = []
+    for key in ("launch_us", "launch_sync_us", "malloc_us"):
+        base, over = found["native"].value(key), found["lupine"].value(key)
+        need(base is not None and over is not None, f"no {key} on both sides")
+        parts.append(f"{key} {base:.1f} -> {over:.1f}")
+    bandwidth = "h2d_pinned_1g_gbps"
+    base, over = found["native"].value(bandwidth), found["lupine"].value(bandwidth)
+    if base is not None and over is not None:
+        parts.append(f"{bandwidth} {base:.1f} -> {over:.1f}")
+    return "native -> lupine: " + ", ".join(parts)
+
+
+def check_lupine_profile(work: Path, output: str) -> str:
+    [r] = successful(work, 1)
+    _lupine_engaged(r)
+    return "under LUPINE: " + check_profile(work, output)
+
+
+def no_lupine(build: Path) -> Callable[[], str]:
+    def reason() -> str:
+        missing = [
+            p for p in (build / "client" / "libcuda.so.1", build / "server" / "lupine_driver_server") if not p.is_file()
+        ]
+        if not missing:
+            return ""
+        return (
+            f"no LUPINE build at {build} ({', '.join(p.name for p in missing)} missing): build it with `make "
+            f"remoting-layer SRC=<LUPINE source folder>` (or name one: lupine_dir=<folder with client/ and server/>)"
+        )
+
+    return reason
+
+
 def no_mps() -> str:
     if shutil.which("nvidia-cuda-mps-control") is None:
         return "no nvidia-cuda-mps-control on PATH (MPS is not installed here)"
@@ -398,4 +477,39 @@ def items(gpus: int, hami_lib: Optional[Path] = None) -> list[Item]:
                "diagnostic.duration_s=3"]],
              functools.partial(check_probe, verdicts=MEMORY_VERDICTS + SHARE_VERDICT), no_hami(hami),
              judge_exit=False),
+    ]  # fmt: skip
+
+
+LUPINE_PRECISIONS = ("fp32", "bf16")
+
+
+def optional_items(lupine_dir: Optional[Path] = None) -> list[Item]:
+    """Items beyond the 8-minute plan (it is full), run by name: `make gpu-check
+    ARGS="only=[lupine_bert,lupine_parity,lupine_microbench,lupine_profile]"` (about 4 minutes).
+    LUPINE over loopback on the same GPU, its server started by the suite; skipped, with how
+    to build it, when `lupine_dir` holds no build."""
+    build = Path(lupine_dir or LUPINE_BUILD)
+    build = build if build.is_absolute() else REPO_ROOT / build
+    absent = no_lupine(build)
+    on = [
+        "backend.client_dir=" + str(build / "client"),
+        "backend.server_program=" + str(build / "server" / "lupine_driver_server"),
+    ]
+    precisions = ",".join(LUPINE_PRECISIONS)
+    # ~20 s per BERT worker on the H200 (model built on the CPU, shared weight cache), plus the
+    # model's weights over loopback and LUPINE's slower context creation: not yet measured.
+    return [
+        Item("lupine_bert", f"bert infer {precisions}, native vs LUPINE over loopback: latency ratio, engaged", 120,
+             [["bench", "--multirun", "model=bert", "workload=infer", f"workload.precision={precisions}", *side,
+               "workload.batch_size=32", *SHORT] for side in (["backend=native"], ["backend=lupine", *on])],
+             check_lupine_bert, absent),
+        Item("lupine_parity", "parity of bert, native vs LUPINE", 50,
+             [["parity", "model=bert", "candidate=backend=lupine " + " ".join(on)]], check_lupine_parity, absent),
+        Item("lupine_microbench", "launch, sync, malloc, memcpy: native, then through LUPINE", 45,
+             [["diagnose", "diagnostic=microbench", "backend=native"],
+              ["diagnose", "diagnostic=microbench", "backend=lupine", *on]],
+             check_lupine_microbench, absent),
+        Item("lupine_profile", "per-step driver calls and bytes of bert infer under LUPINE", 35,
+             [["bench", "model=bert", "profile=true", "profile_steps=3", "backend=lupine", *on, *SHORT]],
+             check_lupine_profile, absent),
     ]  # fmt: skip
