@@ -303,6 +303,7 @@ class OverheadConfig(CommandConfig):
     # loop plus each thing the worker used to do in its window (NVML thread, events per step):
     # what each costs on this GPU (overhead.json "ablations"). GPU only; 0: none.
     ablation_rounds: int = 0
+    fork_server: bool = True  # the suite's side as `make bench` starts it (false: every worker afresh)
 
     def __post_init__(self) -> None:
         _check(self.rounds >= 1 and self.seconds > 0, "rounds must be >= 1 and seconds > 0")

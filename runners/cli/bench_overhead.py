@@ -80,6 +80,7 @@ def bench_overrides(args: OverheadConfig, case: Case, results_dir: Path, backend
         f"timeout_s={args.timeout_s}",
         "tracking=none",  # the suite's runs of this benchmark are its evidence, not results to compare
         f"results_dir={results_dir}",
+        f"fork_server={str(args.fork_server).lower()}",
     ]
 
 

@@ -138,9 +138,17 @@ def serve(path: str, inherited: dict) -> None:
     print(json.dumps({"ready": True, **inherited}), flush=True)
     waiting: dict[int, socket.socket] = {}  # child pid -> the connection that asked for it
     runs = 0
+    # Asleep until something happens (a request, a child's end, the parent leaving): a server
+    # that polled would wake up beside the runs it forked, inside their measured steps.
+    child_ended, wake_up = os.pipe()
+    os.set_blocking(wake_up, False)
+    signal.set_wakeup_fd(wake_up)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     try:
         while True:
-            readable, _, _ = select.select([listener, sys.stdin], [], [], 0.05)
+            readable, _, _ = select.select([listener, sys.stdin, child_ended], [], [])
+            if child_ended in readable:
+                os.read(child_ended, 4096)
             if sys.stdin in readable and not os.read(sys.stdin.fileno(), 4096):
                 return  # the parent closed our stdin, or is gone
             if listener in readable:
@@ -160,6 +168,9 @@ def serve(path: str, inherited: dict) -> None:
                 sys.stderr.flush()
                 pid = os.fork()
                 if pid == 0:
+                    signal.set_wakeup_fd(-1)
+                    os.close(child_ended)
+                    os.close(wake_up)
                     child(
                         request,
                         {**inherited, "model_import_s": warm_s, "runs_before": runs},
