@@ -59,8 +59,12 @@ class LupineConfig(BackendConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(
-            self.server is None or re.fullmatch(r"[\w.\-]+:\d{1,5}", self.server) is not None,
-            f"backend.server must be host:port (an IPv4 address or a name), got {self.server!r}",
+            self.server is None
+            or (
+                re.fullmatch(r"[\w.\-]+:\d{1,5}", self.server) is not None
+                and 1 <= int(self.server.rsplit(":", 1)[1]) <= 65535
+            ),
+            f"backend.server must be host:port (an IPv4 address or a name, a port in 1..65535), got {self.server!r}",
         )
         _check(self.connect_timeout_s > 0, f"backend.connect_timeout_s must be > 0, got {self.connect_timeout_s}")
         _check(self.start_timeout_s > 0, f"backend.start_timeout_s must be > 0, got {self.start_timeout_s}")

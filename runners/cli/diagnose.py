@@ -31,8 +31,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     session = Session()
-    with progress(plan_.run_name) as update:
-        group, runs = groups.run_diagnostic(plan_, update)
+    try:
+        with progress(plan_.run_name) as update:
+            group, runs = groups.run_diagnostic(plan_, update)
+    except USER_ERRORS as exc:  # the backend's daemon or server that does not start
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
     session.record_group(config, group, runs)
     for line in group_lines(group):
         console.print(line, markup=False, highlight=False)

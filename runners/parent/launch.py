@@ -141,7 +141,7 @@ def start_worker(plan: Plan, job: Job, job_path: Path, log, env: dict[str, str])
             "size": job.model.size,
         }
         run_only = plan.backend.run_environment(Path(job.run_dir))
-        forked = fork_servers.servers.spawn(env, run_only, plan.entry.framework, request)
+        forked = fork_servers.servers.spawn(env, run_only, plan.entry.framework, request, plan.config.timeout_s)
         if forked is not None:
             return forked
     return subprocess.Popen(
@@ -204,10 +204,11 @@ def launch(
     timed_out = False
 
     with open(log_path, "wb") as log:
-        proc = start_worker(plan, job, job_path, log, worker_env(plan, run_dir))
-        deadline = time.monotonic() + timeout_s
+        proc = None
         interrupted = True  # until the loop ends by itself: Ctrl-C or SIGTERM reach the parent in it
         try:
+            proc = start_worker(plan, job, job_path, log, worker_env(plan, run_dir))  # a fork server may start first
+            deadline = time.monotonic() + timeout_s
             while True:
                 try:
                     proc.wait(timeout=POLL_S)
@@ -224,13 +225,14 @@ def launch(
         finally:
             if interrupted:  # never leave a worker behind, nor a run without its result
                 (run_dir / STOP_FILE).write_text(json.dumps({"type": "Stopped", "message": INTERRUPTED}))
-                _stop(proc)
+                if proc is not None:
+                    _stop(proc)
                 if not (run_dir / RESULT_FILE).exists():  # stopped before it could record anything
                     Result.for_job(job).fail("Stopped", INTERRUPTED, _tail(log_path)).write(run_dir / RESULT_FILE)
             plan.backend.end_run(run_dir)
 
     result_path = run_dir / RESULT_FILE
-    code = proc.returncode
+    code = proc.wait()  # already ended; a forked worker's status may still be on its way from its server
     (run_dir / LAUNCH_FILE).write_text(
         json.dumps({"exit_code": code, "timed_out": timed_out, "timeout_s": timeout_s, "ended_at": time.time()})
     )

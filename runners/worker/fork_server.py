@@ -16,6 +16,7 @@ the child has ended (S as os.waitpid gives it)."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -39,25 +40,6 @@ def threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
-def fork_aware_threads() -> int:
-    """Threads whose library makes a fork safe: OpenBLAS's pthreads pool (numpy's and scipy's
-    copies start one at import) joins its threads in a pthread_atfork handler; jemalloc (which
-    TensorFlow's import starts a background thread of) takes its locks around a fork and
-    restarts nothing in the child."""
-    from threadpoolctl import threadpool_info
-
-    openblas = sum(
-        max(0, pool["num_threads"] - 1)
-        for pool in threadpool_info()
-        if pool["internal_api"] == "openblas" and pool.get("threading_layer") == "pthreads"
-    )
-    jemalloc = sum(
-        Path(f"/proc/self/task/{task}/comm").read_text().strip() == "jemalloc_bg_thd"
-        for task in os.listdir("/proc/self/task")
-    )
-    return openblas + jemalloc
-
-
 def unforkable() -> str | None:
     """Why this process must not fork now, or None."""
     torch = sys.modules.get("torch")
@@ -69,12 +51,29 @@ def unforkable() -> str | None:
     if driver:
         name = os.path.basename(driver[0])
         return f"the fork server loaded {name} during its imports (a forked child could not use the driver)"
-    others = threads() - 1 - fork_aware_threads()
-    if others > 0:
-        return (
-            f"the fork server runs {others} thread(s) besides its own after its imports (a fork would copy their locks)"
-        )
+    # Threads whose library makes a fork safe: jemalloc's background thread (TensorFlow's import
+    # starts one) is handled by jemalloc's own fork handlers; OpenBLAS's pools (numpy's and
+    # scipy's copies start one at import) are joined by their pthread_atfork handler, so after
+    # the first fork they are gone. Any other count is a thread nothing accounts for.
+    others = threads() - 1 - _named_threads("jemalloc_bg_thd")
+    if others not in (0, _openblas_pool_threads()):
+        return f"the fork server runs {others} thread(s) it cannot account for (a fork would copy their locks)"
     return None
+
+
+def _named_threads(name: str) -> int:
+    return sum(Path(f"/proc/self/task/{t}/comm").read_text().strip() == name for t in os.listdir("/proc/self/task"))
+
+
+def _openblas_pool_threads() -> int:
+    """The threads OpenBLAS's pthreads pools run once started (each: its size less the caller)."""
+    from threadpoolctl import threadpool_info
+
+    return sum(
+        max(0, pool["num_threads"] - 1)
+        for pool in threadpool_info()
+        if pool["internal_api"] == "openblas" and pool.get("threading_layer") == "pthreads"
+    )
 
 
 def warm(model: str, size: str | None) -> float:
@@ -125,6 +124,8 @@ def child(request: dict, inherited: dict, listener: socket.socket, open_connecti
     except BaseException:  # noqa: BLE001  (the worker records its own failures; this is what it could not)
         traceback.print_exc()
     finally:
+        with contextlib.suppress(BaseException):
+            atexit._run_exitfuncs()  # as an interpreter's exit would: multiprocessing ends its children
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
@@ -136,6 +137,7 @@ def serve(path: str, inherited: dict) -> None:
     listener.bind(path)
     listener.listen(64)
     print(json.dumps({"ready": True, **inherited}), flush=True)
+    os.dup2(2, 1)  # nobody reads the ready pipe again: whatever is printed from now on goes to the log
     waiting: dict[int, socket.socket] = {}  # child pid -> the connection that asked for it
     runs = 0
     # Asleep until something happens (a request, a child's end, the parent leaving): a server
@@ -166,6 +168,7 @@ def serve(path: str, inherited: dict) -> None:
                     continue
                 sys.stdout.flush()
                 sys.stderr.flush()
+                rss_mb = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
                 pid = os.fork()
                 if pid == 0:
                     signal.set_wakeup_fd(-1)
@@ -173,7 +176,7 @@ def serve(path: str, inherited: dict) -> None:
                     os.close(wake_up)
                     child(
                         request,
-                        {**inherited, "model_import_s": warm_s, "runs_before": runs},
+                        {**inherited, "model_import_s": warm_s, "runs_before": runs, "server_rss_mb": rss_mb},
                         listener,
                         list(waiting.values()) + [connection],
                     )

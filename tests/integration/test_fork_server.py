@@ -4,14 +4,18 @@ What a fresh worker has must hold for a forked one: the same weights for a seed,
 library mapped, only its own variables, no process left behind; where forking is not safe,
 runs start afresh."""
 
+import os
 import shutil
+import subprocess
+import sys
+import time
 
 import numpy as np
 import psutil
 import pytest
 from stand_ins import build_library
 
-from conftest import TINY, results_of, run_command
+from conftest import REPO, TINY, results_of, run_command
 
 needs_gcc = pytest.mark.skipif(not shutil.which("gcc"), reason="needs gcc to build stand-in libraries")
 CHEAP = ["model=dummy", "backend=cpu", "tracking=none", *TINY]
@@ -102,7 +106,7 @@ def test_a_variable_of_one_run_never_reaches_the_next(results_dir):
 @pytest.mark.parametrize(
     "library, source, reason",
     [
-        ("libthreads.so", THREAD_AT_LOAD_C, "thread(s) besides its own"),
+        ("libthreads.so", THREAD_AT_LOAD_C, "thread(s) it cannot account for"),
         # A driver loaded before the fork (as torch.cuda.is_available() does): no child could use it.
         ("libcuda.so.1", "int cuInit(unsigned flags) { return 0; }\n", "loaded libcuda.so.1"),
     ],
@@ -137,3 +141,52 @@ def test_a_forked_worker_past_its_timeout_is_stopped_and_recorded(results_dir):
     assert result.status == "failed" and result.error.type == "Timeout", result.error
     assert _forked(result), "the forked worker recorded its own stop, with what it inherited"
     assert not _left_behind(results_dir)
+
+
+def test_a_fork_server_that_dies_mid_sweep_costs_its_run_and_the_rest_start_afresh(results_dir):
+    """Killed (say, by the out-of-memory killer) while its child runs: that run is recorded as
+    killed, the next ones start afresh with a note, and the command ends without a traceback."""
+    command = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runners.cli.bench",
+            *CHEAP,
+            "repeats=3",
+            "workload.min_duration_s=2",
+            "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=sleep:0.05",
+        ],  # fmt: skip
+        cwd=REPO,
+        env={**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    server = None
+    while server is None and time.monotonic() < deadline:
+        server = next((p for p in psutil.process_iter() if _is_server_of(p, results_dir)), None)
+        time.sleep(0.1)
+    assert server is not None, "no fork server started"
+    while not list((results_dir / "runs").glob("*/job.json")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # its first child is measuring
+    server.kill()
+    out, err = command.communicate(timeout=180)
+    assert "Traceback" not in out + err, err
+    assert "fork server did not answer" in err or "fork server" in err, err
+    results = sorted(results_of(results_dir), key=lambda r: r.started_at)
+    assert len(results) == 3
+    assert results[0].status == "failed" and results[0].error.type == "WorkerKilled", results[0].error
+    assert [bool(_forked(r)) for r in results[1:]] == [False, False]
+    assert [r.status for r in results[1:]] == ["success", "success"]
+    assert not _left_behind(results_dir)
+
+
+def _is_server_of(process, results_dir) -> bool:
+    try:
+        return "runners.worker.fork_server" in " ".join(process.cmdline()) and process.environ().get(
+            "VGPU_BENCH_RESULTS"
+        ) == str(results_dir)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False

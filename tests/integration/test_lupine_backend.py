@@ -502,3 +502,14 @@ def test_a_server_that_does_not_start_under_ab_is_one_line_too(results_dir, lupi
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]  # the baseline ran first
     assert len(errors) == 1 and errors[0].startswith("error: the LUPINE server exited with code 1 before it listened")
+
+
+def test_a_server_that_does_not_start_under_a_diagnostic_is_one_line_too(results_dir, lupine):
+    from conftest import run_command
+
+    lupine.server.write_text("#!/bin/bash\necho 'Socket bind failed.'\nexit 1\n")
+    side = [f"backend.client_dir={lupine.client}", f"backend.server_program={lupine.server}"]
+    done = run_command(results_dir, "diagnose", "diagnostic=microbench", "backend=lupine", *side, env=lupine.env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: the LUPINE server exited with code 1 before it listened")
