@@ -22,7 +22,7 @@ SIDES = $(if $(baseline),"baseline=$(baseline)") $(if $(candidate),"candidate=$(
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
-	@echo "  variables: model=<zoo name> backend=<cpu|native|auto|vgpu|hami|mps|mig> workload=<infer|train|train_ddp|generate|serve> ARGS=\"<Hydra overrides>\""
+	@echo "  variables: model=<zoo name> backend=<cpu|native|auto|vgpu|lupine|hami|mps|mig> workload=<infer|train|train_ddp|generate|serve> ARGS=\"<Hydra overrides>\""
 
 setup: $(VENV)/.installed ## create .venv with everything (idempotent)
 
