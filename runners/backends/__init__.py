@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Optional
@@ -147,6 +148,12 @@ def prepend_path(variable: str, *entries: str) -> str:
     return os.pathsep.join([*entries, *([existing] if existing else [])])
 
 
+def instance_name(token: str) -> str:
+    """This command's name for a daemon or server it starts (host, process, `token`): the
+    folder of its logs and state, never shared with another command's."""
+    return f"{socket.gethostname()}-{os.getpid()}-{token}"
+
+
 backends: Registry[type[Backend]] = Registry("backend")
 
 
@@ -158,4 +165,4 @@ def create(config: BackendConfig, results_dir: Path) -> Backend:
 
 from runners.backends import hami, local, lupine, mig, mps, vgpu  # noqa: E402,F401  (registers the backends)
 
-__all__ = ["Backend", "Check", "Seen", "UsageError", "backends", "create", "prepend_path"]
+__all__ = ["Backend", "Check", "Seen", "UsageError", "backends", "create", "instance_name", "prepend_path"]

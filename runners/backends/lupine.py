@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any, Optional
 
 from runners import REPO_ROOT
-from runners.backends import Backend, Check, UsageError, backends, prepend_path
+from runners.backends import Backend, Check, UsageError, backends, instance_name, prepend_path
 from runners.backends.local import device_used, same_device
 from runners.config import BackendConfig, _check
 
@@ -62,7 +62,7 @@ class LupineConfig(BackendConfig):
             self.server is None
             or (
                 re.fullmatch(r"[\w.\-]+:\d{1,5}", self.server) is not None
-                and 1 <= int(self.server.rsplit(":", 1)[1]) <= 65535
+                and 1 <= split_server(self.server)[1] <= 65535
             ),
             f"backend.server must be host:port (an IPv4 address or a name, a port in 1..65535), got {self.server!r}",
         )
@@ -253,7 +253,7 @@ class LupineBackend(Backend):
 
     def __init__(self, config, state_dir, requested=None):
         super().__init__(config, state_dir, requested)
-        self.instance = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.instance = instance_name(secrets.token_hex(3))
         self._server: Optional[_Server] = None  # the suite's own, while session() runs
         self._port: Optional[int] = None
 

@@ -16,7 +16,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from runners.backends import Backend, Check, UsageError, backends
+from runners.backends import Backend, Check, UsageError, backends, instance_name
 from runners.backends.local import device_used
 from runners.config import BackendConfig, _check, parse_size_mib
 
@@ -89,7 +88,7 @@ class MpsBackend(Backend):
     def __init__(self, config, state_dir, requested=None):
         super().__init__(config, state_dir, requested)
         token = secrets.token_hex(3)
-        self.instance = f"{socket.gethostname()}-{os.getpid()}-{token}"
+        self.instance = instance_name(token)
         self.pipe_dir = runtime_base() / f"vb-mps-{os.getpid()}-{token}"  # created by session()
 
     def _check_socket_path(self) -> None:

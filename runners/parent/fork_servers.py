@@ -159,7 +159,6 @@ class ForkServers:
         self._servers: dict[tuple, Optional[_Server]] = {}
         self._retired: list[_Server] = []
         self._lock = threading.Lock()
-        self.notes: list[str] = []  # why a server was not used, once per server
         atexit.register(self.close)
 
     def spawn(
@@ -199,7 +198,6 @@ class ForkServers:
             self._retired.remove(server)
 
     def _note(self, why: str) -> None:
-        self.notes.append(why)
         print(f"note: {why}; its runs start afresh (fork_server=false says so at once)", file=sys.stderr, flush=True)
 
     def close(self) -> None:

@@ -30,7 +30,7 @@ import traceback
 from pathlib import Path
 
 import runners.worker.main as worker_main  # what every child runs, imported once here
-from runners.worker.fingerprint import mapped_files
+from runners.worker.fingerprint import gpu_library, mapped_files
 from runners.worker.startup import FORKED_VARIABLE
 
 _warm: dict[tuple[str, str | None], float] = {}  # (model, size) -> seconds its imports took here
@@ -47,7 +47,7 @@ def unforkable() -> str | None:
         return "CUDA was initialized in the fork server"
     # Loaded means likely initialized (torch.cuda.is_available() calls cuInit), and a child of a
     # process that initialized the driver cannot use it. NVML's handles would be shared too.
-    driver = [p for p in mapped_files() if os.path.basename(p).startswith(("libcuda.so", "libnvidia-ml.so"))]
+    driver = [p for p in mapped_files() if gpu_library(p) in ("libcuda", "libnvidia-ml")]
     if driver:
         name = os.path.basename(driver[0])
         return f"the fork server loaded {name} during its imports (a forked child could not use the driver)"
@@ -132,6 +132,11 @@ def child(request: dict, inherited: dict, listener: socket.socket, open_connecti
         os._exit(code)
 
 
+def _send(connection: socket.socket, message: dict) -> None:
+    """One line of the protocol (the module's docstring) to the parent."""
+    connection.sendall((json.dumps(message) + "\n").encode())
+
+
 def serve(path: str, inherited: dict) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
@@ -163,7 +168,7 @@ def serve(path: str, inherited: dict) -> None:
                 except Exception as exc:  # noqa: BLE001  (a fresh worker will record it as the run's failure)
                     warm_s, why = 0.0, f"importing {request['model']}'s libraries failed: {type(exc).__name__}: {exc}"
                 if why:
-                    connection.sendall((json.dumps({"refused": why}) + "\n").encode())
+                    _send(connection, {"refused": why})
                     connection.close()
                     continue
                 sys.stdout.flush()
@@ -182,14 +187,14 @@ def serve(path: str, inherited: dict) -> None:
                     )
                 runs += 1
                 waiting[pid] = connection
-                connection.sendall((json.dumps({"pid": pid}) + "\n").encode())
+                _send(connection, {"pid": pid})
             while waiting:
                 pid, status = os.waitpid(-1, os.WNOHANG)
                 if pid == 0:
                     break
                 if connection := waiting.pop(pid, None):
                     with contextlib.suppress(OSError):
-                        connection.sendall((json.dumps({"status": status}) + "\n").encode())
+                        _send(connection, {"status": status})
                     connection.close()
     finally:
         for pid in waiting:  # the parent is gone: nobody will wait for these runs

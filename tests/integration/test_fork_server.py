@@ -34,16 +34,19 @@ def _forked(result) -> dict:
     return (result.details.get("startup") or {}).get("forked") or {}
 
 
+def _of_this_test(process, results_dir) -> bool:
+    """A process of this test's command (its workers and fork servers have its results folder)."""
+    try:
+        return process.environ().get("VGPU_BENCH_RESULTS") == str(results_dir)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
 def _left_behind(results_dir) -> list:
     """Processes of this test's command still running (fork servers, workers): none may be."""
-    left = []
-    for process in psutil.process_iter():
-        try:
-            if process.environ().get("VGPU_BENCH_RESULTS") == str(results_dir):
-                left.append(process.cmdline())
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return left
+    return [
+        process.info["cmdline"] for process in psutil.process_iter(["cmdline"]) if _of_this_test(process, results_dir)
+    ]
 
 
 @pytest.mark.slow
@@ -185,8 +188,6 @@ def test_a_fork_server_that_dies_mid_sweep_costs_its_run_and_the_rest_start_afre
 
 def _is_server_of(process, results_dir) -> bool:
     try:
-        return "runners.worker.fork_server" in " ".join(process.cmdline()) and process.environ().get(
-            "VGPU_BENCH_RESULTS"
-        ) == str(results_dir)
+        return "runners.worker.fork_server" in " ".join(process.cmdline()) and _of_this_test(process, results_dir)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
