@@ -51,7 +51,9 @@ def _check(condition: bool, message: str) -> None:
 @dataclass
 class ModelConfig:
     name: str = "bert"
-    size: Optional[str] = None  # None: the entry's real (default) size
+    # auto: the entry's real size where this machine has an NVIDIA GPU (or with weights), else
+    # tiny (the real sizes take seconds a step on a CPU); None: the real size; or a preset's name.
+    size: Optional[str] = "auto"
     weights: Optional[str] = None  # local pretrained weights (file or directory); None: random
 
 
@@ -355,9 +357,18 @@ def config_hash(config: CommandConfig, task: str = "workload") -> str:
     for (section, key), default in _ADDED_LATER.items():
         if (plain.get(section) or {}).get(key, default) == default:
             (plain.get(section) or {}).pop(key, None)
+    model = plain.get("model") or {}
+    if model.get("size") is not None and model["size"] == _real_size(model.get("name")):
+        model["size"] = None  # the real size, named by model.size=auto's resolution: the hash it had as null
     if task != "workload":
         plain["task"] = task  # parity on a workload's config is not that workload's result
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _real_size(model: Optional[str]) -> Optional[str]:
+    import zoo
+
+    return zoo.get(model).default_size if model in zoo.models.names() else None
 
 
 def to_plain(value: Any) -> Any:

@@ -15,7 +15,7 @@ def cards_markdown() -> str:
         "# The model zoo",
         "",
         "Generated from the registry by `make docs`; do not edit by hand. Figures are for one sample at the",
-        "default size and input shape (224x224 images, 128 tokens), forward pass, in FLOPs (2 per multiply-add);",
+        "real size and input shape (224x224 images, 128 tokens), forward pass, in FLOPs (2 per multiply-add);",
         "tests recompute them from the models and check them against the upstream figures named here.",
         "",
         "| model | framework | task | params | GFLOPs/sample | workloads | runtimes |",
@@ -28,7 +28,7 @@ def cards_markdown() -> str:
             f"{e.flops_per_sample / 1e9:,.3f} | {', '.join(e.workloads)} | {', '.join(e.runtimes())} |"
         )
     for e in entries:
-        sizes = ", ".join(f"`{s}`" + (" (default)" if s == e.default_size else "") for s in e.sizes)
+        sizes = ", ".join(f"`{s}`" + (" (real)" if s == e.default_size else "") for s in e.sizes)
         shape = {
             "text": "workload.seq_len (tokens)",
             "image": "workload.image_size (pixels per side)",
@@ -49,7 +49,8 @@ def cards_markdown() -> str:
             + (f", at least {e.min_image_size} pixels" if e.min_image_size else ""),
             f"- parameters: {e.params:,}; forward FLOPs per sample: {e.flops_per_sample:,.0f}",
             f"- checked against: {e.source}",
-            f'- run it: `make bench model={e.name} workload=train` (CPU: `ARGS="model.size=tiny"`)',
+            f"- run it: `make bench model={e.name} workload=train` (the real size on a GPU, `tiny` on a machine"
+            f' without one: model.size=auto; `ARGS="model.size={e.default_size}"` asks for the real size anywhere)',
         ]
     return "\n".join(lines) + "\n"
 

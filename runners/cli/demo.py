@@ -23,7 +23,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (*USER_ERRORS, ValueError) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
-    return demo.demo(model.name, config.input, model.weights, model.size)
+    # a demo is the real model (its pretrained weights have the real shapes): auto is the real size
+    return demo.demo(model.name, config.input, model.weights, None if model.size == "auto" else model.size)
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def summary_table(rows: list[Finished], groups: Iterable[Optional[GroupRecord]] 
         result = row.result
         throughput = result.metrics.get("throughput")
         status = _table_status(result, invalid_groups)
-        name = result.model.name if result.model else result.task
+        name = f"{result.model.name} {result.model.size}" if result.model else result.task  # which size ran
         table.add_row(
             name + (f" ({result.display_name[len(result.run_name) + 1 :]})" if result.group else ""),
             result.workload or result.task,

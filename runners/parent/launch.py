@@ -163,6 +163,7 @@ def plan_text(plan: Plan) -> str:
         f"  backend: {backend.name} ({backend.summary}), device {backend.device}"
         + (f", requested {backend.requested}" if backend.requested != backend.name else ""),
         f"  preflight: {'FAILS: ' + plan.preflight_error if plan.preflight_error else 'ok'}",
+        *([f"  model: {plan.entry.name}, size {plan.entry.size}"] if plan.entry else []),
         f"  worker: {' '.join(worker_command(plan.results_dir / 'runs' / '<run-id>' / JOB_FILE, plan.ranks))}"
         + (
             " (forked from a fork server started with this environment; fork_server=false: afresh)"

@@ -4,6 +4,7 @@ as one line; a dry run keeps a failing preflight in the plan instead, to show it
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from runners.backends import create as create_backend
 from runners.config import BenchConfig, Compile, DiagnoseConfig, TfMode, config_hash, to_plain
 from runners.contracts import GroupRef, Job, ModelRecord, TenantBarrier
 from runners.errors import UsageError
+from runners.nvml import visible_gpus
 from runners.parent import runtimes
 from runners.redact import redact_env, redact_tree
 from runners.scenarios import Scenario, scenarios
@@ -102,6 +104,22 @@ def plan_diagnostic(config: DiagnoseConfig) -> Plan:
     return Plan(config, diagnostic.name, backend, f"{diagnostic.name}-{backend.name}", preflight_error=preflight_error)
 
 
+def model_size(config: BenchConfig, backend: Backend) -> Optional[str]:
+    """model.size as the run takes it: `auto` is the entry's real size on a GPU backend, on a
+    machine with a GPU (a CPU run there pairs with its GPU runs) and with weights (they have
+    the real shapes); else tiny, where the entry has one: the real sizes take seconds a step
+    on a CPU, and `make bench` with its defaults is a first try. The plan and the result say
+    which size ran."""
+    size, entry = config.model.size, zoo.get(config.model.name)
+    if size != "auto":
+        if size is not None and size not in entry.sizes:
+            raise zoo.UnknownName(f"size of model '{entry.name}'", size, ["auto", *entry.sizes])
+        return size
+    if backend.device == "cuda" or config.model.weights or "tiny" not in entry.sizes or visible_gpus()[0]:
+        return entry.default_size
+    return "tiny"
+
+
 def plan(config: BenchConfig) -> Plan:
     scenario = scenarios.get(config.workload.kind)()
     config = scenario.plan(config, create_backend(config.backend, Path(config.results_dir)).device)
@@ -112,6 +130,7 @@ def plan(config: BenchConfig) -> Plan:
             f"workload.compile=cudagraphs captures CUDA graphs, and backend '{backend.name}' has no GPU. "
             f"Valid here: none, inductor"
         )
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, size=model_size(config, backend)))
     entry = zoo.get(config.model.name)(config.model.size)
     frameworks.get(entry.framework)
     config = runtimes.resolve(config, entry, backend)
