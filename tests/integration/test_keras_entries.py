@@ -1,0 +1,35 @@
+"""The Keras entries' presets and the TensorFlow adapter's steps, in this process (no worker)."""
+
+import numpy as np
+import pytest
+
+import zoo
+
+pytest.importorskip("tensorflow")
+
+SHAPE = zoo.InputShape(seq_len=16, image_size=32)
+
+
+def test_tiny_keras_resnet50_is_the_bottleneck_design_with_one_block_per_stage():
+    model = zoo.load("keras_resnet50", size="tiny", shape=SHAPE).model
+    blocks = {"_".join(layer.name.split("_")[:2]) for layer in model.layers if "_block" in layer.name}
+    assert blocks == {"conv2_block1", "conv3_block1", "conv4_block1", "conv5_block1"}
+    # Bottleneck widths 16, 32, 64, 128 (torch tiny's), each block's output 4x that.
+    widths = [model.get_layer(f"conv{stage}_block1_{conv}_conv").filters for stage in (2, 3, 4, 5) for conv in (1, 3)]
+    assert widths == [16, 64, 32, 128, 64, 256, 128, 512]
+    assert model.count_params() == 529_898  # the full ResNet50 with 10 classes: 23,608,202
+
+
+def test_full_keras_resnet50_is_keras_applications_resnet50():
+    import keras
+
+    ours = zoo.get("keras_resnet50")().build(SHAPE)
+    upstream = keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classifier_activation=None)
+    assert [(w.path, w.shape) for w in ours.weights] == [(w.path, w.shape) for w in upstream.weights]
+
+
+@pytest.mark.parametrize("name", ["keras_resnet50", "keras_mobilenet_v2"])
+def test_keras_weights_are_seeded(name):
+    a, b, c = (zoo.load(name, size="tiny", shape=SHAPE, seed=seed).model.get_weights() for seed in (1, 1, 2))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
