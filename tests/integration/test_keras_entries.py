@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 import zoo
+from runners.config import WorkloadConfig
+from runners.worker.frameworks import frameworks
 
 pytest.importorskip("tensorflow")
 
@@ -33,3 +35,16 @@ def test_keras_weights_are_seeded(name):
     a, b, c = (zoo.load(name, size="tiny", shape=SHAPE, seed=seed).model.get_weights() for seed in (1, 1, 2))
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+@pytest.mark.parametrize("workload", ["train", "infer"])
+def test_a_graph_step_is_traced_once(workload):
+    # A tf.function traced again per step, or twice on its first call (a train step whose first
+    # call creates the optimizer's variables), pays the tracing and graph optimization again.
+    framework = frameworks.get("tensorflow")("cpu", "fp32", None)  # threads: TF is initialized here
+    make = framework.train_step if workload == "train" else framework.infer_step
+    step = make(zoo.get("keras_resnet50")("tiny"), WorkloadConfig(kind=workload, batch_size=2), SHAPE, seed=0)
+    for _ in range(3):
+        step()
+    framework.synchronize()
+    assert framework._step_fn.experimental_get_tracing_count() == 1
