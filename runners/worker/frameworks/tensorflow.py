@@ -111,8 +111,8 @@ class TensorFlowFramework(Framework):
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
         # Its state now, not inside the first call: a tf.function whose first call creates
         # variables is traced twice (once to create them, once without), doubling the first step.
+        # Not marked: as PyTorch's lazily made state, it stays part of the first step's phase.
         optimizer.build(model.trainable_variables)
-        self.mark("build")
 
         def train(batch):
             with tf.GradientTape() as tape:
