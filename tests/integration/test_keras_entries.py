@@ -7,6 +7,8 @@ import zoo
 from runners.config import WorkloadConfig
 from runners.worker.frameworks import frameworks
 
+from conftest import TINY, results_of
+
 pytest.importorskip("tensorflow")
 
 SHAPE = zoo.InputShape(seq_len=16, image_size=32)
@@ -48,3 +50,16 @@ def test_a_graph_step_is_traced_once(workload):
         step()
     framework.synchronize()
     assert framework._step_fn.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.slow
+def test_a_forked_and_a_fresh_worker_train_from_the_same_seeded_weights(cli, results_dir):
+    # The same steps (TINY: one warm-up, one window of two) from the same weights and batch
+    # give the same loss, bit for bit; unseeded weights would differ between the processes.
+    done = cli("--multirun", "model=keras_resnet50", "workload=train", "backend=cpu", "tracking=none", *TINY,
+               "fork_server=false,true")  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = {bool((r.details.get("startup") or {}).get("forked")): r for r in results_of(results_dir)}
+    assert set(results) == {False, True}, "one forked, one started afresh"
+    assert results[False].measurement.steps == results[True].measurement.steps == 2
+    assert results[False].measurement.final_loss == results[True].measurement.final_loss > 0
