@@ -9,7 +9,10 @@ class KerasResNet50(KerasImageClassifier):
     name = "keras_resnet50"
     summary = "keras.applications ResNet50 (TensorFlow), channels-last."
     application = "ResNet50"
-    sizes = {"full": dict(), "tiny": dict(classes=10)}  # same architecture; tests use 32x32 images
+    # tiny: the bottleneck design with one block per stage, as the torch resnet50's tiny, through
+    # the code keras.applications.ResNet50 runs. Keras ties a block's output to 4x its bottleneck
+    # width, so the bottlenecks are torch tiny's (16..128 wide) and the outputs 64..512, not 256..2048.
+    sizes = {"full": dict(), "tiny": dict(filters=(16, 32, 64, 128), classes=10)}
     default_size = "full"
     params = 25_636_712
     flops_per_sample = 7_755_294_312.0
@@ -17,6 +20,32 @@ class KerasResNet50(KerasImageClassifier):
         "keras.applications ResNet50: 25,636,712 params (Keras documentation table); "
         "ResNet-50 v1 3.8 G multiply-adds (He et al.)"
     )
+
+    def build(self, shape: InputShape = InputShape()):
+        if self.size == "full":
+            return super().build(shape)
+        from keras.src.applications.resnet import ResNet, stack_residual_blocks_v1
+
+        settings = dict(self.settings)
+        filters = settings.pop("filters")
+
+        def stack_fn(x):
+            for stage, width in enumerate(filters):
+                # ResNet50's stack_fn with one block each: stage conv2 keeps the stem's stride.
+                x = stack_residual_blocks_v1(x, width, 1, stride1=2 if stage else 1, name=f"conv{stage + 2}")
+            return x
+
+        size = shape.image_size
+        return ResNet(
+            stack_fn,
+            preact=False,
+            use_bias=True,
+            weights=None,
+            input_shape=(size, size, 3),
+            classifier_activation=None,
+            name=f"resnet50_{self.size}",
+            **settings,
+        )
 
 
 @models.register
