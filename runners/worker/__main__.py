@@ -2,6 +2,6 @@
 
 import sys
 
-from runners.worker.main import main
+from runners.worker.main import leave, main
 
-sys.exit(main(sys.argv[1:]))
+leave(main(sys.argv[1:]))

@@ -12,6 +12,7 @@ read top to bottom here; split, the failure paths would be spread over modules."
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -55,21 +56,37 @@ def _stopper(run_dir: Path):
     return terminated
 
 
+# A run's step, and what it holds (a tf.data pipeline, a DataLoader's workers), lives until the
+# process ends, which tears nothing down (leave): dropping a training step's tf.data iterator
+# joined its autotuning thread for up to 9 s after the measured steps, before the result was
+# written (results/reference/cpu/sweep-keras-tiny.txt).
+_held: list[Any] = []
+
+
+def leave(code: int) -> NoReturn:
+    """How every worker ends, once its result file is written: the exit handlers run (as at an
+    interpreter's exit: multiprocessing ends its children), nothing else is torn down, and the
+    operating system frees what the process held."""
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
 def end_rank(code: int) -> NoReturn:
-    """How a torchrun rank ends, once its result file is written: after the other ranks (a
-    barrier, when this one succeeded), and without tearing down its process group. The gloo
-    group's destructor runs with the GIL held and joins a thread that may still need the GIL
-    to free the last collective's tensors: a rank hung there for good, one run in a few on a
-    loaded 2-core machine (pytorch/pytorch#56297; destroy_process_group() goes through the
-    same destructor). The operating system frees what the process held."""
+    """How a torchrun rank ends: after the other ranks (a barrier, when this one succeeded), and
+    without tearing down its process group. The gloo group's destructor runs with the GIL held
+    and joins a thread that may still need the GIL to free the last collective's tensors: a rank
+    hung there for good, one run in a few on a loaded 2-core machine (pytorch/pytorch#56297;
+    destroy_process_group() goes through the same destructor)."""
     import torch.distributed as dist
 
     if code == 0 and dist.is_initialized():
         with contextlib.suppress(Exception):  # a peer that already left: nothing is lost, the result is written
             dist.barrier()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    leave(code)
 
 
 def wait_for_tenants(job: Job) -> None:
@@ -253,6 +270,7 @@ def run_workload(job: Job, result: Result, state: dict[str, Any]) -> None:
         record_memory(result, framework, sampler)
         return
     step = scenario.build_step(framework, entry, workload, shape, config.seed)
+    _held.append(step)
     result.model.params = framework.param_count()
     energy = nvml.EnergyMeter() if device == "cuda" else None
     timed = scenario.time_limited

@@ -1,7 +1,8 @@
 """A framework-free workload for testing the suite itself: each step sleeps, and the
 fault named in VGPU_BENCH_DUMMY_FAULT (set through `backend.extra_env`) is injected:
-`raise`, `exit`, `segfault`, `hang`, `sleep:<seconds>` per step, or `fail-after:<n>` (every
-forward pass after the n-th raises: a server whose batches fail). VGPU_BENCH_DUMMY_LOAD
+`raise`, `exit`, `segfault`, `hang`, `sleep:<seconds>` per step, `fail-after:<n>` (every
+forward pass after the n-th raises: a server whose batches fail), or `slow-teardown:<seconds>`
+(releasing the model takes that long, as a tf.data pipeline joining its threads). VGPU_BENCH_DUMMY_LOAD
 names a shared library to load as a framework loads its CUDA runtime (by name, through
 the dynamic linker's search path, or by absolute path), for the backends' stand-ins."""
 
@@ -9,6 +10,15 @@ import os
 import time
 
 from zoo.base import ZooModel, models
+
+
+class _SlowToRelease(float):
+    """A step time whose release takes `seconds`."""
+
+    seconds = 0.0
+
+    def __del__(self):
+        time.sleep(self.seconds)
 
 
 @models.register
@@ -43,6 +53,9 @@ class Dummy(ZooModel):
                 time.sleep(1)
         step_s = float(fault.split(":", 1)[1]) if fault.startswith("sleep:") else self.settings["step_s"]
         self._passes, self._fail_after = 0, int(fault.split(":", 1)[1]) if fault.startswith("fail-after:") else None
+        if fault.startswith("slow-teardown:"):
+            step_s = _SlowToRelease(step_s)
+            step_s.seconds = float(fault.split(":", 1)[1])
         return step_s
 
     def make_batch(self, batch_size, shape, seed):
