@@ -75,6 +75,8 @@ $(VENV)/.installed: pyproject.toml
 	install -e ".$${extras:+[$$extras]}"; \
 	echo "import zoo.torchvision_hook as hook; hook.install()" > "$$purelib/vgpu_bench_zoo.pth"
 	$(PY) -m compileall -q runners zoo hydra_plugins >/dev/null  # bytecode once: PYTHONDONTWRITEBYTECODE=1 made every process recompile (~80 ms a worker)
+	@# MLflow's schema once (2-5 s of migrations): every new sqlite store starts as a copy of it
+	$(PY) -c "from runners.tracking.write import make_schema_template as m; m()" 2>/dev/null || true
 	$(PY) -c "import runners.cli.bench, zoo" && touch $@
 
 # For an offline GPU host: make wheelhouse WHEEL_PYTHON=3.12 WHEEL_PLATFORM="manylinux_2_28_x86_64 manylinux_2_17_x86_64"

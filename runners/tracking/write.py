@@ -8,7 +8,9 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import socket
+import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -22,6 +24,7 @@ MAX_PARAM_LENGTH = 6000  # MLflow's limit for a param value
 TRACKING_FILE, UNSYNCED_FILE = "tracking.json", "UNSYNCED"
 LOCK_RETRIES = 8
 PROBE_TIMEOUT_S = 3.0
+SCHEMA_TEMPLATE_ID = 0x76676275  # "vgbu": sqlite's application_id of a store started from schema_template()
 ARTIFACTS = (RESULT_FILE, LOG_FILE, JOB_FILE, LAUNCH_FILE, "trace.json", "top_ops.txt", "requests.csv")
 
 # Every tag of a run's MLflow record, and how it is read off the result.
@@ -117,8 +120,52 @@ def client_for(config: TrackingConfig, results_dir: Path):
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # after import: mlflow sets its own level then
     with _opening_lock(uri):
+        _start_from_schema(uri)
         client = MlflowClient(uri)
         return client, _experiment_id(client, config.experiment, results_dir)
+
+
+def schema_template() -> Path:
+    """Where this installation keeps an empty sqlite store with MLflow's schema (`make setup`)."""
+    import mlflow
+
+    return Path(sys.prefix) / "share" / "vgpu-bench" / f"mlflow-{mlflow.__version__}-schema.db"
+
+
+def make_schema_template() -> Path:
+    """Create schema_template() once: MLflow's tables and migrations, no experiment (MLflow adds
+    its Default experiment, with the store's own artifact root, when a copy is first opened)."""
+    import sqlalchemy
+    from mlflow.store.db.utils import _initialize_tables
+
+    template = schema_template()
+    if not template.exists():
+        template.parent.mkdir(parents=True, exist_ok=True)
+        building = template.with_suffix(f".{os.getpid()}.tmp")
+        engine = sqlalchemy.create_engine(f"sqlite:///{building}")
+        try:
+            _initialize_tables(engine)
+            with engine.begin() as connection:  # what tells a store started from it (MLflow never sets it)
+                connection.exec_driver_sql(f"PRAGMA application_id = {SCHEMA_TEMPLATE_ID}")
+        finally:
+            engine.dispose()
+        building.replace(template)  # atomic: a reader sees no half-built schema
+    return template
+
+
+def _start_from_schema(uri: str) -> None:
+    """A new sqlite store starts as a copy of the schema template, when the installation has one:
+    creating the schema runs MLflow's migrations, 2-5 s of a first run here."""
+    path = Path(uri[len("sqlite:///") :].split("?")[0]) if uri.startswith("sqlite:///") else None
+    if path is None or path.exists():
+        return
+    with contextlib.suppress(OSError, ImportError):
+        template = schema_template()
+        if template.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            copying = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            shutil.copyfile(template, copying)
+            copying.replace(path)  # atomic: a copy cut short is never taken for a store
 
 
 @contextlib.contextmanager

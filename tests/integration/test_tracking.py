@@ -1,6 +1,7 @@
 """MLflow logging into a temporary sqlite store, through the real command line."""
 
 import json
+import sqlite3
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -73,3 +74,38 @@ def test_an_unreachable_store_keeps_the_result_file(cli, results_dir):
     done = cli("model=dummy", "backend=cpu", *TINY, f"tracking.uri=sqlite:///{results_dir}/not-a-dir/x.db")
     assert done.returncode == 1 and "could not log" in done.stderr and "the result is kept" in done.stderr
     assert len(run_dirs(results_dir)) == 1 and (run_dirs(results_dir)[0] / "result.json").exists()
+
+
+def test_a_new_store_starts_from_the_installations_schema(cli, tmp_path):
+    # `make setup` made the template (MLflow's migrations, once); a run into a results folder
+    # with no store copies it instead of migrating, and logs there as into any store.
+    from runners.tracking.write import SCHEMA_TEMPLATE_ID, schema_template
+
+    template = schema_template()
+    assert template.exists(), "make setup makes it"
+    results = tmp_path / "fresh"
+    done = cli("model=dummy", "backend=cpu", *TINY, f"results_dir={results}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    client = MlflowClient(f"sqlite:///{results}/mlflow.db")
+    experiments = {e.name: e for e in client.search_experiments()}
+    assert set(experiments) == {"Default", "vgpu-bench"}
+    assert str(template.parent) not in experiments["Default"].artifact_location  # the store's own, as MLflow makes it
+    [run] = client.search_runs([experiments["vgpu-bench"].experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["model"] == "dummy"
+    with sqlite3.connect(results / "mlflow.db") as db:  # started as the template, not migrated here
+        assert db.execute("PRAGMA application_id").fetchone()[0] == SCHEMA_TEMPLATE_ID
+
+
+def test_a_store_is_copied_whole_from_the_template_or_not_at_all(tmp_path, monkeypatch):
+    from runners.tracking import write
+
+    template = tmp_path / "template.db"
+    template.write_bytes(b"schema" * 1000)
+    monkeypatch.setattr(write, "schema_template", lambda: template)
+    store = tmp_path / "new" / "mlflow.db"
+    write._start_from_schema(f"sqlite:///{store}")
+    assert store.read_bytes() == template.read_bytes()
+    assert [p.name for p in store.parent.iterdir()] == ["mlflow.db"]  # no copy left half-done beside it
+    store.write_bytes(b"runs")
+    write._start_from_schema(f"sqlite:///{store}")  # an existing store is never replaced
+    assert store.read_bytes() == b"runs"
