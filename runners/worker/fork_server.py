@@ -297,17 +297,15 @@ def main(argv: list[str]) -> None:
     """argv: socket path, the parent's time.time() when it spawned us, the framework."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the runs, then us
     path, spawned_at, framework = argv[0], float(argv[1]), argv[2]
+    started = time.perf_counter()
     import_framework(framework)
-    ready_s = time.time() - spawned_at
-    serve(
-        path,
-        {
-            "framework_server_pid": os.getpid(),
-            "framework_server_spawned_at": spawned_at,
-            "framework_server_ready_s": ready_s,
-        },
-        model_server,
-    )
+    own = {
+        "framework_server_pid": os.getpid(),
+        "framework_server_spawned_at": spawned_at,
+        "framework_server_ready_s": time.time() - spawned_at,
+        "framework_import_s": time.perf_counter() - started,
+    }
+    serve(path, own, model_server)
 
 
 if __name__ == "__main__":
