@@ -5,6 +5,7 @@ What a fresh worker has must hold for a forked one: the same weights for a seed,
 library mapped, only its own variables, no process left behind; where forking is not safe,
 runs start afresh."""
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -186,8 +187,9 @@ def _model_server_with_a_run(results_dir) -> tuple[int, int] | None:
     """(framework server, model server) once a model server has forked a run that is running."""
     servers = _servers_of(results_dir)
     for pid, parent in servers.items():
-        if parent in servers and any(_of_this_test(c, results_dir) for c in psutil.Process(pid).children()):
-            return parent, pid
+        with contextlib.suppress(psutil.NoSuchProcess):  # ended since it was listed: look again
+            if parent in servers and any(_of_this_test(c, results_dir) for c in psutil.Process(pid).children()):
+                return parent, pid
     return None
 
 
