@@ -1,12 +1,14 @@
-"""Fork servers: one pre-warmed worker process per distinct start environment, which forks
-each run's worker (runners/worker/fork_server.py), so a sweep imports torch and its model
-libraries once instead of once per run. Isolation is what a fresh worker has: a process of
-its own in its own session, started from a process whose whole environment (LD_PRELOAD,
-library paths, the backend's variables) was in effect from its start, with no CUDA context.
+"""Fork servers, in two levels (runners/worker/fork_server.py): a framework server per
+distinct start environment and framework imports the worker and the framework once; from
+it, a model server per model and size imports that model's libraries and forks each run's
+worker. So a sweep imports torch once per command and a model's libraries once per model,
+while a forked worker's memory holds only its own model's imports. Isolation is what a fresh
+worker has: a process of its own in its own session, started from a process whose whole
+environment (LD_PRELOAD, library paths, the backend's variables) was in effect from its
+start, with no CUDA context.
 
-A server is keyed by that environment, the framework and the model: runs that would start
-differently never share one. Where a server cannot be used (it did not start, or refuses
-to fork), the run starts a fresh worker, as always. Servers live as long as the command."""
+Runs that would start differently never share a server. Where a server cannot be used (it
+did not start, refuses to fork, or is gone), the run starts a fresh worker, as always."""
 
 from __future__ import annotations
 
@@ -81,25 +83,53 @@ def _reply(connection: socket.socket) -> tuple[dict, bytes]:
 
 
 class _Server:
-    def __init__(self, env: dict[str, str], model: str, size: Optional[str], timeout_s: float):
-        self.folder = Path(tempfile.mkdtemp(prefix="vb-fork-"))  # short: a socket path has 107 bytes
-        self.socket = str(self.folder / "s")
-        self.log = self.folder / "server.log"
+    """A fork server's socket: forks asked of it, and how many of them are still running."""
+
+    def __init__(self, socket_path: str):
+        self.socket = socket_path
         self.in_flight = 0
+        self.usable = True  # until it refuses a fork or does not answer: that will not get better
+
+    def fork(self, request: dict, timeout_s: float) -> ForkedWorker | str:
+        """The forked child, or why the server could not give one."""
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            connection.settimeout(min(READY_TIMEOUT_S, timeout_s))  # a model server imports its libraries first
+            connection.connect(self.socket)
+            connection.sendall((json.dumps(request) + "\n").encode())
+            reply, rest = _reply(connection)
+            connection.settimeout(None)
+        except (OSError, ValueError) as exc:
+            connection.close()
+            self.usable = False
+            return f"the fork server did not answer: {exc}"
+        if "pid" not in reply:
+            connection.close()
+            self.usable = "refused" not in reply  # else the model server failed: its model's runs start afresh
+            return reply.get("refused") or reply.get("failed") or f"the model server ended as it started ({reply})"
+        self.in_flight += 1
+        return ForkedWorker(reply["pid"], connection, rest, self._ended)
+
+    def _ended(self) -> None:
+        self.in_flight -= 1
+
+
+class _FrameworkServer(_Server):
+    """`python -m runners.worker.fork_server`: the worker and the framework imported once, for
+    one start environment; it forks the model servers. Closing it ends them too (they read
+    its stdin), so it is closed only once it has none left."""
+
+    def __init__(self, env: dict[str, str], framework: str, timeout_s: float):
+        self.folder = Path(tempfile.mkdtemp(prefix="vb-fork-"))  # short: a socket path has 107 bytes
+        super().__init__(str(self.folder / "s"))
+        self.log = self.folder / "server.log"
         self.process: Optional[subprocess.Popen] = None
+        self._models = 0
         try:
             with open(self.log, "ab") as out:
                 self.process = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "runners.worker.fork_server",
-                        self.socket,
-                        repr(time.time()),
-                        model,
-                        size or "",
-                    ],
-                    stdin=subprocess.PIPE,  # our end closed (or this process gone): the server ends
+                    [sys.executable, "-m", "runners.worker.fork_server", self.socket, repr(time.time()), framework],
+                    stdin=subprocess.PIPE,  # our end closed (or this process gone): the servers end
                     stdout=subprocess.PIPE,  # its ready line; then the server points it at its log
                     stderr=out,
                     env=env,
@@ -116,26 +146,13 @@ class _Server:
             self.close()
             raise
 
-    def fork(self, request: dict, timeout_s: float) -> ForkedWorker | str:
-        """The run's forked worker, or why the server could not give one."""
-        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            connection.settimeout(min(READY_TIMEOUT_S, timeout_s))  # the server may import the model's libraries first
-            connection.connect(self.socket)
-            connection.sendall((json.dumps(request) + "\n").encode())
-            reply, rest = _reply(connection)
-            connection.settimeout(None)
-        except (OSError, ValueError) as exc:
-            connection.close()
-            return f"the fork server did not answer: {exc}"
-        if "refused" in reply:
-            connection.close()
-            return reply["refused"]
-        self.in_flight += 1
-        return ForkedWorker(reply["pid"], connection, rest, self._ended)
-
-    def _ended(self) -> None:
-        self.in_flight -= 1
+    def model_server(self, model: str, size: Optional[str], timeout_s: float) -> _ModelServer | str:
+        """A model server forked from this one for `model` at `size`, or why there is none."""
+        self._models += 1
+        path = str(self.folder / f"m{self._models}")
+        request = {"model": model, "size": size, "socket": path, "spawned_at": time.time()}
+        forked = self.fork(request, timeout_s)
+        return forked if isinstance(forked, str) else _ModelServer(path, forked)
 
     def close(self) -> None:
         if self.process is not None:
@@ -145,54 +162,104 @@ class _Server:
                 self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
+                    os.killpg(self.process.pid, signal.SIGKILL)  # its model servers are in its group
                 self.process.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+class _ModelServer(_Server):
+    """A child of a framework server that imported one model's libraries; it forks its runs.
+    `process` is it as its framework server sees it: its end comes on that connection."""
+
+    def __init__(self, socket_path: str, process: ForkedWorker):
+        super().__init__(socket_path)
+        self.process = process
+
+    def close(self) -> None:
+        """Ask it to end (it ends once its runs have), and wait until it has."""
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.connect(self.socket)
+            connection.sendall(b'{"close": true}\n')
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
 class ForkServers:
-    """The command's fork servers: one per start environment, framework and model (a forked
-    worker's memory then holds what a fresh one of that model would import, and nothing of
-    the models before it). A server no longer asked for is closed once its runs have ended."""
+    """The command's fork servers: a framework server per start environment and framework,
+    and under it a model server per model and size (a forked worker's memory then holds what
+    a fresh one of that model would import, and nothing of the models before it). A model
+    server no longer asked for is closed once its runs have ended; so is a framework server
+    of another start environment once it has no model server left."""
 
     def __init__(self) -> None:
-        self._servers: dict[tuple, Optional[_Server]] = {}
-        self._retired: list[_Server] = []
+        self._frameworks: dict[tuple, Optional[_FrameworkServer]] = {}
+        self._models: dict[tuple, Optional[_ModelServer]] = {}
+        self._retired: list[_Server] = []  # model servers first: a framework server ends its own
         self._lock = threading.Lock()
         atexit.register(self.close)
 
     def spawn(
         self, env: dict[str, str], per_run: dict[str, str], framework: str, request: dict, timeout_s: float
     ) -> ForkedWorker | None:
-        """Fork the run's worker from the server of its start environment (`env` without the
-        variables of this run alone, `per_run`, which the child sets); None: start it afresh."""
+        """Fork the run's worker from the model server of its start environment (`env` without
+        the variables of this run alone, `per_run`, which the child sets); None: start it afresh."""
         start_env = {k: v for k, v in env.items() if k not in per_run}
-        key = (tuple(sorted(start_env.items())), framework, request["model"], request.get("size"))
+        outer = (tuple(sorted(start_env.items())), framework)
+        key = (*outer, request["model"], request.get("size"))
         with self._lock:
             self._retire_idle(key)
-            if key not in self._servers:
-                try:
-                    self._servers[key] = _Server(start_env, request["model"], request.get("size"), timeout_s)
-                except (OSError, ValueError) as exc:
-                    self._servers[key] = None
-                    self._note(str(exc))
-            server = self._servers[key]
+            if key not in self._models:
+                self._models[key] = self._model_server(outer, start_env, key, timeout_s)
+            server = self._models[key]
             if server is None:
                 return None
             forked = server.fork({**request, "env": env}, timeout_s)
             if isinstance(forked, str):  # it will not get better: this key's runs start afresh from now on
                 self._note(f"fork server not used: {forked}")
-                self._retired.append(server)  # closed once its runs have ended: closing kills what it forked
-                self._servers[key] = None
+                self._retire(server)
+                self._models[key] = None
                 return None
             return forked
 
+    def _model_server(self, outer: tuple, start_env: dict[str, str], key: tuple, timeout_s: float):
+        """The model server for `key`, from its framework server (started here if need be); None: none."""
+        if outer not in self._frameworks:
+            try:
+                self._frameworks[outer] = _FrameworkServer(start_env, outer[1], timeout_s)
+            except (OSError, ValueError) as exc:
+                self._frameworks[outer] = None
+                self._note(str(exc))
+        framework = self._frameworks[outer]
+        if framework is None:
+            return None
+        server = framework.model_server(key[2], key[3], timeout_s)
+        if isinstance(server, str):
+            self._note(f"fork server not used: {server}")
+            if not framework.usable:  # it would refuse every model alike
+                self._retire(framework)
+                self._frameworks[outer] = None
+            return None
+        return server
+
+    def _retire(self, server: _Server) -> None:
+        """Closed once its forks have ended: closing kills what it forked."""
+        self._retired.append(server)
+
     def _retire_idle(self, keep: tuple) -> None:
-        """Close the servers of other models with no run in flight: a sweep goes model by model."""
-        for key, server in list(self._servers.items()):
+        """Close the model servers of other models with no run in flight (a sweep goes model by
+        model), then the framework servers of other start environments left without any."""
+        for key, server in list(self._models.items()):
             if key != keep and server is not None and server.in_flight == 0:
                 server.close()
-                del self._servers[key]
+                del self._models[key]
+        for key, server in list(self._frameworks.items()):
+            if key[0] != keep[0] and server is not None and server.in_flight == 0:
+                server.close()
+                del self._frameworks[key]
         for server in [s for s in self._retired if s.in_flight == 0]:
             server.close()
             self._retired.remove(server)
@@ -201,10 +268,13 @@ class ForkServers:
         print(f"note: {why}; its runs start afresh (fork_server=false says so at once)", file=sys.stderr, flush=True)
 
     def close(self) -> None:
+        """The command ends: closing the framework servers ends their model servers with them."""
         with self._lock:
-            for server in [*filter(None, self._servers.values()), *self._retired]:
-                server.close()
-            self._servers.clear()
+            for server in [*self._frameworks.values(), *self._retired]:
+                if isinstance(server, _FrameworkServer):
+                    server.close()
+            self._models.clear()
+            self._frameworks.clear()
             self._retired.clear()
 
 

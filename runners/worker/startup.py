@@ -27,8 +27,9 @@ FORKED_VARIABLE = "VGPU_BENCH_FORKED"
 
 
 def inherited() -> dict | None:
-    """What this worker inherited from its fork server (its pid, when it started, how long its
-    imports took, how many runs it forked before), or None for a worker started afresh."""
+    """What this worker inherited from its fork servers (the framework server's and the model
+    server's pids, when they started, how long their imports took, how many runs the model
+    server forked before, what it had imported), or None for a worker started afresh."""
     text = os.environ.get(FORKED_VARIABLE)
     return json.loads(text) if text else None
 
@@ -40,7 +41,7 @@ class Startup:
         self.details: dict[str, object] = {}  # how a phase went: where the weights came from (build)
         if forked := inherited():
             # Its imports happened once, in the server, before this run was asked for: its
-            # "import" phase is the fork (and any model library the server imported for it).
+            # "import" phase is the fork (and the servers' starts when this run asked for them).
             self.details["forked"] = forked
 
     def mark(self, phase: str, at: float | None = None) -> None:

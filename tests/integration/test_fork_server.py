@@ -1,9 +1,11 @@
 """The fast start (runners/parent/fork_servers.py, runners/worker/fork_server.py): a sweep's
-workers are forked from one process per start environment that imported the framework once.
+workers are forked from a model server, itself forked from one process per start environment
+and framework that imported the framework once.
 What a fresh worker has must hold for a forked one: the same weights for a seed, a preloaded
 library mapped, only its own variables, no process left behind; where forking is not safe,
 runs start afresh."""
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -14,6 +16,8 @@ import numpy as np
 import psutil
 import pytest
 from stand_ins import build_library
+
+from runners.contracts import RESULT_FILE, Result
 
 from conftest import REPO, TINY, results_of, run_command
 
@@ -146,48 +150,138 @@ def test_a_forked_worker_past_its_timeout_is_stopped_and_recorded(results_dir):
     assert not _left_behind(results_dir)
 
 
-def test_a_fork_server_that_dies_mid_sweep_costs_its_run_and_the_rest_start_afresh(results_dir):
-    """Killed (say, by the out-of-memory killer) while its child runs: that run is recorded as
-    killed, the next ones start afresh with a note, and the command ends without a traceback."""
-    command = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runners.cli.bench",
-            *CHEAP,
-            "repeats=3",
-            "workload.min_duration_s=2",
-            "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=sleep:0.05",
-        ],  # fmt: skip
+def _sweep(results_dir, *overrides: str) -> subprocess.Popen:
+    """A command in the background, for a test that acts on its servers while it runs."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "runners.cli.bench", *overrides],
         cwd=REPO,
         env={**os.environ, "VGPU_BENCH_RESULTS": str(results_dir)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _wait_for(what: str, found, deadline: float):
+    """`found()`'s first true answer, polled until `deadline`."""
+    while time.monotonic() < deadline:
+        if answer := found():
+            return answer
+        time.sleep(0.05)
+    raise AssertionError(f"no {what} before the deadline")
+
+
+def _servers_of(results_dir) -> dict[int, int]:
+    """This test's fork servers, pid -> parent pid: a framework server's parent is the command,
+    a model server's is its framework server (both run `runners.worker.fork_server`)."""
+    found = {}
+    for process in psutil.process_iter(["cmdline", "ppid"]):
+        if "runners.worker.fork_server" in " ".join(process.info["cmdline"] or []) and _of_this_test(
+            process, results_dir
+        ):
+            found[process.pid] = process.info["ppid"]
+    return found
+
+
+def _model_server_with_a_run(results_dir) -> tuple[int, int] | None:
+    """(framework server, model server) once a model server has forked a run that is running."""
+    servers = _servers_of(results_dir)
+    for pid, parent in servers.items():
+        with contextlib.suppress(psutil.NoSuchProcess):  # ended since it was listed: look again
+            if parent in servers and any(_of_this_test(c, results_dir) for c in psutil.Process(pid).children()):
+                return parent, pid
+    return None
+
+
+def _results_so_far(results_dir) -> list:
+    """The results written so far (each file is written whole), oldest first."""
+    done = [Result.load(path) for path in results_dir.glob(f"runs/*/{RESULT_FILE}")]
+    return sorted(done, key=lambda r: r.started_at)
+
+
+def _alive(pid: int, results_dir) -> bool:
+    try:
+        return _of_this_test(psutil.Process(pid), results_dir) and psutil.Process(pid).status() != "zombie"
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_models_of_one_framework_share_its_server_and_each_run_holds_only_its_model(results_dir):
+    """Torch is imported once for both models (one framework server); each model's libraries
+    in a model server of its own, so DLRM's worker does not carry BERT's transformers."""
+    done = run_command(results_dir, "bench", "--multirun", "model=bert,dlrm", "backend=cpu", "tracking=none", *TINY)
+    assert done.returncode == 0, done.stdout + done.stderr
+    forked = {r.model.name: _forked(r) for r in results_of(results_dir)}
+    assert set(forked) == {"bert", "dlrm"} and all(forked.values()), forked
+    assert forked["bert"]["framework_server_pid"] == forked["dlrm"]["framework_server_pid"]
+    assert forked["bert"]["server_pid"] != forked["dlrm"]["server_pid"]
+    assert "torch" in forked["dlrm"]["packages"] and "transformers" in forked["bert"]["packages"]
+    assert "transformers" not in forked["dlrm"]["packages"], forked["dlrm"]["packages"]
+    assert forked["dlrm"]["server_rss_mb"] < forked["bert"]["server_rss_mb"]
+    assert 0 < forked["bert"]["framework_import_s"] < forked["bert"]["framework_server_ready_s"]
+    assert 0 < forked["bert"]["model_import_s"] < forked["bert"]["server_ready_s"]
+    assert not _left_behind(results_dir)
+
+
+def test_an_idle_model_server_is_retired_and_ends_while_its_framework_server_serves_on(results_dir):
+    command = _sweep(
+        results_dir, *CHEAP, "--multirun", "model.size=tiny,default,instant", "workload.min_duration_s=1.5"
+    )
     deadline = time.monotonic() + 120
-    server = None
-    while server is None and time.monotonic() < deadline:
-        server = next((p for p in psutil.process_iter() if _is_server_of(p, results_dir)), None)
-        time.sleep(0.1)
-    assert server is not None, "no fork server started"
-    while not list((results_dir / "runs").glob("*/job.json")) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.5)  # its first child is measuring
-    server.kill()
+    first, second = _wait_for("two results", lambda: len(done := _results_so_far(results_dir)) >= 2 and done, deadline)[
+        :2
+    ]
+    assert command.poll() is None, "the sweep still runs its third model server"
+    assert _forked(first)["framework_server_pid"] == _forked(second)["framework_server_pid"]
+    assert not _alive(_forked(first)["server_pid"], results_dir), "the first model server was retired"
+    assert _alive(_forked(first)["framework_server_pid"], results_dir)
+    out, err = command.communicate(timeout=120)
+    assert command.returncode == 0, out + err
+    assert [bool(_forked(r)) for r in results_of(results_dir)] == [True] * 3
+    assert not _left_behind(results_dir)
+
+
+def test_a_framework_server_that_dies_mid_sweep_lets_its_run_end_and_the_rest_start_afresh(results_dir):
+    """Killed (say, by the out-of-memory killer) while a run forked from one of its model
+    servers measures: that run ends and is recorded, its model server ends after it, the next
+    runs start afresh with a note, and the command ends without a traceback."""
+    command = _sweep(
+        results_dir,
+        *CHEAP,
+        "repeats=3",
+        "workload.min_duration_s=2",
+        "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=sleep:0.05",
+    )
+    framework, model = _wait_for("run forked", lambda: _model_server_with_a_run(results_dir), time.monotonic() + 120)
+    psutil.Process(framework).kill()
     out, err = command.communicate(timeout=180)
     assert "Traceback" not in out + err, err
-    assert "fork server did not answer" in err or "fork server" in err, err
+    assert "fork server not used" in err, err
+    results = sorted(results_of(results_dir), key=lambda r: r.started_at)
+    assert [r.status for r in results] == ["success"] * 3, [r.error for r in results]
+    assert [bool(_forked(r)) for r in results] == [True, False, False]
+    assert _forked(results[0])["server_pid"] == model
+    assert not _left_behind(results_dir)
+
+
+def test_a_model_server_that_dies_mid_sweep_costs_its_run_and_the_rest_start_afresh(results_dir):
+    """Killed (say, by the out-of-memory killer) while its child runs: that run is recorded as
+    killed, the next ones start afresh with a note, and the command ends without a traceback."""
+    command = _sweep(
+        results_dir,
+        *CHEAP,
+        "repeats=3",
+        "workload.min_duration_s=2",
+        "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=sleep:0.05",
+    )
+    _, model = _wait_for("run forked", lambda: _model_server_with_a_run(results_dir), time.monotonic() + 120)
+    psutil.Process(model).kill()
+    out, err = command.communicate(timeout=180)
+    assert "Traceback" not in out + err, err
+    assert "fork server not used" in err, err
     results = sorted(results_of(results_dir), key=lambda r: r.started_at)
     assert len(results) == 3
     assert results[0].status == "failed" and results[0].error.type == "WorkerKilled", results[0].error
     assert [bool(_forked(r)) for r in results[1:]] == [False, False]
     assert [r.status for r in results[1:]] == ["success", "success"]
     assert not _left_behind(results_dir)
-
-
-def _is_server_of(process, results_dir) -> bool:
-    try:
-        return "runners.worker.fork_server" in " ".join(process.cmdline()) and _of_this_test(process, results_dir)
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
