@@ -24,7 +24,6 @@ cwd, log, model, size} for a run, or {close: true}."""
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import ctypes
 import json
@@ -156,12 +155,7 @@ def child(request: dict, inherited: dict, listener: socket.socket, open_connecti
     except BaseException:  # noqa: BLE001  (the worker records its own failures; this is what it could not)
         traceback.print_exc()
     finally:
-        with contextlib.suppress(BaseException):
-            atexit._run_exitfuncs()  # as an interpreter's exit would: multiprocessing ends its children
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
+        worker_main.leave(code)  # as a fresh worker ends
 
 
 def model_server(
