@@ -124,7 +124,9 @@ def store_template(tmp_path_factory) -> Path:
 
 def pytest_collection_modifyitems(items):
     """The long tests (marked slow) first: two workers take them while the short ones fill in
-    behind, instead of one worker running a long test alone at the end."""
+    behind, instead of one worker running a long test alone at the end. The order also keeps
+    test_runtimes' in-process MNN conversion ahead of any in-process TensorFlow import: MNN's
+    converter aborts in a process that loaded TensorFlow (two protobuf copies)."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

@@ -94,6 +94,7 @@ class Comparison:
     missing: list[str]  # pairs found on one side only
     micro: list[MicroRow] = field(default_factory=list)  # microbenchmarks, when both sides have them
     invalid: list[str] = field(default_factory=list)  # runs of either side left out: their layer did not engage
+    started_apart: list[str] = field(default_factory=list)  # pairs whose workers started differently
 
     @property
     def regressions(self) -> list[Row]:
@@ -130,6 +131,21 @@ def _metric_ratio(base: list[Run], cand: list[Run], name: str) -> float:
     mean = lambda runs: float(np.mean([r.metrics.get(name, np.nan) for r in runs]))  # noqa: E731
     baseline = mean(base)
     return mean(cand) / baseline if baseline else float("nan")
+
+
+HOST_MEMORY = "rusage.ru_maxrss"
+
+
+def _started_apart(b: list[Run], c: list[Run]) -> Optional[str]:
+    """Why start-up (and a host memory peak) is not compared in this pair, or None. A worker
+    forked from a fork server skips the imports, and its resident set never counts the pages
+    it did not touch again: neither figure says anything of the backend then. Runs recorded
+    before fork servers started afresh."""
+    start = {side: {r.tags.get("worker_start") or "fresh" for r in runs} for side, runs in (("b", b), ("c", c))}
+    if len(start["b"] | start["c"]) == 1:
+        return None
+    said = lambda kinds: "/".join(sorted(kinds))  # noqa: E731
+    return f"baseline {said(start['b'])}, candidate {said(start['c'])}"
 
 
 def _is_micro(run: Run) -> bool:
@@ -189,7 +205,7 @@ def compare_runs(
     # compared by their max rate at the SLO (analysis/capacity.py) instead.
     base = _group([r for r in baseline_runs if not _is_micro(r) and not _is_serve(r)], sides)
     cand = _group([r for r in candidate_runs if not _is_micro(r) and not _is_serve(r)], sides)
-    rows = []
+    rows, started_apart = [], []
     for work in sorted(set(base) & set(cand)):
         b, c = base[work], cand[work]
         # Each side's own run-to-run variation, never the other's: a backend may vary far more
@@ -199,6 +215,10 @@ def compare_runs(
         alternated = intervals.interleaved([r.start_time for r in b], [r.start_time for r in c])
         found = intervals.assess(b_side, c_side, tolerance, alternated)
         ratio, low, high = found.ratio, found.low, found.high
+        apart = _started_apart(b, c)
+        host_memory = any(r.tags.get("memory_source") in (HOST_MEMORY, None) for r in [*b, *c])
+        if apart:
+            started_apart.append(f"{_label(b, work)}: {apart}")
         rows.append(
             Row(
                 *b[0].key,
@@ -209,10 +229,12 @@ def compare_runs(
                 ci_high=high,
                 p50_ratio=_metric_ratio(b, c, "latency_ms_p50"),
                 p99_ratio=_metric_ratio(b, c, "latency_ms_p99"),
-                startup_ratio=_metric_ratio(b, c, "time_to_first_step_s"),
+                startup_ratio=float("nan") if apart else _metric_ratio(b, c, "time_to_first_step_s"),
                 device_init_ratio=_metric_ratio(b, c, "startup_device_init_s"),
                 energy_ratio=_metric_ratio(b, c, "energy_j_per_sample"),
-                memory_diff_mb=float(
+                memory_diff_mb=float("nan")
+                if apart and host_memory
+                else float(
                     np.mean([r.metrics.get("memory_peak_mb", np.nan) for r in c])
                     - np.mean([r.metrics.get("memory_peak_mb", np.nan) for r in b])
                 ),
@@ -234,7 +256,9 @@ def compare_runs(
         )
     missing = [f"{_label(base[k], k)}: only in baseline" for k in sorted(set(base) - set(cand))]
     missing += [f"{_label(cand[k], k)}: only in candidate" for k in sorted(set(cand) - set(base))]
-    return Comparison(baseline, candidate, tolerance, rows, missing, _micro_rows(base_micro, cand_micro))
+    return Comparison(
+        baseline, candidate, tolerance, rows, missing, _micro_rows(base_micro, cand_micro), started_apart=started_apart
+    )
 
 
 def compare(

@@ -66,7 +66,7 @@ def table_cells(row: Row) -> list[str]:
         _ratio(row.p99_ratio),
         _ratio(row.startup_ratio),
         _ratio(row.energy_ratio),
-        f"{row.memory_diff_mb:+.1f}",
+        "-" if row.memory_diff_mb != row.memory_diff_mb else f"{row.memory_diff_mb:+.1f}",
         f"{row.overhead_pct:+.1f}",
         "-" if row.estimated_overhead_pct is None else f"{row.estimated_overhead_pct:+.1f}",
         row.verdict,

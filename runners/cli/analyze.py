@@ -43,6 +43,13 @@ def _print(comparison: comparing.Comparison, wide: bool = False, out: Optional[C
     out.print(table)
     for line in comparison.missing:  # whole lines: they are grepped
         out.print(f"not paired: {line}", soft_wrap=True, markup=False)
+    for line in comparison.started_apart:
+        out.print(
+            f"start-up and host memory not compared: {line} (a forked worker skips the imports; "
+            "fork_server=false on both sides compares them)",
+            soft_wrap=True,
+            markup=False,
+        )
     for line in comparison.invalid:
         out.print(f"left out, invalid (its layer did not engage): {line}", soft_wrap=True, markup=False)
     if comparison.run_noise_unknown:

@@ -50,6 +50,10 @@ TAGS: dict[str, Callable[[Result], str]] = {
     "group_role": lambda r: r.group.role if r.group else "",
     "group_index": lambda r: "" if not r.group or r.group.index is None else str(r.group.index),
     "engaged": lambda r: "" if r.evidence is None else str(r.evidence.engaged).lower(),
+    # How the worker started (runners/parent/fork_servers.py): its start-up and its host memory
+    # peak differ by it, so comparisons set those figures side by side only between alike starts.
+    "worker_start": lambda r: "forked" if (r.details.get("startup") or {}).get("forked") else "fresh",
+    "memory_source": lambda r: r.memory_peak_source or "",
 }
 # Tags only group (parent) runs carry.
 GROUP_TAGS = ("kind", "group", "baseline", "candidate", "verdict", "engagement")

@@ -172,3 +172,32 @@ def test_make_regressions_does_not_fail_on_a_pair_without_a_verdict(tmp_path, mo
     monkeypatch.setattr(analyze, "_record", lambda *args: [])
     assert comparing.Comparison.regressions.fget(comparison) == []
     assert analyze.main(["regressions", "baseline=label=a", f"results_dir={tmp_path}"]) == 0
+
+
+def test_start_up_and_host_memory_are_compared_only_between_workers_started_alike():
+    def run(n, backend, start, memory_source, memory):
+        made = _run(n, tags={"backend": backend, "worker_start": start, "memory_source": memory_source})
+        made.metrics.update(time_to_first_step_s=0.2 if start == "forked" else 5.0, memory_peak_mb=memory)
+        return made
+
+    sides = frozenset({"backend"})
+    # CPU runs: host peaks. A forked native and a fresh vGPU run: neither figure is the layer's.
+    host = "rusage.ru_maxrss"
+    c = compare_runs(Store([]), [run(1, "cpu", "forked", host, 300)], [run(2, "vgpu", "fresh", host, 420)], 0.02,
+                     sides=sides)  # fmt: skip
+    [apart] = c.rows
+    assert apart.startup_ratio != apart.startup_ratio and apart.memory_diff_mb != apart.memory_diff_mb  # nan
+    [line] = c.started_apart
+    assert line.startswith("bert/infer/fp32/8/base") and line.endswith(": baseline forked, candidate fresh")
+    buffer = io.StringIO()
+    _print(c, out=Console(file=buffer, width=400))
+    assert f"start-up and host memory not compared: {line}" in buffer.getvalue()
+    # Device memory does not depend on how the worker started; start-up still does.
+    gpu = "torch.cuda.max_memory_allocated"
+    [device] = compare_runs(Store([]), [run(1, "native", "forked", gpu, 300)], [run(2, "vgpu", "fresh", gpu, 420)],
+                            0.02, sides=sides).rows  # fmt: skip
+    assert device.startup_ratio != device.startup_ratio and device.memory_diff_mb == 120
+    # Started alike (fork_server=false on both sides, or runs from before fork servers): compared.
+    alike = compare_runs(Store([]), [run(1, "cpu", "fresh", host, 300)], [run(2, "vgpu", "fresh", host, 420)], 0.02,
+                         sides=sides)  # fmt: skip
+    assert alike.rows[0].startup_ratio == 1.0 and alike.rows[0].memory_diff_mb == 120 and not alike.started_apart
