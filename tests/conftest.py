@@ -124,10 +124,13 @@ def store_template(tmp_path_factory) -> Path:
 
 def pytest_collection_modifyitems(items):
     """The long tests (marked slow) first: two workers take them while the short ones fill in
-    behind, instead of one worker running a long test alone at the end. The order also keeps
-    test_runtimes' in-process MNN conversion ahead of any in-process TensorFlow import: MNN's
-    converter aborts in a process that loaded TensorFlow (two protobuf copies)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    behind, instead of one worker running a long test alone at the end. Before them, the tests
+    that convert with MNN in their own process (marked mnn_in_process): MNN's converter aborts
+    in a process that loaded TensorFlow (two protobuf copies), and a test process imports
+    TensorFlow for the in-process Keras tests. xdist hands each worker its tests in this order."""
+    items.sort(
+        key=lambda item: (item.get_closest_marker("mnn_in_process") is None, item.get_closest_marker("slow") is None)
+    )
 
 
 @pytest.fixture

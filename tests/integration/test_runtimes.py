@@ -25,6 +25,7 @@ def _checks(result):
 
 
 @pytest.mark.slow
+@pytest.mark.mnn_in_process
 def test_every_covered_tiny_model_runs_on_each_runtime_and_matches_pytorch(tmp_path):
     """The worker's own adapters in one process (a worker each would cost an import of torch
     per model): export, conversion, inference steps, and the outputs against PyTorch's."""
@@ -290,6 +291,7 @@ def test_a_gpu_provider_refused_on_the_cpu_and_invalid_where_it_does_not_run(res
     assert ort.value("throughput") is not None  # it ran: the figures are kept, marked invalid
 
 
+@pytest.mark.mnn_in_process
 def test_an_mnn_gpu_backend_is_not_taken_on_the_absence_of_its_fallback_notice(tmp_path, monkeypatch):
     """MNN's fallback notice reworded (here: never recognized): the CUDA backend still has to
     show at work in the process, and on this CPU it cannot: the check fails, closed."""
