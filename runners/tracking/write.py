@@ -157,10 +157,15 @@ def make_schema_template() -> Path:
     return template
 
 
+def _sqlite_file(uri: str) -> Optional[Path]:
+    """The database file of a sqlite:/// store; None for any other store."""
+    return Path(uri[len("sqlite:///") :].split("?")[0]) if uri.startswith("sqlite:///") else None
+
+
 def _start_from_schema(uri: str) -> None:
     """A new sqlite store starts as a copy of the schema template, when the installation has one:
     creating the schema runs MLflow's migrations, 2-5 s of a first run here."""
-    path = Path(uri[len("sqlite:///") :].split("?")[0]) if uri.startswith("sqlite:///") else None
+    path = _sqlite_file(uri)
     if path is None or path.exists():
         return
     with contextlib.suppress(OSError, ImportError):
@@ -177,11 +182,12 @@ def _opening_lock(uri: str):
     """One process at a time opens a sqlite store: the first opening creates its schema (MLflow's
     migrations) and the experiment, and two sweeps starting together once left a half-migrated
     store that no client could open again. Servers and databases serialize this themselves."""
-    if not uri.startswith("sqlite:///"):
+    path = _sqlite_file(uri)
+    if path is None:
         yield
         return
     try:
-        lock = open(uri[len("sqlite:///") :].split("?")[0] + ".lock", "a")
+        lock = open(f"{path}.lock", "a")
     except OSError:  # a store somewhere we cannot write beside: open it unguarded
         yield
         return

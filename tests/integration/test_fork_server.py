@@ -241,10 +241,10 @@ def test_an_idle_model_server_is_retired_and_ends_while_its_framework_server_ser
     assert not _left_behind(results_dir)
 
 
-def test_a_framework_server_that_dies_mid_sweep_lets_its_run_end_and_the_rest_start_afresh(results_dir):
-    """Killed (say, by the out-of-memory killer) while a run forked from one of its model
-    servers measures: that run ends and is recorded, its model server ends after it, the next
-    runs start afresh with a note, and the command ends without a traceback."""
+def _kill_mid_sweep(results_dir, server: str) -> tuple[list, int]:
+    """Three runs of a sweep; the framework or the model server of the first is killed while it
+    measures. The command ends without a traceback, with a note; its results in start order, and
+    the model server's pid."""
     command = _sweep(
         results_dir,
         *CHEAP,
@@ -253,11 +253,18 @@ def test_a_framework_server_that_dies_mid_sweep_lets_its_run_end_and_the_rest_st
         "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=sleep:0.05",
     )
     framework, model = _wait_for("run forked", lambda: _model_server_with_a_run(results_dir), time.monotonic() + 120)
-    psutil.Process(framework).kill()
+    psutil.Process(framework if server == "framework" else model).kill()
     out, err = command.communicate(timeout=180)
     assert "Traceback" not in out + err, err
     assert "fork server not used" in err, err
-    results = sorted(results_of(results_dir), key=lambda r: r.started_at)
+    return sorted(results_of(results_dir), key=lambda r: r.started_at), model
+
+
+def test_a_framework_server_that_dies_mid_sweep_lets_its_run_end_and_the_rest_start_afresh(results_dir):
+    """Killed (say, by the out-of-memory killer) while a run forked from one of its model
+    servers measures: that run ends and is recorded, its model server ends after it, the next
+    runs start afresh with a note, and the command ends without a traceback."""
+    results, model = _kill_mid_sweep(results_dir, "framework")
     assert [r.status for r in results] == ["success"] * 3, [r.error for r in results]
     assert [bool(_forked(r)) for r in results] == [True, False, False]
     assert _forked(results[0])["server_pid"] == model
@@ -267,19 +274,7 @@ def test_a_framework_server_that_dies_mid_sweep_lets_its_run_end_and_the_rest_st
 def test_a_model_server_that_dies_mid_sweep_costs_its_run_and_the_rest_start_afresh(results_dir):
     """Killed (say, by the out-of-memory killer) while its child runs: that run is recorded as
     killed, the next ones start afresh with a note, and the command ends without a traceback."""
-    command = _sweep(
-        results_dir,
-        *CHEAP,
-        "repeats=3",
-        "workload.min_duration_s=2",
-        "backend.extra_env.VGPU_BENCH_DUMMY_FAULT=sleep:0.05",
-    )
-    _, model = _wait_for("run forked", lambda: _model_server_with_a_run(results_dir), time.monotonic() + 120)
-    psutil.Process(model).kill()
-    out, err = command.communicate(timeout=180)
-    assert "Traceback" not in out + err, err
-    assert "fork server not used" in err, err
-    results = sorted(results_of(results_dir), key=lambda r: r.started_at)
+    results, _ = _kill_mid_sweep(results_dir, "model")
     assert len(results) == 3
     assert results[0].status == "failed" and results[0].error.type == "WorkerKilled", results[0].error
     assert [bool(_forked(r)) for r in results[1:]] == [False, False]
