@@ -49,7 +49,7 @@ def _stand_in_host_python(tmp_path: Path) -> Path:
             if source.exists() and not (site / top).exists() and top not in ("..", "bin"):
                 (site / top).symlink_to(source)
     host = tmp_path / "host"
-    subprocess.run([sys._base_executable, "-m", "venv", str(host)], check=True)
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(host)], check=True)
     purelib = subprocess.run(
         [str(host / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True, text=True, check=True,
