@@ -71,3 +71,10 @@ def test_a_socket_path_over_the_limit_is_refused_before_the_daemon_starts(tmp_pa
     assert f"the MPS daemon's socket {runtime}/vb-mps-" in done.stderr
     assert f"over the {SOCKET_PATH_MAX} a Unix socket path holds" in done.stderr and "XDG_RUNTIME_DIR" in done.stderr
     assert _calls(fake_bin) == [] and list(runtime.iterdir()) == []
+
+
+def test_the_tests_of_one_daemon_run_one_at_a_time(request):
+    """pytest-xdist sends the tests of one xdist_group to one worker (make test: --dist loadgroup)
+    by suffixing their ids; with pytest 9 the suffix no longer took, and they ran at once."""
+    if request.config.getvalue("loadgroup"):
+        assert request.node.nodeid.endswith("@mps"), f"not grouped under pytest {pytest.__version__}"
