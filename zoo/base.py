@@ -6,6 +6,7 @@ framework imports happen inside the methods, never at module level."""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Optional
@@ -45,6 +46,10 @@ class ZooModel:
     # Runtimes its model reaches by export (runtime=onnxruntime|mnn, docs/runtimes.md), each
     # one tested on the tiny preset; besides its own framework.
     exported_to: ClassVar[tuple[str, ...]] = ()
+    # Modules besides the framework that build() imports and that other entries import alike
+    # (torchvision's models; transformers' core): a fork server imports them once for every
+    # entry naming the same, and each run imports what is its model's alone (import_framework).
+    libraries: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def runtimes(cls) -> tuple[str, ...]:
@@ -87,6 +92,11 @@ class ZooModel:
     def loss(self, model: Any, batch: Any) -> Any:
         raise NotImplementedError
 
+    def import_libraries(self) -> None:
+        """Import `libraries` (a fork server does it for every entry that names the same)."""
+        for name in self.libraries:
+            importlib.import_module(name)
+
     def load_weights(self, model: Any, path: Path) -> Any:
         """Load pretrained weights from a local file or directory (nothing is downloaded)."""
         raise NotImplementedError(f"{self.name} cannot load weights")
@@ -102,6 +112,14 @@ class TorchModel(ZooModel):
         """Import the libraries build() uses (torch alone: nothing). The weight cache
         (runners/worker/weight_cache.py) calls it before building on the meta device, where a
         tensor a module made at import time would be a meta tensor."""
+        self.import_libraries()
+
+    def import_libraries(self) -> None:
+        if self.libraries:
+            from zoo.torch_support import ensure_torchvision
+
+            ensure_torchvision()  # before torchvision, which transformers imports too where it is installed
+        super().import_libraries()
 
     def load_weights(self, model, path):
         import torch

@@ -12,12 +12,7 @@ class TorchvisionClassifier(TorchModel):
     convolutional = True
     builder: str  # torchvision.models name
     weights_enum: str  # the weights whose metadata (params, _ops) the figures must match
-
-    def import_framework(self) -> None:
-        from zoo.torch_support import ensure_torchvision
-
-        ensure_torchvision()
-        import torchvision.models  # noqa: F401
+    libraries = ("torchvision.models",)  # every builder at once
 
     def build(self, shape: InputShape = InputShape()):
         self.import_framework()

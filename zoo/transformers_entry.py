@@ -21,10 +21,10 @@ class TransformersLM(TorchModel):
 
         return getattr(transformers, self.config_class)(**(self.fixed | self.settings))
 
-    def import_framework(self) -> None:
-        from zoo.torch_support import ensure_torchvision
+    libraries = ("transformers", "transformers.modeling_utils")  # the core every model class loads
 
-        ensure_torchvision()  # transformers imports torchvision when it is installed
+    def import_framework(self) -> None:
+        self.import_libraries()
         import transformers
 
         getattr(transformers, self.config_class), getattr(transformers, self.model_class)  # lazily loaded modules

@@ -1,8 +1,9 @@
 """Fork servers, in two levels (runners/worker/fork_server.py): a framework server per
 distinct start environment and framework imports the worker and the framework once; from
-it, a model server per model and size imports that model's libraries and forks each run's
-worker. So a sweep imports torch once per command and a model's libraries once per model,
-while a forked worker's memory holds only its own model's imports. Isolation is what a fresh
+it, a model server per set of libraries the models import (their entries' `libraries`:
+torchvision's models, transformers' core, or none) imports them and forks each run's worker.
+So a sweep imports torch once per command and each library once, while a forked worker's
+memory holds only what its own model imports. Isolation is what a fresh
 worker has: a process of its own in its own session, started from a process whose whole
 environment (LD_PRELOAD, library paths, the backend's variables) was in effect from its
 start, with no CUDA context.
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+import zoo
 from runners import REPO_ROOT
 
 READY_TIMEOUT_S = 300.0  # imports on a cold, busy machine; a server that never answers is not used
@@ -147,7 +149,7 @@ class _FrameworkServer(_Server):
             raise
 
     def model_server(self, model: str, size: Optional[str], timeout_s: float) -> _ModelServer | str:
-        """A model server forked from this one for `model` at `size`, or why there is none."""
+        """A model server forked from this one with the libraries of `model`, or why there is none."""
         self._models += 1
         path = str(self.folder / f"m{self._models}")
         request = {"model": model, "size": size, "socket": path, "spawned_at": time.time()}
@@ -168,7 +170,8 @@ class _FrameworkServer(_Server):
 
 
 class _ModelServer(_Server):
-    """A child of a framework server that imported one model's libraries; it forks its runs.
+    """A child of a framework server that imported a set of libraries; it forks the runs of
+    the models that name them.
     `process` is it as its framework server sees it: its end comes on that connection."""
 
     def __init__(self, socket_path: str, process: ForkedWorker):
@@ -190,10 +193,11 @@ class _ModelServer(_Server):
 
 class ForkServers:
     """The command's fork servers: a framework server per start environment and framework,
-    and under it a model server per model and size (a forked worker's memory then holds what
-    a fresh one of that model would import, and nothing of the models before it). A model
-    server no longer asked for is closed once its runs have ended; so is a framework server
-    of another start environment once it has no model server left."""
+    and under it a model server per set of libraries (a forked worker's memory then holds what
+    a fresh one of its model would import, and nothing of the models before it). They are
+    kept while the command asks for their start environment: a sweep goes model by model, and
+    the models of one library come back (bert, dlrm, gpt2). Those of another start environment
+    are closed once their runs have ended."""
 
     def __init__(self) -> None:
         self._frameworks: dict[tuple, Optional[_FrameworkServer]] = {}
@@ -209,11 +213,11 @@ class ForkServers:
         the variables of this run alone, `per_run`, which the child sets); None: start it afresh."""
         start_env = {k: v for k, v in env.items() if k not in per_run}
         outer = (tuple(sorted(start_env.items())), framework)
-        key = (*outer, request["model"], request.get("size"))
+        key = (*outer, zoo.get(request["model"]).libraries)
         with self._lock:
             self._retire_idle(key)
             if key not in self._models:
-                self._models[key] = self._model_server(outer, start_env, key, timeout_s)
+                self._models[key] = self._model_server(outer, start_env, request, timeout_s)
             server = self._models[key]
             if server is None:
                 return None
@@ -225,8 +229,9 @@ class ForkServers:
                 return None
             return forked
 
-    def _model_server(self, outer: tuple, start_env: dict[str, str], key: tuple, timeout_s: float):
-        """The model server for `key`, from its framework server (started here if need be); None: none."""
+    def _model_server(self, outer: tuple, start_env: dict[str, str], request: dict, timeout_s: float):
+        """The model server for the libraries of the run's model, from its framework server
+        (started here if need be); None: none."""
         if outer not in self._frameworks:
             try:
                 self._frameworks[outer] = _FrameworkServer(start_env, outer[1], timeout_s)
@@ -236,7 +241,7 @@ class ForkServers:
         framework = self._frameworks[outer]
         if framework is None:
             return None
-        server = framework.model_server(key[2], key[3], timeout_s)
+        server = framework.model_server(request["model"], request.get("size"), timeout_s)
         if isinstance(server, str):
             self._note(f"fork server not used: {server}")
             if not framework.usable:  # it would refuse every model alike
@@ -250,10 +255,10 @@ class ForkServers:
         self._retired.append(server)
 
     def _retire_idle(self, keep: tuple) -> None:
-        """Close the model servers of other models with no run in flight (a sweep goes model by
-        model), then the framework servers of other start environments left without any."""
+        """Close the servers of other start environments with no run in flight (model servers
+        first), and the retired ones whose runs have ended."""
         for key, server in list(self._models.items()):
-            if key != keep and server is not None and server.in_flight == 0:
+            if key[0] != keep[0] and server is not None and server.in_flight == 0:
                 server.close()
                 del self._models[key]
         for key, server in list(self._frameworks.items()):

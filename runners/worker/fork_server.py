@@ -3,11 +3,13 @@
 Started by the parent with a run's whole start environment (LD_PRELOAD, LD_LIBRARY_PATH,
 the backend's variables, thread settings: everything a fresh worker would start with), a
 *framework server* imports the worker and the framework (torch; Keras and TensorFlow) once.
-It never runs a workload: on request it forks a *model server*, which imports one model's
-libraries (`warm`) and then forks one child per run of that model. Each child is a worker
+It never runs a workload: on request it forks a *model server*, which imports the libraries a
+model builds with (`warm`: its entry's `libraries`, such as torchvision's models or
+transformers' core) and then forks one child per run of any model that names the same. Each child is a worker
 as `python -m runners.worker` would be: its own process and session, its own variables, its
 log; CUDA is never initialized here, so each child creates its own context. A run's memory
-holds the framework and its own model's imports, nothing of the models before it.
+holds the framework and the libraries its own model imports, nothing of the models before it
+(what is its model's alone, such as transformers' BERT classes, it imports itself).
 
 Forking is only safe in a process with one thread and no CUDA context: before each fork
 (of a model server or of a run) that is checked, and a request is refused (the parent then
@@ -100,15 +102,15 @@ def import_framework(framework: str) -> None:
         import keras  # noqa: F401  (and TensorFlow)
 
 
-def warm(model: str, size: str | None) -> float:
-    """Import the libraries `model` builds with besides its framework; the seconds it took."""
+def warm(model: str, size: str | None) -> tuple[float, tuple[str, ...]]:
+    """Import the libraries `model` shares with the models that name the same: the seconds it
+    took, and their names."""
     started = time.perf_counter()
     import zoo
 
     entry = zoo.get(model)(size)
-    if hasattr(entry, "import_framework"):
-        entry.import_framework()
-    return time.perf_counter() - started
+    entry.import_libraries()
+    return time.perf_counter() - started, entry.libraries
 
 
 def packages() -> list[str]:
@@ -161,7 +163,8 @@ def child(request: dict, inherited: dict, listener: socket.socket, open_connecti
 def model_server(
     request: dict, inherited: dict, listener: socket.socket, connection: socket.socket, others: list
 ) -> None:
-    """In a child of the framework server: import one model's libraries, then serve its runs."""
+    """In a child of the framework server: import a model's libraries, then serve the runs of
+    every model that names the same."""
     code = 1
     try:
         listener.close()
@@ -172,7 +175,7 @@ def model_server(
         if os.getppid() != inherited["framework_server_pid"]:  # it died before prctl
             _close()
         try:
-            model_import_s = warm(request["model"], request.get("size"))
+            model_import_s, libraries = warm(request["model"], request.get("size"))
         except Exception as exc:  # noqa: BLE001  (a fresh worker will record it as the run's failure)
             _send(
                 connection, {"failed": f"importing {request['model']}'s libraries failed: {type(exc).__name__}: {exc}"}
@@ -183,6 +186,7 @@ def model_server(
             "server_spawned_at": request["spawned_at"],
             "server_ready_s": time.time() - request["spawned_at"],
             "model_import_s": model_import_s,
+            "libraries": list(libraries),
         }
         serve(request["socket"], {**inherited, **own}, run, connection)
         code = 0

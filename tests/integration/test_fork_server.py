@@ -206,15 +206,23 @@ def _alive(pid: int, results_dir) -> bool:
         return False
 
 
-def test_models_of_one_framework_share_its_server_and_each_run_holds_only_its_model(results_dir):
-    """Torch is imported once for both models (one framework server); each model's libraries
-    in a model server of its own, so DLRM's worker does not carry BERT's transformers."""
-    done = run_command(results_dir, "bench", "--multirun", "model=bert,dlrm", "backend=cpu", "tracking=none", *TINY)
+def test_models_of_one_framework_share_its_server_and_each_run_holds_only_its_models_libraries(results_dir):
+    """Torch is imported once for the three models (one framework server); transformers once
+    for BERT and GPT-2 (one model server, kept while DLRM runs between them), and DLRM's worker,
+    from a model server of its own, does not carry it. BERT's run adds nothing to what GPT-2's
+    inherits."""
+    done = run_command(
+        results_dir, "bench", "--multirun", "model=bert,dlrm,gpt2", "backend=cpu", "tracking=none", *TINY
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     forked = {r.model.name: _forked(r) for r in results_of(results_dir)}
-    assert set(forked) == {"bert", "dlrm"} and all(forked.values()), forked
-    assert forked["bert"]["framework_server_pid"] == forked["dlrm"]["framework_server_pid"]
-    assert forked["bert"]["server_pid"] != forked["dlrm"]["server_pid"]
+    assert set(forked) == {"bert", "dlrm", "gpt2"} and all(forked.values()), forked
+    assert len({f["framework_server_pid"] for f in forked.values()}) == 1
+    assert forked["bert"]["server_pid"] == forked["gpt2"]["server_pid"] != forked["dlrm"]["server_pid"]
+    assert forked["bert"]["libraries"] == ["transformers", "transformers.modeling_utils"]
+    assert forked["dlrm"]["libraries"] == []
+    assert (forked["bert"]["runs_before"], forked["gpt2"]["runs_before"]) == (0, 1)
+    assert forked["gpt2"]["packages"] == forked["bert"]["packages"]
     assert "torch" in forked["dlrm"]["packages"] and "transformers" in forked["bert"]["packages"]
     assert "transformers" not in forked["dlrm"]["packages"], forked["dlrm"]["packages"]
     assert forked["dlrm"]["server_rss_mb"] < forked["bert"]["server_rss_mb"]
@@ -223,22 +231,26 @@ def test_models_of_one_framework_share_its_server_and_each_run_holds_only_its_mo
     assert not _left_behind(results_dir)
 
 
-def test_an_idle_model_server_is_retired_and_ends_while_its_framework_server_serves_on(results_dir):
-    command = _sweep(
-        results_dir, *CHEAP, "--multirun", "model.size=tiny,default,instant", "workload.min_duration_s=1.5"
-    )
+def test_servers_of_another_start_environment_are_retired_and_end_while_the_sweep_goes_on(results_dir):
+    """A variable that differs (the thread count) makes a new start environment: the servers of
+    the one before end once its runs have, and those of the new one serve on."""
+    command = _sweep(results_dir, *CHEAP, "--multirun", "backend.threads=1,2", "workload.min_duration_s=1.5")
     deadline = time.monotonic() + 120
-    first, second = _wait_for("two results", lambda: len(done := _results_so_far(results_dir)) >= 2 and done, deadline)[
-        :2
-    ]
-    assert command.poll() is None, "the sweep still runs its third model server"
-    assert _forked(first)["framework_server_pid"] == _forked(second)["framework_server_pid"]
-    assert not _alive(_forked(first)["server_pid"], results_dir), "the first model server was retired"
-    assert _alive(_forked(first)["framework_server_pid"], results_dir)
+    first = _wait_for("a run forked in the second environment", lambda: _second_forked(results_dir), deadline)
+    for pid in (_forked(first)["server_pid"], _forked(first)["framework_server_pid"]):
+        _wait_for(f"server {pid} to end", lambda pid=pid: not _alive(pid, results_dir), deadline)
+    assert command.poll() is None, "the second run still measures"
     out, err = command.communicate(timeout=120)
     assert command.returncode == 0, out + err
-    assert [bool(_forked(r)) for r in results_of(results_dir)] == [True] * 3
+    second = sorted(results_of(results_dir), key=lambda r: r.started_at)[1]
+    assert _forked(second)["framework_server_pid"] != _forked(first)["framework_server_pid"]
     assert not _left_behind(results_dir)
+
+
+def _second_forked(results_dir):
+    """The first run's result once the second run's model server has forked it (it measures)."""
+    done = _results_so_far(results_dir)
+    return done[0] if done and _model_server_with_a_run(results_dir) else None
 
 
 def _kill_mid_sweep(results_dir, server: str) -> tuple[list, int]:

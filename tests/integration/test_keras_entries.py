@@ -28,6 +28,19 @@ def test_tiny_keras_resnet50_is_the_bottleneck_design_with_one_block_per_stage()
     assert model.count_params() == 529_898  # the full ResNet50 with 10 classes: 23,608,202
 
 
+def test_tiny_keras_mobilenet_v2_is_the_first_inverted_residual_block_of_each_stage():
+    model = zoo.load("keras_mobilenet_v2", size="tiny", shape=SHAPE).model
+    depthwise = [layer.name for layer in model.layers if layer.name.endswith("_depthwise")]
+    assert depthwise == ["expanded_conv_depthwise", *(f"block_{i}_depthwise" for i in range(1, 7))]
+    # MobileNetV2's stage widths 16..320 at width 0.35, rounded to multiples of 8 as Keras rounds them
+    widths = [
+        model.get_layer(name).filters
+        for name in ("expanded_conv_project", *(f"block_{i}_project" for i in range(1, 7)))
+    ]
+    assert widths == [8, 8, 16, 24, 32, 56, 112]
+    assert model.count_params() == 265_002  # the full depth at width 0.35 with 10 classes: 423,018
+
+
 def test_full_keras_resnet50_is_keras_applications_resnet50():
     import keras
 

@@ -24,10 +24,10 @@ class Bert(TorchModel):
         "bert-base-uncased: BertModel 109,482,240 params + 2-class head; FLOPs ~ 2 x matmul params x tokens + attention"
     )
 
-    def import_framework(self):
-        from zoo.torch_support import ensure_torchvision
+    libraries = ("transformers", "transformers.modeling_utils")  # as the other transformers entries
 
-        ensure_torchvision()  # transformers imports torchvision when it is installed
+    def import_framework(self):
+        self.import_libraries()
         from transformers import BertConfig, BertForSequenceClassification  # noqa: F401  (the lazy module loads them)
 
     def build(self, shape=None):
