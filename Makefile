@@ -145,10 +145,13 @@ sync: setup ## log every result that could not reach the tracking store when it 
 ingest: setup ## load result files from a directory into MLflow, skipping those already there: make ingest DIR=<dir>
 	@$(PY) -m runners.cli.sync "dir=$(DIR)" $(ARGS)
 
-# One run on two processes, the long tests first (tests/conftest.py), then the unit tests (fast,
-# no subprocess) and the integration tests: two passes left one core idle in each one's tail.
-test: setup test-deps lint ## lint, then the tests: unit (no subprocess) and integration, on two processes
-	$(PY) -m pytest -q -n 2 --dist loadgroup tests/unit tests/integration $(PYTEST_ARGS)
+# One run, the long tests first (tests/conftest.py), then the unit tests (fast, no subprocess)
+# and the integration tests: two passes left one core idle in each one's tail. Three processes
+# on this project's 2-core machine: a tenth of two processes' time was spent waiting (servers
+# at a set rate, daemons, timeouts), and a third one fills it (7:14 -> 6:40 for the tests).
+TEST_WORKERS ?= 3
+test: setup test-deps lint ## lint, then the tests: unit (no subprocess) and integration, on TEST_WORKERS processes
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup tests/unit tests/integration $(PYTEST_ARGS)
 
 lint: setup ## ruff: the formatter's check and the linter (make format applies the formatter)
 	$(VENV)/bin/ruff format --check --quiet runners zoo tests hydra_plugins || { echo "run: make format"; exit 1; }

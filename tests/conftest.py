@@ -123,7 +123,7 @@ def store_template(tmp_path_factory) -> Path:
 
 
 def pytest_collection_modifyitems(items):
-    """The long tests (marked slow) first: two workers take them while the short ones fill in
+    """The long tests (marked slow) first: the workers take them while the short ones fill in
     behind, instead of one worker running a long test alone at the end. Before them, the tests
     that convert with MNN in their own process (marked mnn_in_process): MNN's converter aborts
     in a process that loaded TensorFlow (two protobuf copies), and a test process imports
