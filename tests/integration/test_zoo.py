@@ -66,3 +66,25 @@ def test_shape_limits_are_checked_before_running():
         zoo.get("bert")().check_shape(InputShape(seq_len=1024))
     with pytest.raises(ValueError, match="minimum of 32"):
         zoo.get("resnet50")().check_shape(InputShape(image_size=16))
+
+
+def test_tiny_efficientnet_b0_is_one_block_per_stage_at_a_quarter_width():
+    from torchvision.ops.misc import SqueezeExcitation
+
+    model = zoo.get("efficientnet_b0")("tiny").build(InputShape(image_size=32))
+    stages = model.features[1:-1]  # between the stem and the head
+    assert [len(stage) for stage in stages] == [1] * 7  # B0's 1, 2, 2, 3, 3, 4, 1 blocks
+    assert sum(isinstance(m, SqueezeExcitation) for m in model.modules()) == 7
+    assert model.features[0][0].out_channels == 8  # B0's stem: 32
+    assert _params(model) == 126_822  # the full B0 with 10 classes: 4,020,358
+
+
+def test_tiny_gpt2_predicts_over_a_tiny_vocabulary():
+    entry = zoo.get("gpt2")("tiny")
+    shape = InputShape(seq_len=16)
+    model = entry.build(shape)
+    batch = entry.make_batch(2, shape, seed=0)
+    assert entry.vocab() == model.config.vocab_size == 1024  # as llama's tiny; the real one: 50,257
+    assert int(batch["input_ids"].max()) < 1024
+    with torch.inference_mode():
+        assert entry.forward(model, batch).shape[-1] == 1024
