@@ -109,7 +109,8 @@ class TorchModel(ZooModel):
     workloads = ("infer", "train", "train_ddp")
 
     def import_framework(self) -> None:
-        """Import the libraries build() uses (torch alone: nothing). The weight cache
+        """Import the libraries build() uses: `libraries` here, and what is the model's alone in
+        the entries that have more (transformers' model classes). The weight cache
         (runners/worker/weight_cache.py) calls it before building on the meta device, where a
         tensor a module made at import time would be a meta tensor."""
         self.import_libraries()

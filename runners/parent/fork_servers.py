@@ -107,7 +107,7 @@ class _Server:
             return f"the fork server did not answer: {exc}"
         if "pid" not in reply:
             connection.close()
-            self.usable = "refused" not in reply  # else the model server failed: its model's runs start afresh
+            self.usable = "refused" not in reply  # else its imports failed: the runs of its libraries start afresh
             return reply.get("refused") or reply.get("failed") or f"the model server ended as it started ({reply})"
         self.in_flight += 1
         return ForkedWorker(reply["pid"], connection, rest, self._ended)
@@ -222,7 +222,7 @@ class ForkServers:
             if server is None:
                 return None
             forked = server.fork({**request, "env": env}, timeout_s)
-            if isinstance(forked, str):  # it will not get better: this key's runs start afresh from now on
+            if isinstance(forked, str):  # it will not get better: the runs of its libraries start afresh from now on
                 self._note(f"fork server not used: {forked}")
                 self._retire(server)
                 self._models[key] = None

@@ -231,6 +231,20 @@ def test_models_of_one_framework_share_its_server_and_each_run_holds_only_its_mo
     assert not _left_behind(results_dir)
 
 
+def test_a_model_server_imports_what_its_models_share_and_each_run_its_own_classes():
+    """The server of bert, gpt2, llama and t5 holds transformers' core; BERT's classes are the
+    BERT run's to import, so a GPT-2 run forked after it does not carry them."""
+    script = (
+        "import sys; from runners.worker.fork_server import warm; import zoo; "
+        "_, libraries = warm('bert', 'tiny'); bert = 'transformers.models.bert.modeling_bert'; "
+        "print(list(libraries), 'transformers.modeling_utils' in sys.modules, bert in sys.modules); "
+        "zoo.get('bert')('tiny').import_framework(); print(bert in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:2] == ["['transformers', 'transformers.modeling_utils'] True False", "True"]
+
+
 def test_servers_of_another_start_environment_are_retired_and_end_while_the_sweep_goes_on(results_dir):
     """A variable that differs (the thread count) makes a new start environment: the servers of
     the one before end once its runs have, and those of the new one serve on."""

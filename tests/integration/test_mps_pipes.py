@@ -76,5 +76,5 @@ def test_a_socket_path_over_the_limit_is_refused_before_the_daemon_starts(tmp_pa
 def test_the_tests_of_one_daemon_run_one_at_a_time(request):
     """pytest-xdist sends the tests of one xdist_group to one worker (make test: --dist loadgroup)
     by suffixing their ids; with pytest 9 the suffix no longer took, and they ran at once."""
-    if request.config.getvalue("loadgroup"):
+    if request.config.getoption("loadgroup", default=False):  # set on an xdist worker only
         assert request.node.nodeid.endswith("@mps"), f"not grouped under pytest {pytest.__version__}"

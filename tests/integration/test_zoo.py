@@ -88,3 +88,17 @@ def test_tiny_gpt2_predicts_over_a_tiny_vocabulary():
     assert int(batch["input_ids"].max()) < 1024
     with torch.inference_mode():
         assert entry.forward(model, batch).shape[-1] == 1024
+
+
+def test_every_entrys_libraries_are_modules_it_can_import():
+    """What a fork server imports for an entry (`libraries`, its key for sharing a server)."""
+    import importlib.util
+
+    from zoo.base import models
+    from zoo.torch_support import ensure_torchvision
+
+    ensure_torchvision()
+    for name in models.names():
+        libraries = zoo.get(name).libraries
+        assert isinstance(libraries, tuple), (name, libraries)  # hashable: part of the server's key
+        assert all(importlib.util.find_spec(module) for module in libraries), (name, libraries)
