@@ -178,7 +178,7 @@ HOST ?= 127.0.0.1
 MLFLOW_JOBS ?= false
 MLFLOW_WORKERS ?= 2
 mlflow-server: setup ## team tracking server on $(HOST):$(PORT); PostgreSQL when MLFLOW_BACKEND_URI is set, else the sqlite file
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$(MLFLOW_JOBS) $(VENV)/bin/mlflow server --host $(HOST) --port $(PORT) --workers $(MLFLOW_WORKERS) \
+	MLFLOW_DISABLE_TELEMETRY=true MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$(MLFLOW_JOBS) $(VENV)/bin/mlflow server --host $(HOST) --port $(PORT) --workers $(MLFLOW_WORKERS) \
 		--backend-store-uri "$${MLFLOW_BACKEND_URI:-sqlite:///$(abspath $(RESULTS))/mlflow.db}" \
 		--artifacts-destination "$${MLFLOW_ARTIFACTS_DESTINATION:-$(abspath $(RESULTS))/server-artifacts}" --serve-artifacts
 

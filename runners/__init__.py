@@ -12,6 +12,12 @@
 Modules at this level (config, contracts, names, errors, redact, stats, nvml, suite) are
 shared by every process and need nothing but the standard library."""
 
+import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# MLflow 3 reports usage from a thread of every process that imports it (a name lookup, then
+# HTTPS to its servers) unless it sees this or a CI's variables; nothing of the suite talks to
+# the network at run time. Set before any runners module can import mlflow.
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"

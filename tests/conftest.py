@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import runners  # noqa: F401  (as in every suite process: MLflow's telemetry off before any test imports it)
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Microbenchmark figures of a bare GPU and of a remoting layer, for the overhead estimate.

@@ -179,3 +179,99 @@ def build_library(path, source, *defines):
     c_file.write_text(source)
     subprocess.run(["gcc", "-shared", "-fPIC", *defines, "-o", str(path), str(c_file)], check=True)
     return path
+
+
+# Below Python: every process of the tree (the command, its worker, the runtimes' C++ code,
+# anything they start) gets this library preloaded. It logs each process that loaded it, and
+# each connect(), each sendto()/sendmsg() with an address and each name lookup, refusing
+# every one that leaves the machine's Unix sockets: an AF_INET/AF_INET6 connection (loopback
+# included: this command starts no server of its own) or a lookup of a name.
+NETWORK_SHIM_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static void note(const char *what, const char *detail) {
+    const char *path = getenv("NETWORK_ATTEMPTS");
+    FILE *log = path ? fopen(path, "a") : NULL;
+    if (!log) return;
+    fprintf(log, "%d %s %s\n", getpid(), what, detail);
+    fclose(log);
+}
+
+__attribute__((constructor)) static void loaded(void) {
+    char cmd[512] = "";
+    FILE *f = fopen("/proc/self/cmdline", "r");
+    if (f) {
+        size_t n = fread(cmd, 1, sizeof cmd - 1, f);
+        for (size_t i = 0; i < n; i++) if (!cmd[i]) cmd[i] = ' ';
+        cmd[n] = 0;
+        fclose(f);
+    }
+    note("loaded", cmd);
+}
+
+/* 1 (and logged) when the address leaves the process's Unix sockets */
+static int outward(const char *what, const struct sockaddr *addr) {
+    char detail[256];
+    if (!addr) return 0;
+    if (addr->sa_family == AF_UNIX) {
+        snprintf(detail, sizeof detail, "unix %s", ((const struct sockaddr_un *)addr)->sun_path);
+        note(what, detail);
+        return 0;
+    }
+    snprintf(detail, sizeof detail, "family %d", addr->sa_family);
+    note(what, detail);
+    return 1;
+}
+
+int connect(int fd, const struct sockaddr *addr, socklen_t len) {
+    if (outward("connect", addr)) { errno = ENETUNREACH; return -1; }
+    int (*real)(int, const struct sockaddr *, socklen_t) = dlsym(RTLD_NEXT, "connect");
+    return real(fd, addr, len);
+}
+
+ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr, socklen_t len) {
+    if (outward("sendto", addr)) { errno = ENETUNREACH; return -1; }
+    ssize_t (*real)(int, const void *, size_t, int, const struct sockaddr *, socklen_t) = dlsym(RTLD_NEXT, "sendto");
+    return real(fd, buf, n, flags, addr, len);
+}
+
+ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
+    if (msg && outward("sendmsg", msg->msg_name)) { errno = ENETUNREACH; return -1; }
+    ssize_t (*real)(int, const struct msghdr *, int) = dlsym(RTLD_NEXT, "sendmsg");
+    return real(fd, msg, flags);
+}
+
+/* glibc's resolver connects through internal calls no preload sees: the lookups themselves.
+   A numeric address (or none) is parsed, not looked up: passed on. */
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res) {
+    unsigned char addr[16];
+    if (node && inet_pton(AF_INET, node, addr) != 1 && inet_pton(AF_INET6, node, addr) != 1) {
+        note("getaddrinfo", node);
+        return EAI_FAIL;
+    }
+    int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **) =
+        dlsym(RTLD_NEXT, "getaddrinfo");
+    return real(node, service, hints, res);
+}
+
+struct hostent *gethostbyname(const char *name) {
+    note("gethostbyname", name ? name : "(null)");
+    h_errno = HOST_NOT_FOUND;
+    return NULL;
+}
+"""
+
+
+def outward_attempts(log: str) -> list[str]:
+    """The logged attempts that would leave the machine's Unix sockets."""
+    return [line for line in log.splitlines() if line.split(" ", 2)[1] != "loaded" and " unix " not in f" {line} "]

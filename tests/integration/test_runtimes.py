@@ -122,107 +122,11 @@ def test_parity_passes_on_each_runtime_and_fails_for_perturbed_weights(results_d
     assert "outputs: max abs err 0.001" in done.stdout
 
 
-# Below Python: every process of the tree (the command, its worker, the runtimes' C++ code,
-# anything they start) gets this library preloaded. It logs each process that loaded it, and
-# each connect(), each sendto()/sendmsg() with an address and each name lookup, refusing
-# every one that leaves the machine's Unix sockets: an AF_INET/AF_INET6 connection (loopback
-# included: this command starts no server of its own) or a lookup of a name.
-NETWORK_SHIM_C = r"""
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netdb.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-static void note(const char *what, const char *detail) {
-    const char *path = getenv("NETWORK_ATTEMPTS");
-    FILE *log = path ? fopen(path, "a") : NULL;
-    if (!log) return;
-    fprintf(log, "%d %s %s\n", getpid(), what, detail);
-    fclose(log);
-}
-
-__attribute__((constructor)) static void loaded(void) {
-    char cmd[512] = "";
-    FILE *f = fopen("/proc/self/cmdline", "r");
-    if (f) {
-        size_t n = fread(cmd, 1, sizeof cmd - 1, f);
-        for (size_t i = 0; i < n; i++) if (!cmd[i]) cmd[i] = ' ';
-        cmd[n] = 0;
-        fclose(f);
-    }
-    note("loaded", cmd);
-}
-
-/* 1 (and logged) when the address leaves the process's Unix sockets */
-static int outward(const char *what, const struct sockaddr *addr) {
-    char detail[256];
-    if (!addr) return 0;
-    if (addr->sa_family == AF_UNIX) {
-        snprintf(detail, sizeof detail, "unix %s", ((const struct sockaddr_un *)addr)->sun_path);
-        note(what, detail);
-        return 0;
-    }
-    snprintf(detail, sizeof detail, "family %d", addr->sa_family);
-    note(what, detail);
-    return 1;
-}
-
-int connect(int fd, const struct sockaddr *addr, socklen_t len) {
-    if (outward("connect", addr)) { errno = ENETUNREACH; return -1; }
-    int (*real)(int, const struct sockaddr *, socklen_t) = dlsym(RTLD_NEXT, "connect");
-    return real(fd, addr, len);
-}
-
-ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr, socklen_t len) {
-    if (outward("sendto", addr)) { errno = ENETUNREACH; return -1; }
-    ssize_t (*real)(int, const void *, size_t, int, const struct sockaddr *, socklen_t) = dlsym(RTLD_NEXT, "sendto");
-    return real(fd, buf, n, flags, addr, len);
-}
-
-ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
-    if (msg && outward("sendmsg", msg->msg_name)) { errno = ENETUNREACH; return -1; }
-    ssize_t (*real)(int, const struct msghdr *, int) = dlsym(RTLD_NEXT, "sendmsg");
-    return real(fd, msg, flags);
-}
-
-/* glibc's resolver connects through internal calls no preload sees: the lookups themselves.
-   A numeric address (or none) is parsed, not looked up: passed on. */
-int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res) {
-    unsigned char addr[16];
-    if (node && inet_pton(AF_INET, node, addr) != 1 && inet_pton(AF_INET6, node, addr) != 1) {
-        note("getaddrinfo", node);
-        return EAI_FAIL;
-    }
-    int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **) =
-        dlsym(RTLD_NEXT, "getaddrinfo");
-    return real(node, service, hints, res);
-}
-
-struct hostent *gethostbyname(const char *name) {
-    note("gethostbyname", name ? name : "(null)");
-    h_errno = HOST_NOT_FOUND;
-    return NULL;
-}
-"""
-
-
-def _outward(log: str) -> list[str]:
-    """The logged attempts that would leave the machine's Unix sockets."""
-    return [line for line in log.splitlines() if line.split(" ", 2)[1] != "loaded" and " unix " not in f" {line} "]
-
-
 @pytest.mark.skipif(not shutil.which("gcc"), reason="needs gcc to build the connect() logging library")
 def test_export_conversion_and_run_need_no_network(tmp_path):
     """Every process of the tree logs, below Python, what it tries on the network (and is
     refused); in a network namespace of its own too where unshare can make one."""
-    from stand_ins import build_library
+    from stand_ins import NETWORK_SHIM_C, build_library, outward_attempts
 
     shim = build_library(tmp_path / "no-network.so", NETWORK_SHIM_C, "-ldl")
     attempts = tmp_path / "attempts.log"
@@ -247,7 +151,7 @@ def test_export_conversion_and_run_need_no_network(tmp_path):
     logged = attempts.read_text()
     # The library was in the command and in its worker (which exported, converted and ran).
     assert "runners.cli.bench" in logged and "runners.worker" in logged, logged[:2000]
-    assert _outward(logged) == [], _outward(logged)
+    assert outward_attempts(logged) == [], outward_attempts(logged)
     # It is live below Python: a C program's connect() (bash's /dev/tcp) and Python's are logged and refused.
     import subprocess
 
@@ -256,9 +160,9 @@ def test_export_conversion_and_run_need_no_network(tmp_path):
         [sys.executable, "-c", "import socket; socket.create_connection(('127.0.0.1', 9))"],
         [sys.executable, "-c", "import socket; socket.getaddrinfo('example.com', 443)"],
     ):
-        before = len(_outward(attempts.read_text()))
+        before = len(outward_attempts(attempts.read_text()))
         refused = subprocess.run(probe, env={**os.environ, **env}, capture_output=True, text=True)
-        assert refused.returncode != 0 and len(_outward(attempts.read_text())) > before, probe
+        assert refused.returncode != 0 and len(outward_attempts(attempts.read_text())) > before, probe
 
 
 def test_a_gpu_provider_refused_on_the_cpu_and_invalid_where_it_does_not_run(results_dir, tmp_path):

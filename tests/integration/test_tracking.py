@@ -1,12 +1,16 @@
 """MLflow logging into a temporary sqlite store, through the real command line."""
 
 import json
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import TINY, results_of, run_dirs
+from conftest import REPO, TINY, results_of, run_dirs
 
 # A training run synchronizes once per window (workload.sync=window): a mean step time, no percentiles.
 METRICS = {
@@ -109,3 +113,28 @@ def test_a_store_is_copied_whole_from_the_template_or_not_at_all(tmp_path, monke
     store.write_bytes(b"runs")
     write._start_from_schema(f"sqlite:///{store}")  # an existing store is never replaced
     assert store.read_bytes() == b"runs"
+
+
+# What makes MLflow keep its telemetry to itself without the suite: pytest's own variable
+# (inherited by every command a test runs) and CI systems' (MLflow's telemetry/utils.py).
+TELEMETRY_OFF = ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "GITLAB_CI")
+
+
+@pytest.mark.skipif(not shutil.which("gcc"), reason="needs gcc to build the connect() logging library")
+def test_a_tracked_run_needs_no_network(results_dir, tmp_path):
+    """The default path, MLflow's logging included, as a user's shell runs it: MLflow 3 sends
+    usage telemetry from a thread of any process that imports it, and the suite turns it off."""
+    from stand_ins import NETWORK_SHIM_C, build_library, outward_attempts
+
+    shim = build_library(tmp_path / "no-network.so", NETWORK_SHIM_C, "-ldl")
+    attempts = tmp_path / "attempts.log"
+    env = {k: v for k, v in os.environ.items() if k not in TELEMETRY_OFF}
+    env.update(VGPU_BENCH_RESULTS=str(results_dir), LD_PRELOAD=str(shim), NETWORK_ATTEMPTS=str(attempts))
+    done = subprocess.run(
+        [sys.executable, "-m", "runners.cli.bench", "model=dummy", "backend=cpu", *TINY],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(_runs(results_dir)[1]) == 1  # logged
+    logged = attempts.read_text()
+    assert "runners.cli.bench" in logged and outward_attempts(logged) == [], outward_attempts(logged)
