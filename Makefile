@@ -146,10 +146,12 @@ ingest: setup ## load result files from a directory into MLflow, skipping those 
 	@$(PY) -m runners.cli.sync "dir=$(DIR)" $(ARGS)
 
 # One run, the long tests first (tests/conftest.py), then the unit tests (fast, no subprocess)
-# and the integration tests: two passes left one core idle in each one's tail. Two processes on
-# this project's 2-core machine: three took 6:40 once and 7:36 the next time, and the timing of
-# a live A/B test then varied by 60% between two identical runs.
-TEST_WORKERS ?= 2
+# and the integration tests: two passes left one core idle in each one's tail. Three processes
+# on this project's 2-core machine: a tenth of two processes' time is spent waiting (servers at
+# a set rate, daemons, timeouts), and a third fills it. The tests took 6:40 and 7:36 with three,
+# 7:14 and 7:47 with two, the machine's own speed drifting as much between those runs; tests
+# must hold on a busy machine anyway (a live A/B test runs three a side for it).
+TEST_WORKERS ?= 3
 test: setup test-deps lint ## lint, then the tests: unit (no subprocess) and integration, on TEST_WORKERS processes
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup tests/unit tests/integration $(PYTEST_ARGS)
 
