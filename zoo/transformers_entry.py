@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from zoo.base import InputShape, TorchModel
 
+# The core every transformers model class loads: one fork server imports it for all of them
+# (ZooModel.libraries); each run imports its own model's classes.
+TRANSFORMERS_CORE = ("transformers", "transformers.modeling_utils")
+
 
 class TransformersLM(TorchModel):
     """A causal language model: next-token loss over a seeded batch of token ids."""
@@ -21,7 +25,7 @@ class TransformersLM(TorchModel):
 
         return getattr(transformers, self.config_class)(**(self.fixed | self.settings))
 
-    libraries = ("transformers", "transformers.modeling_utils")  # the core every model class loads
+    libraries = TRANSFORMERS_CORE
 
     def import_framework(self) -> None:
         self.import_libraries()

@@ -1,6 +1,7 @@
 """BERT for sequence classification (transformers), random weights from its config."""
 
 from zoo.base import TorchModel, models
+from zoo.transformers_entry import TRANSFORMERS_CORE
 
 
 @models.register
@@ -24,7 +25,7 @@ class Bert(TorchModel):
         "bert-base-uncased: BertModel 109,482,240 params + 2-class head; FLOPs ~ 2 x matmul params x tokens + attention"
     )
 
-    libraries = ("transformers", "transformers.modeling_utils")  # as the other transformers entries
+    libraries = TRANSFORMERS_CORE  # one fork server with the other transformers entries
 
     def import_framework(self):
         self.import_libraries()
