@@ -50,10 +50,11 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def headless_chromium() -> list[str]:
-    """Headless Chromium with a fresh profile (no saved state, no history) that reaches
-    nothing on its own (no sync, updates or background requests); the page's URL and the
-    output (--dump-dom, --screenshot=...) follow."""
+def headless_chromium(profile: Path) -> list[str]:
+    """Headless Chromium with a fresh profile in `profile` (a test's own folder: no saved
+    state, no history, nothing left in the system's temporary folder) that reaches nothing on
+    its own (no sync, updates or background requests); the page's URL and the output
+    (--dump-dom, --screenshot=...) follow."""
     return [
         chromium(),
         "--headless",
@@ -63,7 +64,7 @@ def headless_chromium() -> list[str]:
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
-        f"--user-data-dir={tempfile.mkdtemp()}",
+        f"--user-data-dir={profile}",
     ]
 
 
@@ -76,20 +77,25 @@ def has_gpu() -> bool:
 @pytest.fixture(autouse=True, scope="session")
 def users_world_stays_alone(tmp_path_factory):
     """Whatever the user's environment holds (their own MLflow store, their results folder,
-    a shared weight cache),
+    a shared weight cache, their temporary folder),
     no test and no command a test starts reaches it: each test names its own store and
     folder, and anything that forgets lands in this session's temporary folder."""
-    keys = ("MLFLOW_TRACKING_URI", "VGPU_BENCH_RESULTS", "VGPU_BENCH_WEIGHT_CACHE", "XDG_RUNTIME_DIR")
+    keys = ("MLFLOW_TRACKING_URI", "VGPU_BENCH_RESULTS", "VGPU_BENCH_WEIGHT_CACHE", "XDG_RUNTIME_DIR", "TMPDIR")
     saved = {k: os.environ.get(k) for k in keys}
     # The MPS daemon's pipes go under $XDG_RUNTIME_DIR: a short folder of this session's own
     # (a socket path holds 107 bytes), removed with the session's temporary files.
     runtime_dir = tempfile.mkdtemp(prefix="vb-run-")
     os.environ["XDG_RUNTIME_DIR"] = runtime_dir
+    # What the libraries of this process and of the commands it starts leave in the temporary
+    # folder (caches, generated sources) stays among the session's own files.
+    saved_tempdir = tempfile.tempdir
+    tempfile.tempdir = os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("tmp"))
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ.pop("VGPU_BENCH_WEIGHT_CACHE", None)  # a shared weight cache: each run then keeps its own
     os.environ["VGPU_BENCH_RESULTS"] = str(tmp_path_factory.mktemp("unclaimed-results"))
     yield
     shutil.rmtree(runtime_dir, ignore_errors=True)
+    tempfile.tempdir = saved_tempdir
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -150,6 +156,15 @@ def logged_runs(results_dir: Path) -> list:
 
     client = MlflowClient(f"sqlite:///{results_dir}/mlflow.db")
     return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+@pytest.fixture
+def short_tmpdir():
+    """A TMPDIR for a command whose leftovers a test looks for: empty, and short, so the runs'
+    own temporary folders go inside it (runners/parent/launch.py, temporary_base)."""
+    path = Path(tempfile.mkdtemp(prefix="vbt-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -128,7 +128,7 @@ def run_loop(
     args: OverheadConfig, case: Case, plan_, device: str, folder: Path, ablation_rounds: int = 0
 ) -> dict[str, Any]:
     """The hand-written loop in a fresh process, with the worker's environment."""
-    from runners.parent.launch import worker_env
+    from runners.parent.launch import run_only_env, temporary_folder, worker_env
 
     folder.mkdir(parents=True)
     out = folder / "loop.json"
@@ -139,14 +139,14 @@ def run_loop(
         json.dumps(loop_arguments(args, case, device, ablation_rounds)),
         str(out),
     ]
-    with open(folder / "loop.log", "wb") as log:
+    with open(folder / "loop.log", "wb") as log, temporary_folder() as temp:
         try:
             proc = subprocess.run(
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=worker_env(plan_, folder),
+                env=worker_env(plan_, run_only_env(plan_, folder, temp)),
                 cwd=REPO_ROOT,
                 timeout=args.timeout_s,
             )

@@ -134,7 +134,7 @@ class _FrameworkServer(_Server):
                     stdin=subprocess.PIPE,  # our end closed (or this process gone): the servers end
                     stdout=subprocess.PIPE,  # its ready line; then the server points it at its log
                     stderr=out,
-                    env=env,
+                    env={**env, "TMPDIR": str(self.folder)},  # what its imports leave (torch's caches) goes with it
                     cwd=REPO_ROOT,
                     start_new_session=True,  # Ctrl-C reaches the parent, which stops the runs, then us
                 )

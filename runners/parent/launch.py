@@ -8,13 +8,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import psutil
 
@@ -81,10 +83,42 @@ def _tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
-def worker_env(plan: Plan, run_dir: Path) -> dict[str, str]:
+# A socket's path holds 107 bytes, and multiprocessing puts its sockets (a DataLoader worker's)
+# at <TMPDIR>/pymp-XXXXXXXX/listener-XXXXXXXX.
+SOCKET_PATH_MAX = 107
+_SOCKET_IN_TMPDIR = len("/pymp-XXXXXXXX/listener-XXXXXXXX")
+
+
+def temporary_base() -> str:
+    """Where runs' temporary folders go: the user's temporary folder, or /tmp where a socket
+    in a folder of its would not fit (as Python 3.12's multiprocessing falls back itself)."""
+    base = tempfile.gettempdir()
+    return base if len(base) + len("/vb-XXXXXXXX") + _SOCKET_IN_TMPDIR <= SOCKET_PATH_MAX else "/tmp"
+
+
+@contextlib.contextmanager
+def temporary_folder() -> Iterator[Path]:
+    """A run's own temporary folder, its processes' TMPDIR, removed once the run has ended:
+    what they leave there (the sockets of a DataLoader's workers, which a worker ends without
+    tearing down; torchrun's logs; torch's compile caches) goes with it, and no run finds
+    another's."""
+    path = Path(tempfile.mkdtemp(prefix="vb-", dir=temporary_base()))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def run_only_env(plan: Plan, run_dir: Path, temp: Path) -> dict[str, str]:
+    """The variables of this run alone, none of its start environment: the backend's own for
+    the run, and its temporary folder."""
+    return {**plan.backend.run_environment(run_dir), "TMPDIR": str(temp)}
+
+
+def worker_env(plan: Plan, run_only: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     env.update(plan.backend.environment())
-    env.update(plan.backend.run_environment(run_dir))
+    env.update(run_only)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONUNBUFFERED"] = "1"
@@ -129,9 +163,10 @@ def forkable(plan: Plan, task: str) -> bool:
     )
 
 
-def start_worker(plan: Plan, job: Job, job_path: Path, log, env: dict[str, str]):
+def start_worker(plan: Plan, job: Job, job_path: Path, log, run_only: dict[str, str]):
     """The run's worker process: forked from its start environment's fork server where it
     may be, else a fresh `python -m runners.worker`."""
+    env = worker_env(plan, run_only)
     if forkable(plan, job.task):
         request = {
             "job": str(job_path),
@@ -140,7 +175,6 @@ def start_worker(plan: Plan, job: Job, job_path: Path, log, env: dict[str, str])
             "model": job.model.name,
             "size": job.model.size,
         }
-        run_only = plan.backend.run_environment(Path(job.run_dir))
         forked = fork_servers.servers.spawn(env, run_only, plan.entry.framework, request, plan.config.timeout_s)
         if forked is not None:
             return forked
@@ -174,7 +208,8 @@ def plan_text(plan: Plan) -> str:
         "  environment changes:",
     ]
     env = {**backend.environment(), **backend.run_environment(plan.results_dir / "runs" / "<run-id>")}
-    lines += [f"    {k}={v}" for k, v in redact_env(env).items()] or ["    (none)"]
+    lines += [f"    {k}={v}" for k, v in redact_env(env).items()]
+    lines.append("    TMPDIR=<a folder of the run's own, removed when the run ends>")
     for phase, commands in backend.daemon_commands().items():
         lines += [f"  daemon {phase}: {command}" for command in commands]
     return "\n".join(lines)
@@ -204,11 +239,12 @@ def launch(
     timeout_message = f"worker exceeded timeout_s={timeout_s:g} and was stopped"
     timed_out = False
 
-    with open(log_path, "wb") as log:
+    with open(log_path, "wb") as log, temporary_folder() as temp:
         proc = None
         interrupted = True  # until the loop ends by itself: Ctrl-C or SIGTERM reach the parent in it
         try:
-            proc = start_worker(plan, job, job_path, log, worker_env(plan, run_dir))  # a fork server may start first
+            run_only = run_only_env(plan, run_dir, temp)
+            proc = start_worker(plan, job, job_path, log, run_only)  # a fork server may start first
             deadline = time.monotonic() + timeout_s
             while True:
                 try:

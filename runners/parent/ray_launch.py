@@ -122,13 +122,20 @@ def _run_job(hydra_context, sweep_config, task_function, singleton_state):
     setup_globals()
     Singleton.set_state(singleton_state)
     HydraConfig.instance().set_config(sweep_config)
-    return run_job(
-        hydra_context=hydra_context,
-        task_function=task_function,
-        config=sweep_config,
-        job_dir_key="hydra.sweep.dir",
-        job_subdir_key="hydra.sweep.subdir",
-    )
+    try:
+        return run_job(
+            hydra_context=hydra_context,
+            task_function=task_function,
+            config=sweep_config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+    finally:
+        # A Ray worker outlives its job and runs other commands' jobs: the fork servers the job
+        # started end with it, as a command's end with the command.
+        from runners.parent import fork_servers
+
+        fork_servers.servers.close()
 
 
 def cluster_address(address: Optional[str]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import statistics
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -256,7 +257,9 @@ class Store:
         """The run's result file (schema 1 or 2): the local copy when there is one, else its MLflow artifact."""
         if run._result is None:
             local = self.results_dir / "runs" / run.tags["run_id"] / RESULT_FILE
-            if not local.exists():
-                local = Path(self.client.download_artifacts(run.mlflow_id, RESULT_FILE))
-            run._result = Result.load(local)
+            if local.exists():
+                run._result = Result.load(local)
+            else:  # into a folder of its own that goes with it: MLflow's default one stays behind in /tmp
+                with tempfile.TemporaryDirectory(prefix="vb-artifact-") as folder:
+                    run._result = Result.load(Path(self.client.download_artifacts(run.mlflow_id, RESULT_FILE, folder)))
         return run._result

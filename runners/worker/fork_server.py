@@ -35,6 +35,7 @@ import select
 import signal
 import socket
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -148,6 +149,7 @@ def child(request: dict, inherited: dict, listener: socket.socket, open_connecti
         os.environ.clear()  # putenv/unsetenv: the C libraries see the run's own variables
         os.environ.update(request["env"])
         os.environ[FORKED_VARIABLE] = json.dumps(inherited)
+        tempfile.tempdir = None  # the run's own TMPDIR, not the one a server's import may have cached
         os.chdir(request["cwd"])
         sys.argv = [worker_main.__file__, request["job"]]
         random.seed()  # a fresh process seeds itself from the OS; a fork would repeat its siblings' draws

@@ -4,6 +4,7 @@ noise (a workload 20 times slower); the statistics are tested in tests/unit."""
 
 import csv
 import re
+import shutil
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -41,6 +42,16 @@ def test_a_comparison_writes_its_tables_and_an_mlflow_run(cli, analyze, results_
     # One run a side, no measured run-to-run variation: no verdict, and the table says why.
     assert row["baseline_run_cv"] == "" and row["verdict"] == "inconclusive"
     assert "run-to-run noise unknown" in done.stdout
+
+
+def test_results_read_back_from_the_store_leave_nothing_in_the_temporary_folder(cli, results_dir, short_tmpdir):
+    # Runs of another machine have no folder here: their result files come from MLflow.
+    assert cli("--multirun", "model=dummy", "backend=cpu", "label=one,two", *TINY).returncode == 0
+    shutil.rmtree(results_dir / "runs")
+    args = ("compare", "baseline=label=one", "candidate=label=two")
+    done = run_command(results_dir, "analyze", *args, env={"TMPDIR": str(short_tmpdir)})
+    assert done.returncode == 0 and "run-to-run noise unknown" in done.stdout, done.stderr  # it read the step times
+    assert list(short_tmpdir.iterdir()) == []
 
 
 def test_single_runs_use_the_run_to_run_variation_measured_with_repeats(cli, analyze, results_dir):

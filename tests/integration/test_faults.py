@@ -153,7 +153,7 @@ def test_an_unwritable_output_directory_is_refused_before_anything_runs(cli, tmp
     assert done.returncode == 2 and "is not writable" in done.stderr and done.stderr.count("\n") == 1
 
 
-def test_secrets_never_reach_files_logs_params_tags_or_artifacts(cli, results_dir):
+def test_secrets_never_reach_files_logs_params_tags_or_artifacts(cli, results_dir, tmp_path):
     secret = "s3cr3t-value-0123"
     done = cli(
         "model=dummy",
@@ -172,7 +172,7 @@ def test_secrets_never_reach_files_logs_params_tags_or_artifacts(cli, results_di
     text = json.dumps([run.data.params, run.data.tags])
     assert secret not in text and "***" in text
     for artifact in client.list_artifacts(run.info.run_id):
-        assert secret not in open(client.download_artifacts(run.info.run_id, artifact.path)).read()
+        assert secret not in open(client.download_artifacts(run.info.run_id, artifact.path, str(tmp_path))).read()
     assert secret not in (results_dir / "mlflow.db").read_bytes().decode(errors="replace")
 
 

@@ -63,7 +63,7 @@ def test_report_plots_render_in_a_headless_browser(cli, results_dir):
     page = done.stdout.split("report: ", 1)[1].strip()
     text = open(page).read()
     assert "src='http" not in text and "<link" not in text  # self-contained
-    browser = headless_chromium()
+    browser = headless_chromium(results_dir / "browser")
     dom = subprocess.run([*browser, "--dump-dom", f"file://{page}"], capture_output=True, text=True, timeout=120).stdout
     shot = results_dir / "report.png"
     subprocess.run(

@@ -34,12 +34,15 @@ def ray_head(tmp_path):
     # Ray's unix sockets live under <temp>/session_<date>_<pid>/sockets/: short, or over 107 bytes.
     temp = Path(tempfile.mkdtemp(prefix="vb-ray-", dir="/tmp"))
     elsewhere = tmp_path / "head-env-results"
+    workers_tmp = temp / "tmp"  # the TMPDIR of Ray's workers, where jobs' leftovers would be
+    workers_tmp.mkdir()
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_"))}
     env.update(
         RAY_USAGE_STATS_ENABLED="0",
         RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",  # keep 127.0.0.1: Ray on Linux swaps loopback for the host's IP
         RAY_TMPDIR=str(temp),
+        TMPDIR=str(workers_tmp),
         VGPU_BENCH_RESULTS=str(elsewhere),
     )
     command = [
@@ -56,7 +59,7 @@ def ray_head(tmp_path):
             assert head.poll() is None and time.monotonic() < deadline, (tmp_path / "ray-head.log").read_text()[-3000:]
             time.sleep(0.5)
         assert "Usage stats collection is disabled" in (tmp_path / "ray-head.log").read_text()  # no report home
-        yield f"127.0.0.1:{port}", elsewhere
+        yield f"127.0.0.1:{port}", elsewhere, workers_tmp
     finally:
         head.send_signal(signal.SIGTERM)  # ray start --block stops its node's processes on the way out
         try:
@@ -72,7 +75,7 @@ def ray_head(tmp_path):
 
 
 def test_a_two_job_sweep_on_a_local_ray_head_lands_both_runs_in_mlflow(cli, results_dir, ray_head):
-    address, elsewhere = ray_head
+    address, elsewhere, workers_tmp = ray_head
     tiny = [a for a in TINY if not a.startswith("backend.threads=")]
     started = time.monotonic()
     done = cli(
@@ -97,6 +100,8 @@ def test_a_two_job_sweep_on_a_local_ray_head_lands_both_runs_in_mlflow(cli, resu
     assert sorted(r.data.params["backend.threads"] for r in runs) == ["1", "2"]
     assert {r.data.tags["run_id"] for r in runs} == {r.run_id for r in results}
     assert all(r.info.status == "FINISHED" for r in runs)
+    # Ray ends a command's workers without their exit handlers: the fork servers of a job end with it.
+    assert list(workers_tmp.iterdir()) == []
 
 
 def test_a_ray_sweep_without_a_cluster_says_so_in_one_line(cli):

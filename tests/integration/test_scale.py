@@ -29,7 +29,7 @@ def _unresolvable_hostname() -> tuple[str, ...]:
 
 
 @pytest.mark.slow
-def test_train_ddp_runs_two_cpu_processes_and_reports_scaling(cli, results_dir):
+def test_train_ddp_runs_two_cpu_processes_and_reports_scaling(cli, results_dir, short_tmpdir):
     done = cli(
         "model=bert",
         "workload=train_ddp",
@@ -39,8 +39,11 @@ def test_train_ddp_runs_two_cpu_processes_and_reports_scaling(cli, results_dir):
         "timeout_s=240",
         timeout=600,
         prefix=_unresolvable_hostname(),
+        env={"TMPDIR": str(short_tmpdir)},
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    # torchrun's logs and the sockets of the ranks' DataLoader workers went with each run's own folder
+    assert list(short_tmpdir.iterdir()) == []
     results = {len(r.details["ddp"]["per_rank_throughput"]): r for r in results_of(results_dir)}
     one, two = results[1], results[2]
     assert (one.group.role, two.group.role) == ("reference", "scaled")

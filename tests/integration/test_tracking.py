@@ -32,9 +32,14 @@ def _runs(results_dir):
 
 
 @pytest.mark.slow
-def test_a_run_is_logged_with_params_metrics_tags_and_artifacts(cli, results_dir):
-    done = cli("model=bert", "workload=train", "backend=cpu", "label=t1", *TINY)
+def test_a_run_is_logged_with_params_metrics_tags_and_artifacts(cli, results_dir, tmp_path, short_tmpdir):
+    done = cli("model=bert", "workload=train", "backend=cpu", "label=t1", *TINY, env={"TMPDIR": str(short_tmpdir)})
     assert done.returncode == 0, done.stderr
+    # A forked worker fed by a DataLoader's workers, which it ends without tearing them down:
+    # their sockets went with the run's own temporary folder.
+    [result] = results_of(results_dir)
+    assert result.details["startup"]["forked"] and result.config["workload"]["inputs"] == "loader"
+    assert list(short_tmpdir.iterdir()) == []
     client, runs = _runs(results_dir)
     assert len(runs) == 1
     run = runs[0]
@@ -46,10 +51,9 @@ def test_a_run_is_logged_with_params_metrics_tags_and_artifacts(cli, results_dir
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"result.json", "worker.log", "job.json", "launch.json"} <= artifacts
     # The run's times are the worker's, so MLflow's duration is how long the worker ran.
-    [result] = results_of(results_dir)
     assert run.info.start_time == int(result.started_at * 1000) and run.info.end_time == int(result.finished_at * 1000)
     assert (run.info.end_time - run.info.start_time) / 1e3 >= result.value("measured_s")
-    local = client.download_artifacts(run.info.run_id, "result.json")
+    local = client.download_artifacts(run.info.run_id, "result.json", str(tmp_path))
     assert json.load(open(local))["run_id"] == run_dirs(results_dir)[0].name
 
 

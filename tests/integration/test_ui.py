@@ -84,11 +84,11 @@ def test_ui_serves_the_logged_run_with_its_metrics(cli, results_dir):
         server.wait(timeout=30)
 
 
-def _page(url: str) -> str:
+def _page(url: str, profile: Path) -> str:
     """The page a browser with a fresh profile (no saved columns, no history) builds at `url`.
     Wide enough that the grid draws every column (it draws only those in view)."""
     browser = [
-        *headless_chromium(),
+        *headless_chromium(profile),
         "--window-size=2400,1200",
         "--virtual-time-budget=15000",
         "--dump-dom",
@@ -127,10 +127,10 @@ def test_printed_address_opens_the_runs_table_with_the_suites_columns(cli, resul
         address = re.search(r"http://\S+", printed).group(0)
         assert address.startswith(f"http://127.0.0.1:{port}/#/experiments/") and "/runs?" in address
         _wait_healthy(f"http://127.0.0.1:{port}")
-        dom = _page(address)
+        dom = _page(address, tmp_path / "browser")
         # MLflow's defaults are not what it shows: a new user's plain runs page has none of the
         # suite's columns, so this check fails without the view.
-        plain = _page(address.split("?")[0])
+        plain = _page(address.split("?")[0], tmp_path / "browser-2")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
