@@ -153,8 +153,9 @@ def _postgres_bin() -> Path | None:
 def test_team_server_with_a_real_postgresql_backend(cli, tmp_path):
     import tempfile
 
-    # The server runs as the postgres user, who cannot enter pytest's private temp folder.
-    data = Path(tempfile.mkdtemp(prefix="vgpu-bench-pg-"))
+    # The server runs as the postgres user, who cannot enter pytest's private temp folders
+    # (the session's TMPDIR is one of them): a folder of its own in /tmp, removed below.
+    data = Path(tempfile.mkdtemp(prefix="vgpu-bench-pg-", dir="/tmp"))
     shutil.chown(data, "postgres")
     bin_dir, port, pg_port = _postgres_bin(), _free_port(), _free_port()
     run = lambda command: subprocess.run(  # noqa: E731
