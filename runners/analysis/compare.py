@@ -31,8 +31,8 @@ class Row:
     baseline_throughput: float
     candidate_throughput: float
     ratio: float  # candidate / baseline throughput: < 1 is slower
-    ci_low: float
-    ci_high: float
+    ci_low: Optional[float]  # the 95% interval on the ratio; None where none holds (`reason` says why)
+    ci_high: Optional[float]
     p50_ratio: float  # candidate / baseline latency: > 1 is slower
     p99_ratio: float
     memory_diff_mb: float  # candidate - baseline
@@ -62,6 +62,11 @@ class Row:
     def run_noise_unknown(self) -> bool:
         """A side has one run and no measured run-to-run variation: the interval is too narrow."""
         return "steps only" in self.noise
+
+    @property
+    def interval_text(self) -> str:
+        """`[low, high]` of the ratio, or why there is none."""
+        return f"[{self.ci_low:.3f}, {self.ci_high:.3f}]" if self.ci_low is not None else "(no interval)"
 
     @property
     def overhead_pct(self) -> float:
@@ -214,7 +219,8 @@ def compare_runs(
         b_side, c_side = _side(store, b, b_noise), _side(store, c, c_noise)
         alternated = intervals.interleaved([r.start_time for r in b], [r.start_time for r in c])
         found = intervals.assess(b_side, c_side, tolerance, alternated)
-        ratio, low, high = found.ratio, found.low, found.high
+        # An interval that cannot hold what it claims is not shown anywhere (tables, files, plots)
+        ratio, low, high = found.ratio, *((None, None) if found.reason else (found.low, found.high))
         apart = _started_apart(b, c)
         host_memory = any(r.tags.get("memory_source") in (HOST_MEMORY, None) for r in [*b, *c])
         if apart:

@@ -71,9 +71,10 @@ def _overhead(comparison: Comparison) -> str:
     comparison = dataclasses.replace(comparison, rows=sorted(comparison.rows, key=lambda r: -r.overhead_pct))
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(comparison.rows)), 4))
     values = [r.overhead_pct for r in comparison.rows]
+    nan = float("nan")  # no whisker where no interval holds
     errors = [
-        [(r.ratio - r.ci_low) * 100 for r in comparison.rows],
-        [(r.ci_high - r.ratio) * 100 for r in comparison.rows],
+        [nan if r.ci_low is None else (r.ratio - r.ci_low) * 100 for r in comparison.rows],
+        [nan if r.ci_high is None else (r.ci_high - r.ratio) * 100 for r in comparison.rows],
     ]
     # overhead = (1 - ratio): the interval flips
     ax.bar(
@@ -102,7 +103,7 @@ def _overhead(comparison: Comparison) -> str:
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(values)), _labels(comparison), fontsize=8)
     ax.set_ylabel("overhead % (candidate slower than baseline)")
-    ax.set_title("Measured overhead with 95% confidence interval")
+    ax.set_title("Measured overhead with 95% confidence interval (none where the table gives a reason)")
     return _png(fig)
 
 

@@ -22,11 +22,13 @@ def _color(row: Row) -> str:
 
 def overhead_chart(comparison: Comparison) -> str:
     """Measured overhead % per pair (candidate slower than baseline), largest first, with its
-    95% interval as a whisker; zero is marked."""
+    95% interval as a whisker where one holds; zero is marked."""
     rows = sorted(comparison.rows, key=lambda r: -r.overhead_pct)
     if not rows:
         return "<p>No pairs.</p>"
-    spans = [(1 - r.ci_high) * 100 for r in rows] + [(1 - r.ci_low) * 100 for r in rows] + [0.0]
+    shown = [r for r in rows if r.ci_low is not None]
+    spans = [(1 - r.ci_high) * 100 for r in shown] + [(1 - r.ci_low) * 100 for r in shown]
+    spans += [r.overhead_pct for r in rows] + [0.0]
     low, high = min(spans), max(spans)
     pad = (high - low) * 0.05 or 1.0
     low, high = low - pad, high + pad
@@ -39,17 +41,24 @@ def overhead_chart(comparison: Comparison) -> str:
     parts = [f"<svg class='chart' width='{WIDTH}' height='{height}' xmlns='http://www.w3.org/2000/svg'>"]
     parts.append(f"<line x1='{x(0):.1f}' x2='{x(0):.1f}' y1='0' y2='{height - 20}' stroke='black'/>")
     for i, r in enumerate(rows):
-        y, lo, hi = i * BAR + 4, (1 - r.ci_high) * 100, (1 - r.ci_low) * 100
-        tip = f"{pair_label(r)}: overhead {r.overhead_pct:+.1f}% [{lo:+.1f}, {hi:+.1f}] {r.verdict}"
+        y = i * BAR + 4
         left, right = sorted((x(0), x(r.overhead_pct)))
+        whisker, interval = "", f"none: {r.reason}"
+        if r.ci_low is not None:
+            lo, hi = (1 - r.ci_high) * 100, (1 - r.ci_low) * 100
+            interval = f"[{lo:+.1f}, {hi:+.1f}]"
+            whisker = (
+                f"<line x1='{x(lo):.1f}' x2='{x(hi):.1f}' y1='{y + 7}' y2='{y + 7}' stroke='black'/>"
+                f"<line x1='{x(lo):.1f}' x2='{x(lo):.1f}' y1='{y + 2}' y2='{y + 12}' stroke='black'/>"
+                f"<line x1='{x(hi):.1f}' x2='{x(hi):.1f}' y1='{y + 2}' y2='{y + 12}' stroke='black'/>"
+            )
+        tip = f"{pair_label(r)}: overhead {r.overhead_pct:+.1f}%, interval {interval}, {r.verdict}"
         parts.append(
-            f"<g class='bar' data-pair='{html.escape(pair_label(r))}' data-overhead='{r.overhead_pct:.2f}'>"
-            f"<title>{html.escape(tip)}</title>"
+            f"<g class='bar' data-pair='{html.escape(pair_label(r))}' data-overhead='{r.overhead_pct:.2f}' "
+            f"data-interval='{html.escape(interval)}'><title>{html.escape(tip)}</title>"
             f"<text x='{LABEL - 6}' y='{y + 14}' text-anchor='end' font-size='11'>{html.escape(pair_label(r))}</text>"
             f"<rect x='{left:.1f}' y='{y}' width='{max(right - left, 1):.1f}' height='{BAR - 8}' fill='{_color(r)}'/>"
-            f"<line x1='{x(lo):.1f}' x2='{x(hi):.1f}' y1='{y + 7}' y2='{y + 7}' stroke='black'/>"
-            f"<line x1='{x(lo):.1f}' x2='{x(lo):.1f}' y1='{y + 2}' y2='{y + 12}' stroke='black'/>"
-            f"<line x1='{x(hi):.1f}' x2='{x(hi):.1f}' y1='{y + 2}' y2='{y + 12}' stroke='black'/></g>"
+            f"{whisker}</g>"
         )
     parts.append(
         f"<text x='{LABEL}' y='{height - 4}' font-size='11'>{low:+.1f}%</text>"
@@ -81,9 +90,7 @@ def heat_map(comparisons: list[Comparison]) -> str:
             if row is None:
                 cells.append("<td>-</td>")
                 continue
-            tip = (
-                f"{pair}, {comparison.candidate}: x{row.ratio:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}] {row.verdict}"
-            )
+            tip = f"{pair}, {comparison.candidate}: x{row.ratio:.3f} {row.interval_text} {row.verdict}"
             cells.append(
                 f"<td class='cell' data-ratio='{row.ratio:.3f}' title='{html.escape(tip)}' "
                 f"style='background:{_cell_color(row.ratio)}'>{row.ratio:.3f}</td>"

@@ -47,9 +47,7 @@ def _ratio(value: float) -> str:
 def interval_cell(row: Row) -> str:
     """The ratio and its interval; only the ratio where no verdict may rest on the interval (its
     reason is in the row)."""
-    if row.reason:
-        return f"{row.ratio:.3f} (no interval)"
-    return f"{row.ratio:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
+    return f"{row.ratio:.3f} {row.interval_text}"
 
 
 def table_cells(row: Row) -> list[str]:

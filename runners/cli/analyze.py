@@ -182,7 +182,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         for row in comparison.regressions:
             print(
                 f"REGRESSION: {row.model}/{row.workload}/{row.precision}/bs{row.batch_size}/{row.size}: "
-                f"throughput x{row.ratio:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]",
+                f"throughput x{row.ratio:.3f} {row.interval_text}",
                 file=sys.stderr,
             )
         return 1

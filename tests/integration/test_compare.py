@@ -42,6 +42,7 @@ def test_a_comparison_writes_its_tables_and_an_mlflow_run(cli, analyze, results_
     # One run a side, no measured run-to-run variation: no verdict, and the table says why.
     assert row["baseline_run_cv"] == "" and row["verdict"] == "inconclusive"
     assert "run-to-run noise unknown" in done.stdout
+    assert row["ci_low"] == row["ci_high"] == "" and "(no interval)" in done.stdout  # none holds: none shown
 
 
 def test_results_read_back_from_the_store_leave_nothing_in_the_temporary_folder(cli, results_dir, short_tmpdir):

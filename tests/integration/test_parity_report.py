@@ -80,6 +80,8 @@ def test_report_plots_render_in_a_headless_browser(cli, results_dir):
     by_label = {r.config["label"]: r.value("throughput") for r in results_of(results_dir)}
     ratio = by_label["cand"] / by_label["base"]  # one run a side: the ratio of their throughputs
     assert f'data-ratio="{ratio:.3f}"' in dom and f'data-overhead="{(1 - ratio) * 100:.2f}"' in dom
+    # one run a side: no interval holds, and the chart draws none
+    assert 'data-interval="none: run-to-run noise unknown' in dom
     for section in ("Throughput", "Latency", "Memory", "Overhead", "Numerical parity", "Environment fingerprints"):
         assert f"<h2>{section}</h2>" in dom
     assert "Engagement and parity per pair" in dom and "engaged" in dom  # both dummy sides' verdicts
