@@ -128,7 +128,8 @@ def run_loop(
     args: OverheadConfig, case: Case, plan_, device: str, folder: Path, ablation_rounds: int = 0
 ) -> dict[str, Any]:
     """The hand-written loop in a fresh process, with the worker's environment."""
-    from runners.parent.launch import run_only_env, temporary_folder, worker_env
+    from runners.parent.launch import run_only_env, worker_env
+    from runners.parent.temp_folders import temporary_folder
 
     folder.mkdir(parents=True)
     out = folder / "loop.json"

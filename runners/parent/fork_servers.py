@@ -31,6 +31,7 @@ from typing import Callable, Optional
 
 import zoo
 from runners import REPO_ROOT
+from runners.parent.temp_folders import temporary_base
 
 READY_TIMEOUT_S = 300.0  # imports on a cold, busy machine; a server that never answers is not used
 
@@ -122,7 +123,8 @@ class _FrameworkServer(_Server):
     its stdin), so it is closed only once it has none left."""
 
     def __init__(self, env: dict[str, str], framework: str, timeout_s: float):
-        self.folder = Path(tempfile.mkdtemp(prefix="vb-fork-"))  # short: a socket path has 107 bytes
+        # Short: its sockets go in it, and it is the servers' TMPDIR (a socket path has 107 bytes)
+        self.folder = Path(tempfile.mkdtemp(prefix="vb-fork-", dir=temporary_base()))
         super().__init__(str(self.folder / "s"))
         self.log = self.folder / "server.log"
         self.process: Optional[subprocess.Popen] = None

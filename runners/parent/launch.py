@@ -8,15 +8,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 import psutil
 
@@ -34,6 +32,7 @@ from runners.contracts import (
 )
 from runners.parent import fork_servers
 from runners.parent.plan import Plan
+from runners.parent.temp_folders import temporary_folder
 from runners.redact import redact_env
 
 KILL_GRACE_S = 5.0
@@ -81,32 +80,6 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
-
-
-# A socket's path holds 107 bytes, and multiprocessing puts its sockets (a DataLoader worker's)
-# at <TMPDIR>/pymp-XXXXXXXX/listener-XXXXXXXX.
-SOCKET_PATH_MAX = 107
-_SOCKET_IN_TMPDIR = len("/pymp-XXXXXXXX/listener-XXXXXXXX")
-
-
-def temporary_base() -> str:
-    """Where runs' temporary folders go: the user's temporary folder, or /tmp where a socket
-    in a folder of its would not fit (as Python 3.12's multiprocessing falls back itself)."""
-    base = tempfile.gettempdir()
-    return base if len(base) + len("/vb-XXXXXXXX") + _SOCKET_IN_TMPDIR <= SOCKET_PATH_MAX else "/tmp"
-
-
-@contextlib.contextmanager
-def temporary_folder() -> Iterator[Path]:
-    """A run's own temporary folder, its processes' TMPDIR, removed once the run has ended:
-    what they leave there (the sockets of a DataLoader's workers, which a worker ends without
-    tearing down; torchrun's logs; torch's compile caches) goes with it, and no run finds
-    another's."""
-    path = Path(tempfile.mkdtemp(prefix="vb-", dir=temporary_base()))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def run_only_env(plan: Plan, run_dir: Path, temp: Path) -> dict[str, str]:

@@ -131,8 +131,8 @@ def _run_job(hydra_context, sweep_config, task_function, singleton_state):
             job_subdir_key="hydra.sweep.subdir",
         )
     finally:
-        # A Ray worker outlives its job and runs other commands' jobs: the fork servers the job
-        # started end with it, as a command's end with the command.
+        # Ray ends a command's workers without their exit handlers, which would close the
+        # fork servers (and remove their folders): the servers a job started end with the job.
         from runners.parent import fork_servers
 
         fork_servers.servers.close()

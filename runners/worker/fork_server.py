@@ -304,6 +304,7 @@ def main(argv: list[str]) -> None:
         "framework_server_spawned_at": spawned_at,
         "framework_server_ready_s": time.time() - spawned_at,
         "framework_import_s": time.perf_counter() - started,
+        "framework_server_temp_dir": tempfile.gettempdir(),  # its folder, removed with it
     }
     serve(path, own, model_server)
 

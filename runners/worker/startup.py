@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 
 from runners.contracts import Metric
@@ -38,7 +39,9 @@ class Startup:
     def __init__(self, spawned_at: float):
         self.last = spawned_at
         self.seconds: dict[str, float] = {}
-        self.details: dict[str, object] = {}  # how a phase went: where the weights came from (build)
+        # How a phase went: where the weights came from (build); where its temporary files go
+        # (its own folder, which the parent removes after it: runners/parent/launch.py)
+        self.details: dict[str, object] = {"temp_dir": tempfile.gettempdir()}
         if forked := inherited():
             # Its imports happened once, in the server, before this run was asked for: its
             # "import" phase is the fork (and the servers' starts when this run asked for them).

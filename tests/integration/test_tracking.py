@@ -6,6 +6,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -38,8 +39,13 @@ def test_a_run_is_logged_with_params_metrics_tags_and_artifacts(cli, results_dir
     # A forked worker fed by a DataLoader's workers, which it ends without tearing them down:
     # their sockets went with the run's own temporary folder.
     [result] = results_of(results_dir)
-    assert result.details["startup"]["forked"] and result.config["workload"]["inputs"] == "loader"
+    forked = result.details["startup"]["forked"]
+    assert forked and result.config["workload"]["inputs"] == "loader"
     assert list(short_tmpdir.iterdir()) == []
+    # Its own folder, not the one its server's imports had made Python remember; the server's was its own too.
+    own, servers = Path(result.details["startup"]["temp_dir"]), Path(forked["framework_server_temp_dir"])
+    assert own.parent == servers.parent == short_tmpdir
+    assert own.name.startswith("vb-") and servers.name.startswith("vb-fork-") and own != servers
     client, runs = _runs(results_dir)
     assert len(runs) == 1
     run = runs[0]
