@@ -28,7 +28,7 @@ class TransformersLM(TorchModel):
     libraries = TRANSFORMERS_CORE
 
     def import_framework(self) -> None:
-        self.import_libraries()
+        super().import_framework()
         import transformers
 
         getattr(transformers, self.config_class), getattr(transformers, self.model_class)  # lazily loaded modules

@@ -9,9 +9,9 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-# A socket's path holds 107 bytes, and multiprocessing puts its sockets (a DataLoader worker's)
-# at <TMPDIR>/pymp-XXXXXXXX/listener-XXXXXXXX.
-SOCKET_PATH_MAX = 107
+from runners.backends.mps import SOCKET_PATH_MAX  # the kernel's limit, which the MPS pipes obey too
+
+# multiprocessing puts its sockets (a DataLoader worker's) at <TMPDIR>/pymp-XXXXXXXX/listener-XXXXXXXX
 _SOCKET_IN_TMPDIR = len("/pymp-XXXXXXXX/listener-XXXXXXXX")
 
 

@@ -28,7 +28,7 @@ class Bert(TorchModel):
     libraries = TRANSFORMERS_CORE  # one fork server with the other transformers entries
 
     def import_framework(self):
-        self.import_libraries()
+        super().import_framework()
         from transformers import BertConfig, BertForSequenceClassification  # noqa: F401  (the lazy module loads them)
 
     def build(self, shape=None):
